@@ -1,0 +1,159 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NbpEngine.Cli.IO;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Loader.Safetensors;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Runtime.Sampling;
+
+namespace NbpEngine.Cli;
+
+/// <summary>
+/// <c>nbp-run</c>: generate tokens from a prompt. A thin client of <see cref="NbpModel"/> and
+/// <see cref="NbpSession"/>; everything it does a host can do through the same API.
+/// </summary>
+public static class GenerateCommand
+{
+    public static RootCommand Build()
+    {
+        var weights = new Option<string>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)", Required = true };
+        var promptTokens = new Option<string>("--prompt-tokens") { Description = "file of whitespace-separated model-vocabulary ids fed in the prefill", Required = true };
+        var tokensOut = new Option<string>("--tokens-out") { Description = "file for the generated ids (middle-bos removed)", Required = true };
+        var steps = new Option<int?>("--steps") { Description = "forward steps (default: one whole clip)" };
+        var blockSize = new Option<int?>("--block-size") { Description = "tokens per step B (default: token_number_per_step; 1 = NTP)" };
+        var mode = new Option<string?>("--mode") { Description = "frame | hybrid (default: hybrid when the checkpoint says so)" };
+        mode.AcceptOnlyFromAmong("frame", "hybrid");
+        var condLength = new Option<int?>("--cond-length") { Description = "condition prefix length L" };
+        var greedy = new Option<bool>("--greedy") { Description = "argmax decoding" };
+        var topK = new Option<int?>("--top-k") { Description = "keep logits >= the k-th largest (0 = off; default 16000)" };
+        var topP = new Option<float?>("--top-p") { Description = "nucleus mass (1 = off; default 0.9)" };
+        var temperature = new Option<float?>("--temperature") { Description = "logit divisor (default 1)" };
+        var seed = new Option<ulong>("--seed") { Description = "random seed; same seed, input and backend give the same tokens", DefaultValueFactory = _ => 0 };
+        var logitsOut = new Option<string?>("--logits-out") { Description = "write the step-0 logits, float32 [rows, vocab], as .npy" };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
+        var backend = new Option<string>("--backend") { Description = "cpu | auto", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("cpu", "auto");
+        var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
+        var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
+        // Config overrides (MODEL.md §2: the CLI can override any metadata value).
+        var nHead = new Option<int?>("--n-head") { Description = "override n_head" };
+        var modelBlock = new Option<int?>("--token-number-per-step") { Description = "override the checkpoint's token_number_per_step" };
+        var videoVocab = new Option<int?>("--vocab-size") { Description = "override the video vocabulary size (metadata vocab_size)" };
+        var hybrid = new Option<bool?>("--hybrid") { Description = "override the hybrid flag" };
+        var condTokens = new Option<int?>("--cond-token-num") { Description = "override cond_token_num" };
+        var resolution = new Option<int?>("--resolution") { Description = "override resolution" };
+        var sequenceLength = new Option<int?>("--sequence-length") { Description = "override sequence_length (frames per clip)" };
+
+        var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
+        {
+            weights, promptTokens, tokensOut, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
+            logitsOut, threads, backend, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
+        };
+        root.SetAction(async (parse, ct) =>
+        {
+            try
+            {
+                bool anySampling = parse.GetValue(topK) is not null || parse.GetValue(topP) is not null || parse.GetValue(temperature) is not null;
+                if (parse.GetValue(greedy) && anySampling) throw new CliInputException("--greedy cannot be combined with --top-k, --top-p or --temperature");
+                var sampling = parse.GetValue(greedy)
+                    ? SamplingSettings.GreedyDecoding
+                    : new SamplingSettings(false, parse.GetValue(temperature) ?? 1f, parse.GetValue(topK) ?? 16000, parse.GetValue(topP) ?? 0.9f);
+                var options = new Options(
+                    parse.GetValue(weights)!, parse.GetValue(promptTokens)!, parse.GetValue(tokensOut)!, parse.GetValue(logitsOut), parse.GetValue(statsJson),
+                    new ModelConfigOverrides
+                    {
+                        HeadCount = parse.GetValue(nHead), BlockSize = parse.GetValue(modelBlock), VideoVocabSize = parse.GetValue(videoVocab),
+                        Hybrid = parse.GetValue(hybrid), CondTokenCount = parse.GetValue(condTokens), Resolution = parse.GetValue(resolution),
+                        SequenceLength = parse.GetValue(sequenceLength),
+                    },
+                    parse.GetValue(mode) switch { "frame" => GenerationMode.Frame, "hybrid" => GenerationMode.Hybrid, _ => null },
+                    parse.GetValue(blockSize), parse.GetValue(condLength), parse.GetValue(steps), sampling, parse.GetValue(seed),
+                    parse.GetValue(threads), parse.GetValue(backend) == "cpu" ? BackendKind.Cpu : BackendKind.Auto, parse.GetValue(quiet));
+                return await RunAsync(options, ct);
+            }
+            catch (Exception e) when (IsInputError(e))
+            {
+                Console.Error.WriteLine($"nbp-run: error: {e.Message}");
+                return 2;
+            }
+        });
+        return root;
+    }
+
+    private static bool IsInputError(Exception e) => e is CliInputException or SafetensorsFormatException or ModelConfigException
+        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentOutOfRangeException;
+
+    private sealed record Options(string Weights, string PromptTokens, string TokensOut, string? LogitsOut, string? StatsJson,
+        ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
+        ulong Seed, int? Threads, BackendKind Backend, bool Quiet);
+
+    private static async Task<int> RunAsync(Options o, CancellationToken ct)
+    {
+        if (o.Threads is < 1) throw new CliInputException($"--threads must be >= 1, found {o.Threads}");
+        var prompt = TokenFile.Read(o.PromptTokens);
+        using var loggers = new StderrLoggerFactory(LogLevel.Information);
+        var clock = Stopwatch.StartNew();
+        using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers }, null, ct);
+        double loadSeconds = clock.Elapsed.TotalSeconds;
+        var cfg = model.Config;
+        Console.Error.WriteLine($"nbp-run: {o.Weights}: {cfg.LayerCount} layers, {cfg.HeadCount} heads, C = {cfg.EmbeddingSize}, V = {cfg.VocabSize}, " +
+                                $"P = {cfg.PositionCount}, B = {cfg.BlockSize}{(cfg.Hybrid ? ", hybrid" : "")} (loaded in {loadSeconds:F2} s)");
+
+        var request = new GenerationRequest
+        {
+            Prompt = prompt, Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,
+        };
+        var plan = GenerationPlan.Resolve(request, cfg);
+        using var session = model.CreateSession(new SessionOptions
+        {
+            Backend = o.Backend, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
+        });
+        var generator = session.CreateGenerator(request);
+        Console.Error.WriteLine($"nbp-run: {plan.Mode} generation on {session.BackendName}: prompt {plan.PromptLength}, B = {plan.BlockSize}, " +
+                                $"{plan.Steps} steps, {plan.TokenCount} tokens, {o.Sampling}, seed {o.Seed}");
+
+        var tokens = new int[plan.TokenCount];
+        int written = 0;
+        double prefillSeconds = 0;
+        clock.Restart();
+        while (!generator.IsComplete)
+        {
+            ct.ThrowIfCancellationRequested();
+            written += generator.Step(tokens.AsSpan(written));
+            if (generator.StepIndex == 1)
+            {
+                prefillSeconds = clock.Elapsed.TotalSeconds;
+                if (o.LogitsOut is not null) WriteLogits(session, cfg.VocabSize, o.LogitsOut);
+            }
+            if (!o.Quiet) Console.Error.WriteLine($"nbp-run: step {generator.StepIndex}/{plan.Steps}: {written}/{plan.TokenCount} tokens, {clock.Elapsed.TotalSeconds:F2} s");
+        }
+        double total = clock.Elapsed.TotalSeconds;
+        TokenFile.Write(o.TokensOut, tokens, plan.BlockSize);
+        Console.Error.WriteLine($"nbp-run: {written} tokens in {plan.Steps} steps: prefill {prefillSeconds:F3} s, steps {total - prefillSeconds:F3} s, " +
+                                $"total {total:F3} s, {written / total:F1} tokens/s -> {o.TokensOut}");
+        if (o.StatsJson is not null)
+        {
+            var stats = new Dictionary<string, object>
+            {
+                ["backend"] = session.BackendName, ["block_size"] = plan.BlockSize, ["steps"] = plan.Steps, ["tokens"] = written,
+                ["threads"] = o.Threads ?? Environment.ProcessorCount, ["load_seconds"] = loadSeconds, ["prefill_seconds"] = prefillSeconds,
+                ["step_seconds"] = total - prefillSeconds, ["total_seconds"] = total,
+            };
+            await File.WriteAllTextAsync(o.StatsJson, JsonSerializer.Serialize(stats), ct);
+        }
+        return 0;
+    }
+
+    private static void WriteLogits(NbpSession session, int vocab, string path)
+    {
+        var logits = new float[(long)session.LogitRows * vocab];
+        session.CopyLogits(logits);
+        NpyWriter.WriteFloat32(path, logits, session.LogitRows, vocab);
+        Console.Error.WriteLine($"nbp-run: step-0 logits [{session.LogitRows}, {vocab}] -> {path}");
+    }
+}

@@ -1,0 +1,101 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Loader.Safetensors;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Cpu;
+
+namespace NbpEngine.Runtime.Api;
+
+/// <summary>Load-time options; fixed for the life of the model.</summary>
+public sealed record NbpModelOptions
+{
+    public ModelConfigOverrides Overrides { get; init; } = new();
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+}
+
+/// <summary>
+/// An NBP transformer loaded once: immutable, thread-safe, shared by any number of
+/// <see cref="NbpSession"/>s. The model owns its weights (and the file mapping); dispose it after
+/// every session made from it.
+/// </summary>
+public sealed class NbpModel : IDisposable
+{
+    private readonly TransformerWeights _weights;
+    private readonly Lazy<CpuBackend> _cpu;
+    private readonly ILogger _logger;
+
+    public ModelConfig Config => _weights.Config;
+    public string SourcePath { get; }
+    /// <summary>Parameters in the transformer (weights mapped or converted).</summary>
+    public long ParameterCount => _weights.ParameterCount;
+
+    private NbpModel(TransformerWeights weights, string path, ILogger logger)
+    {
+        _weights = weights;
+        SourcePath = path;
+        _logger = logger;
+        _cpu = new Lazy<CpuBackend>(() => new CpuBackend(_weights));
+    }
+
+    /// <summary>Opens, validates and maps a safetensors checkpoint (MODEL.md §2).</summary>
+    public static Task<NbpModel> LoadAsync(string path, NbpModelOptions? options = null, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new NbpModelOptions();
+        var logger = options.LoggerFactory.CreateLogger("NbpEngine.Loader");
+        return Task.Run(() =>
+        {
+            var file = SafetensorsFile.Open(path);
+            try
+            {
+                var config = ModelConfigReader.Read(file, options.Overrides, logger);
+                var weights = TransformerWeights.Load(file, config, logger, progress, cancellationToken);
+                return new NbpModel(weights, path, logger);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }, cancellationToken);
+    }
+
+    /// <summary>A new session with its own KV cache. Dispose it before the model.</summary>
+    public NbpSession CreateSession(SessionOptions? options = null)
+    {
+        options ??= new SessionOptions();
+        var backend = ResolveBackend(options.Backend);
+        int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
+        int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
+        int threads = options.Threads ?? Environment.ProcessorCount;
+        var session = backend.CreateSession(capacity, capacity, maxLogitRows, threads);
+        return new NbpSession(this, session, backend.Name);
+    }
+
+    private IComputeBackend ResolveBackend(BackendKind kind)
+    {
+        switch (kind)
+        {
+            case BackendKind.Cpu:
+                return _cpu.Value;
+            case BackendKind.Auto:
+                return _cpu.Value; // the only backend until the ILGPU one lands
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown backend");
+        }
+    }
+
+    public void Dispose() => _weights.Dispose();
+}
+
+/// <summary>Per-session options, fixed when the session is created.</summary>
+public sealed record SessionOptions
+{
+    public BackendKind Backend { get; init; } = BackendKind.Auto;
+    /// <summary>CPU threads; default all cores.</summary>
+    public int? Threads { get; init; }
+    /// <summary>KV cache positions; default one clip (video tokens + condition + one block), at most the model's positions.</summary>
+    public int? Capacity { get; init; }
+    /// <summary>Largest block size a generation will use; default the checkpoint's token_number_per_step.</summary>
+    public int? MaxBlockSize { get; init; }
+}

@@ -1,0 +1,91 @@
+using System.Runtime.CompilerServices;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+
+namespace NbpEngine.Runtime.Api;
+
+/// <summary>One block of generated tokens, as streamed by <see cref="NbpSession.GenerateAsync"/>.</summary>
+/// <param name="Step">forward step that produced it</param>
+/// <param name="FirstIndex">index of its first token among all generated tokens</param>
+/// <param name="Tokens">model-vocabulary ids</param>
+public sealed record GeneratedBlock(int Step, int FirstIndex, int[] Tokens);
+
+/// <summary>Progress after each step.</summary>
+public readonly record struct GenerationProgress(int Step, int Steps, int Tokens, int TotalTokens);
+
+/// <summary>
+/// One generation stream: owns its KV cache (allocated when the session is created). One generation
+/// at a time; make a session per concurrent stream. Dispose it before its model.
+/// </summary>
+public sealed class NbpSession : IDisposable
+{
+    private readonly NbpModel _model;
+    private readonly IBackendSession _backend;
+
+    public string BackendName { get; }
+    public int Capacity => _backend.Capacity;
+
+    internal NbpSession(NbpModel model, IBackendSession backend, string backendName)
+    {
+        _model = model;
+        _backend = backend;
+        BackendName = backendName;
+    }
+
+    /// <summary>Validates <paramref name="request"/> against the model and this session.</summary>
+    public GenerationPlan Plan(GenerationRequest request)
+    {
+        var plan = GenerationPlan.Resolve(request, _model.Config);
+        if (plan.PositionsNeeded > Capacity)
+            throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, this session's KV cache holds {Capacity}; create the session with a larger Capacity");
+        return plan;
+    }
+
+    /// <summary>Step-level control: the allocation-free path for latency-critical hosts.</summary>
+    public Generator CreateGenerator(GenerationRequest request) => new(_backend, Plan(request), request);
+
+    /// <summary>Runs the whole generation into <paramref name="destination"/> (at least plan.TokenCount long); returns the token count.</summary>
+    public int Generate(GenerationRequest request, Span<int> destination, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var generator = CreateGenerator(request);
+        var plan = generator.Plan;
+        if (destination.Length < plan.TokenCount)
+            throw new ArgumentException($"destination holds {destination.Length} tokens, the generation produces {plan.TokenCount}", nameof(destination));
+        int written = 0;
+        while (!generator.IsComplete)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            written += generator.Step(destination[written..]);
+            progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
+        }
+        return written;
+    }
+
+    /// <summary>Streams the generation block by block; each step runs on the thread pool.</summary>
+    public async IAsyncEnumerable<GeneratedBlock> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var generator = CreateGenerator(request);
+        var plan = generator.Plan;
+        int written = 0;
+        var buffer = new int[plan.BlockSize];
+        while (!generator.IsComplete)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int step = generator.StepIndex;
+            int count = await Task.Run(() => generator.Step(buffer), cancellationToken).ConfigureAwait(false);
+            var block = new GeneratedBlock(step, written, buffer.AsSpan(0, count).ToArray());
+            written += count;
+            progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
+            yield return block;
+        }
+    }
+
+    /// <summary>Rows of logits the last step sampled from ([rows, vocab] after <see cref="CopyLogits"/>).</summary>
+    public int LogitRows => _backend.LogitRows;
+
+    /// <summary>Copies the logits the last step sampled from, [LogitRows, vocab].</summary>
+    public void CopyLogits(Span<float> destination) => _backend.CopyLogits(destination);
+
+    public void Dispose() => _backend.Dispose();
+}
