@@ -87,5 +87,11 @@ public sealed class NbpSession : IDisposable
     /// <summary>Copies the logits the last step sampled from, [LogitRows, vocab].</summary>
     public void CopyLogits(Span<float> destination) => _backend.CopyLogits(destination);
 
+    /// <summary>
+    /// Managed bytes allocated by the session's own worker threads so far. Together with the caller's
+    /// GC.GetAllocatedBytesForCurrentThread it shows whether a step allocated anything.
+    /// </summary>
+    public long WorkerAllocatedBytes => _backend.OwnThreadsAllocatedBytes;
+
     public void Dispose() => _backend.Dispose();
 }

@@ -39,6 +39,9 @@ public interface IBackendSession : IDisposable
     /// <summary>Rows of logits the last <see cref="Forward"/> produced.</summary>
     int LogitRows { get; }
 
+    /// <summary>Managed bytes allocated so far by threads the session owns (not the caller's); for allocation checks.</summary>
+    long OwnThreadsAllocatedBytes { get; }
+
     /// <summary>Empties the cache (no memory is released).</summary>
     void Reset();
 

@@ -79,6 +79,8 @@ public sealed unsafe class CpuBackendSession : IBackendSession
         _sample = new SampleJob(scaled, keys);
     }
 
+    public long OwnThreadsAllocatedBytes => _pool.HelperAllocatedBytes;
+
     public void Reset()
     {
         Length = 0;

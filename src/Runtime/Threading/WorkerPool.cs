@@ -24,6 +24,7 @@ public sealed class WorkerPool : IDisposable
     private int _running;
     private volatile bool _stopping;
     private ExceptionDispatchInfo? _failure;
+    private readonly long[] _helperAllocatedBytes;
 
     public int ThreadCount { get; }
 
@@ -33,6 +34,7 @@ public sealed class WorkerPool : IDisposable
         ThreadCount = threadCount;
         _threads = new Thread[threadCount - 1];
         _wake = new SemaphoreSlim[threadCount - 1];
+        _helperAllocatedBytes = new long[threadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new SemaphoreSlim(0);
@@ -89,7 +91,22 @@ public sealed class WorkerPool : IDisposable
             wake.Wait();
             if (_stopping) return;
             Drain(worker);
+            Volatile.Write(ref _helperAllocatedBytes[worker - 1], GC.GetAllocatedBytesForCurrentThread());
             if (Interlocked.Decrement(ref _running) == 0) _done.Set();
+        }
+    }
+
+    /// <summary>
+    /// Managed bytes the helper threads have allocated in their lifetime, as of their last dispatch.
+    /// With the caller's GC.GetAllocatedBytesForCurrentThread this accounts for every thread of a step.
+    /// </summary>
+    public long HelperAllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            for (int i = 0; i < _helperAllocatedBytes.Length; i++) sum += Volatile.Read(ref _helperAllocatedBytes[i]);
+            return sum;
         }
     }
 

@@ -1,0 +1,104 @@
+using NbpEngine.Cli;
+using NbpEngine.Tests.Support;
+
+namespace NbpEngine.Tests;
+
+[CollectionDefinition(nameof(ConsoleCollection), DisableParallelization = true)]
+public sealed class ConsoleCollection;
+
+/// <summary>nbp-run's contract: outputs, and a non-zero exit with a one-line reason on bad input.</summary>
+[Collection(nameof(ConsoleCollection))]
+public class CliTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    private static async Task<(int Code, string Stderr)> Run(params string[] args)
+    {
+        var previous = Console.Error;
+        var capture = new StringWriter();
+        Console.SetError(capture);
+        try
+        {
+            int code = await GenerateCommand.Build().Parse(args).InvokeAsync();
+            return (code, capture.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
+
+    private string[] Base(string model = "frame_model.safetensors", string prompt = "frame_prompt.txt") =>
+        ["--weights", Fixtures.PathOf(model), "--prompt-tokens", Fixtures.PathOf(prompt), "--tokens-out", _dir.File("out.txt"), "--quiet"];
+
+    [Fact]
+    public async Task WritesTheGeneratedTokensAndTheStepZeroLogits()
+    {
+        var (code, stderr) = await Run([.. Base(), "--greedy", "--block-size", "4", "--steps", "48", "--logits-out", _dir.File("l.npy"), "--threads", "2"]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Fixtures.Tokens("frame_b4_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+        var (data, shape) = Fixtures.Npy(_dir.File("l.npy"));
+        Assert.Equal(new[] { 4, 500 }, shape);
+        Assert.Equal(2000, data.Length);
+    }
+
+    [Fact]
+    public async Task DefaultsComeFromTheCheckpoint()
+    {
+        // hybrid checkpoint: mode hybrid, B = 4, one clip of 32 tokens in 11 steps
+        var (code, stderr) = await Run([.. Base("hybrid_model.safetensors", "hybrid_prompt.txt"), "--greedy"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("Hybrid generation", stderr);
+        Assert.Contains("11 steps", stderr);
+        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+    }
+
+    public static TheoryData<string[], string> BadInputs => new()
+    {
+        { ["--weights", "/nonexistent/model.safetensors"], "not found" },
+        { ["--greedy", "--top-k", "5"], "--greedy cannot be combined" },
+        { ["--block-size", "0"], "block size" },
+        { ["--steps", "1000"], "positions" },
+        { ["--top-p", "1.5"], "top-p" },
+        { ["--temperature", "0"], "temperature" },
+        { ["--mode", "hybrid"], "bov" },
+        { ["--threads", "0"], "--threads" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public async Task BadInputExitsNonZeroWithOneLineReason(string[] extra, string reason)
+    {
+        // an option given in extra replaces the base one (a single-valued option may appear once)
+        var args = Base().ToList();
+        for (int i = 0; i + 1 < extra.Length; i++)
+        {
+            int at = args.IndexOf(extra[i]);
+            if (at >= 0 && extra[i] == "--weights") args.RemoveRange(at, 2);
+        }
+        var (code, stderr) = await Run([.. args, .. extra]);
+        Assert.NotEqual(0, code);
+        var errorLines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains("error")).ToList();
+        Assert.True(errorLines.Count == 1, stderr);
+        Assert.Contains(reason, errorLines[0]);
+    }
+
+    [Fact]
+    public async Task ABadTokenFileIsNamedWithThePosition()
+    {
+        File.WriteAllText(_dir.File("p.txt"), "1 2 x 4");
+        var (code, stderr) = await Run("--weights", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", _dir.File("p.txt"), "--tokens-out", _dir.File("o.txt"));
+        Assert.Equal(2, code);
+        Assert.Contains("p.txt: token 2 is 'x'", stderr);
+    }
+
+    [Fact]
+    public async Task AnOutOfVocabularyPromptIdIsRejected()
+    {
+        File.WriteAllText(_dir.File("p.txt"), string.Join(' ', Enumerable.Repeat("7", 15)) + " 500");
+        var (code, stderr) = await Run("--weights", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", _dir.File("p.txt"), "--tokens-out", _dir.File("o.txt"));
+        Assert.Equal(2, code);
+        Assert.Contains("prompt id 500 is outside the model vocabulary [0, 500)", stderr);
+    }
+}

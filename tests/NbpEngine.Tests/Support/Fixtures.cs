@@ -1,0 +1,39 @@
+using System.Text.Json;
+
+namespace NbpEngine.Tests.Support;
+
+/// <summary>The committed PyTorch fixtures (tests/fixtures, made by tools/reference/make_fixtures.py).</summary>
+public static class Fixtures
+{
+    public const string Regenerate = "/usr/bin/python3 tools/reference/make_fixtures.py";
+    public static string Directory => Path.Combine(AppContext.BaseDirectory, "fixtures");
+    public static string PathOf(string name) => Path.Combine(Directory, name);
+
+    public sealed record Case(string Name, string Model, string Prompt, string Mode, int BlockSize, int Steps, int CondLength);
+
+    public static Case Get(string name)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(PathOf("fixtures.json")));
+        var c = doc.RootElement.GetProperty("cases").GetProperty(name);
+        return new Case(name, c.GetProperty("model").GetString()!, c.GetProperty("prompt").GetString()!, c.GetProperty("mode").GetString()!,
+            c.GetProperty("block_size").GetInt32(), c.GetProperty("steps").GetInt32(), c.GetProperty("cond_length").GetInt32());
+    }
+
+    public static int[] Tokens(string file) =>
+        File.ReadAllText(PathOf(file)).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+
+    /// <summary>Reads a float32 little-endian C-order .npy; returns data and shape.</summary>
+    public static (float[] Data, int[] Shape) Npy(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        int headerLength = BitConverter.ToUInt16(bytes, 8);
+        string header = System.Text.Encoding.ASCII.GetString(bytes, 10, headerLength);
+        if (!header.Contains("'<f4'") || header.Contains("'fortran_order': True")) throw new InvalidDataException($"{path}: expected C-order float32, header {header}");
+        int open = header.IndexOf("'shape': (", StringComparison.Ordinal) + 10;
+        int close = header.IndexOf(')', open);
+        var shape = header[open..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+        var data = new float[(bytes.Length - 10 - headerLength) / 4];
+        Buffer.BlockCopy(bytes, 10 + headerLength, data, 0, data.Length * 4);
+        return (data, shape);
+    }
+}
