@@ -10,6 +10,7 @@ float32, so greedy tokens are robust to fp32 rounding differences between implem
 """
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -21,7 +22,9 @@ import safetensors_io  # noqa: E402
 
 FIXTURE_VERSION = 1
 MIN_GAP = 2e-3
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+OUT = os.path.join(ROOT, "tests", "fixtures")
+DEMO = os.path.join(ROOT, "weights", "demo")  # README's first command runs on these
 REGENERATE = "/usr/bin/python3 tools/reference/make_fixtures.py"
 
 
@@ -137,6 +140,9 @@ def main():
                 "min_top2_gap": round(gap, 5),
             }
             print(f"{case['name']}: {len(tokens)} tokens, weight seed {seed}, min top-2 gap {gap:.4f}")
+    os.makedirs(DEMO, exist_ok=True)
+    shutil.copyfile(os.path.join(OUT, frame["file"]), os.path.join(DEMO, "demo-frame.safetensors"))
+    shutil.copyfile(os.path.join(OUT, "frame_prompt.txt"), os.path.join(DEMO, "demo-prompt.txt"))
     with open(os.path.join(OUT, "fixtures.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -9,27 +9,28 @@ _NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}
 
 
 def save(path, tensors, metadata=None):
-    """tensors: dict name -> numpy array (float32 / float16) or ('BF16', uint16 array)."""
-    header, blobs, offset = {}, [], 0
+    """tensors: dict name -> numpy array (float32 / float16) or ('BF16', uint16 array).
+    Streams each tensor to disk, so multi-GB checkpoints need no second copy in memory."""
+    header, arrays, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, value in tensors.items():
         if isinstance(value, tuple):
             dtype, arr = value
         else:
-            arr = np.ascontiguousarray(value)
-            dtype = _NAMES[arr.dtype]
-        data = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+            arr = value
+            dtype = _NAMES[np.dtype(arr.dtype)]
+        arr = np.ascontiguousarray(arr)
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        arrays.append(arr)
+        offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * ((8 - len(raw) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        for blob in blobs:
-            f.write(blob)
+        for arr in arrays:
+            arr.tofile(f)
 
 
 def load(path):

@@ -23,10 +23,9 @@ public sealed class Generator
     public int StepIndex { get; private set; }
     public bool IsComplete => StepIndex >= Plan.Steps;
 
-    public Generator(IBackendSession session, GenerationPlan plan, GenerationRequest request)
+    /// <summary>Made by <see cref="Api.NbpSession.CreateGenerator"/>, which checks the plan against the session.</summary>
+    internal Generator(IBackendSession session, GenerationPlan plan, GenerationRequest request)
     {
-        if (plan.PositionsNeeded > session.Capacity)
-            throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, the session's KV cache holds {session.Capacity}");
         _session = session;
         _request = request;
         Plan = plan;
