@@ -17,7 +17,9 @@ public sealed class WorkerPool : IDisposable
 {
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _wake;
-    private readonly ManualResetEventSlim _done = new(false);
+    // A SemaphoreSlim, not a ManualResetEventSlim: the latter allocates its lock object lazily the first
+    // time a wait really blocks, which can happen long after warm-up and breaks allocation-free steps.
+    private readonly SemaphoreSlim _done = new(0);
     private IParallelWork? _work;
     private int _taskCount;
     private int _nextTask;
@@ -58,12 +60,11 @@ public sealed class WorkerPool : IDisposable
         _taskCount = taskCount;
         _nextTask = 0;
         _failure = null;
-        _done.Reset();
         _running = helpers;
         for (int i = 0; i < helpers; i++) _wake[i].Release();
         Drain(0);
-        // Short spin first: the helpers usually finish within microseconds of us.
-        if (!_done.IsSet) _done.Wait();
+        _done.Wait(); // spins briefly before blocking: helpers usually finish within microseconds of us
+
         _work = null;
         _failure?.Throw();
     }
@@ -92,7 +93,7 @@ public sealed class WorkerPool : IDisposable
             if (_stopping) return;
             Drain(worker);
             Volatile.Write(ref _helperAllocatedBytes[worker - 1], GC.GetAllocatedBytesForCurrentThread());
-            if (Interlocked.Decrement(ref _running) == 0) _done.Set();
+            if (Interlocked.Decrement(ref _running) == 0) _done.Release();
         }
     }
 
