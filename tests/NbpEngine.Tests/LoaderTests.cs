@@ -164,7 +164,21 @@ public class LoaderTests : IDisposable
     public void MetadataValueThatIsNotAString() => Rejects(WriteRaw("""{"__metadata__":{"n_head":4}}""", 0),
         SafetensorsHeader.Rules.Metadata, "n_head");
 
-    /// <summary>Random byte flips and truncations of a real checkpoint: a clear format error or a clean load, never a crash.</summary>
+    /// <summary>A header length just under the 100 MB limit in a 100-byte file is rejected before anything that size is allocated.</summary>
+    [Fact]
+    public void AClaimedHeaderLengthIsNeverAllocatedBeforeItIsChecked()
+    {
+        string path = _dir.File("claims.safetensors");
+        var bytes = new byte[100];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, 99_999_999);
+        File.WriteAllBytes(path, bytes);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Rejects(path, SafetensorsHeader.Rules.HeaderLength, "99999999");
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "rejecting the file allocated a megabyte or more");
+    }
+
+    /// <summary>Random byte flips and truncations of a real checkpoint: a clear format error or a clean load, never a crash,
+    /// and never more managed memory than the file's size (plus parser bookkeeping).</summary>
     [Fact]
     public void CorruptedAndTruncatedFilesNeverCrash()
     {
@@ -180,6 +194,7 @@ public class LoaderTests : IDisposable
                 for (int flips = 0; flips < 1 + trial % 4; flips++)
                     bytes[rng.Next(0, Math.Min(bytes.Length, headerEnd + 16))] = (byte)rng.Next(256);
             File.WriteAllBytes(path, bytes);
+            long before = GC.GetAllocatedBytesForCurrentThread();
             try
             {
                 SafetensorsFile.Open(path).Dispose();
@@ -187,6 +202,8 @@ public class LoaderTests : IDisposable
             catch (SafetensorsFormatException)
             {
             }
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.True(allocated <= bytes.Length + (256 << 10), $"trial {trial}: {allocated} bytes allocated for a {bytes.Length}-byte file");
         }
     }
 
