@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NbpEngine.Cli.IO;
+using NbpEngine.Kernels.Device;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Api;
@@ -36,8 +37,10 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "random seed; same seed, input and backend give the same tokens", DefaultValueFactory = _ => 0 };
         var logitsOut = new Option<string?>("--logits-out") { Description = "write the step-0 logits, float32 [rows, vocab], as .npy" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
-        var backend = new Option<string>("--backend") { Description = "cpu | auto", DefaultValueFactory = _ => "auto" };
-        backend.AcceptOnlyFromAmong("cpu", "auto");
+        var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto (CUDA when present, else cpu)", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
+        var deviceWeights = new Option<string>("--device-weights") { Description = "weight storage on an ILGPU device: f32 | f16 | bf16", DefaultValueFactory = _ => "f32" };
+        deviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
         var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
         // Config overrides (MODEL.md §2: the CLI can override any metadata value).
@@ -52,7 +55,7 @@ public static class GenerateCommand
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
             weights, promptTokens, tokensOut, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
-            logitsOut, threads, backend, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
+            logitsOut, threads, backend, deviceWeights, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
         root.SetAction(async (parse, ct) =>
         {
@@ -73,7 +76,10 @@ public static class GenerateCommand
                     },
                     parse.GetValue(mode) switch { "frame" => GenerationMode.Frame, "hybrid" => GenerationMode.Hybrid, _ => null },
                     parse.GetValue(blockSize), parse.GetValue(condLength), parse.GetValue(steps), sampling, parse.GetValue(seed),
-                    parse.GetValue(threads), parse.GetValue(backend) == "cpu" ? BackendKind.Cpu : BackendKind.Auto, parse.GetValue(quiet));
+                    parse.GetValue(threads),
+                    parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
+                    parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
+                    parse.GetValue(quiet));
                 return await RunAsync(options, ct);
             }
             catch (Exception e) when (IsInputError(e))
@@ -86,11 +92,12 @@ public static class GenerateCommand
     }
 
     private static bool IsInputError(Exception e) => e is CliInputException or SafetensorsFormatException or ModelConfigException
-        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentOutOfRangeException;
+        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentOutOfRangeException or NotSupportedException
+        or InvalidOperationException;
 
     private sealed record Options(string Weights, string PromptTokens, string TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
-        ulong Seed, int? Threads, BackendKind Backend, bool Quiet);
+        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool Quiet);
 
     private static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
@@ -111,7 +118,7 @@ public static class GenerateCommand
         var plan = GenerationPlan.Resolve(request, cfg);
         using var session = model.CreateSession(new SessionOptions
         {
-            Backend = o.Backend, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
+            Backend = o.Backend, DeviceWeights = o.DeviceWeights, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
         });
         var generator = session.CreateGenerator(request);
         Console.Error.WriteLine($"nbp-run: {plan.Mode} generation on {session.BackendName}: prompt {plan.PromptLength}, B = {plan.BlockSize}, " +

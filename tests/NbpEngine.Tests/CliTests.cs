@@ -44,6 +44,15 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task TheIlgpuCpuBackendReproducesTheFixture()
+    {
+        var (code, stderr) = await Run([.. Base("hybrid_model.safetensors", "hybrid_prompt.txt"), "--greedy", "--backend", "ilgpu-cpu"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("on ilgpu-cpu", stderr);
+        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+    }
+
+    [Fact]
     public async Task DefaultsComeFromTheCheckpoint()
     {
         // hybrid checkpoint: mode hybrid, B = 4, one clip of 32 tokens in 11 steps

@@ -4,6 +4,8 @@ using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Cpu;
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
 
 namespace NbpEngine.Runtime.Api;
 
@@ -23,6 +25,7 @@ public sealed class NbpModel : IDisposable
 {
     private readonly TransformerWeights _weights;
     private readonly Lazy<CpuBackend> _cpu;
+    private readonly Dictionary<(BackendKind, WeightStorage), IComputeBackend> _devices = new();
     private readonly ILogger _logger;
 
     public ModelConfig Config => _weights.Config;
@@ -64,7 +67,7 @@ public sealed class NbpModel : IDisposable
     public NbpSession CreateSession(SessionOptions? options = null)
     {
         options ??= new SessionOptions();
-        var backend = ResolveBackend(options.Backend);
+        var backend = ResolveBackend(options.Backend, options.DeviceWeights);
         int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
@@ -72,20 +75,38 @@ public sealed class NbpModel : IDisposable
         return new NbpSession(this, session, backend.Name);
     }
 
-    private IComputeBackend ResolveBackend(BackendKind kind)
+    private IComputeBackend ResolveBackend(BackendKind kind, WeightStorage storage)
     {
-        switch (kind)
+        if (kind == BackendKind.Auto)
         {
-            case BackendKind.Cpu:
-                return _cpu.Value;
-            case BackendKind.Auto:
-                return _cpu.Value; // the only backend until the ILGPU one lands
-            default:
-                throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown backend");
+            kind = IlgpuDevice.CudaAvailable() ? BackendKind.Cuda : BackendKind.Cpu;
+            _logger.LogInformation("backend auto: {Kind}", kind);
+        }
+        if (kind == BackendKind.Cpu)
+        {
+            if (storage != WeightStorage.F32) _logger.LogInformation("the CPU backend computes with the checkpoint's weights as loaded (fp32); device weight storage {Storage} ignored", storage);
+            return _cpu.Value;
+        }
+        var device = kind switch
+        {
+            BackendKind.Cuda => IlgpuDeviceKind.Cuda,
+            BackendKind.IlgpuCpu => IlgpuDeviceKind.Cpu,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown backend"),
+        };
+        // One upload of the weights per device and storage, shared by all sessions of this model.
+        lock (_devices)
+        {
+            if (!_devices.TryGetValue((kind, storage), out var backend))
+                _devices[(kind, storage)] = backend = IlgpuBackend.Create(device, _weights, storage);
+            return backend;
         }
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        foreach (var backend in _devices.Values) backend.Dispose();
+        _weights.Dispose();
+    }
 }
 
 /// <summary>Per-session options, fixed when the session is created.</summary>
@@ -98,4 +119,6 @@ public sealed record SessionOptions
     public int? Capacity { get; init; }
     /// <summary>Largest block size a generation will use; default the checkpoint's token_number_per_step.</summary>
     public int? MaxBlockSize { get; init; }
+    /// <summary>How weight matrices are stored on an ILGPU device (fp32 accumulation always).</summary>
+    public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
 }

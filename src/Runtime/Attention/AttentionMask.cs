@@ -1,13 +1,16 @@
+using NbpEngine.Kernels.Shared;
+
 namespace NbpEngine.Runtime.Attention;
 
+/// <summary>Values match <see cref="MaskMath"/>'s kinds, which the kernels take as ints.</summary>
 public enum MaskKind
 {
     /// <summary>Cached steps: every row reads every cached and every new key (MODEL.md §4, last bullet).</summary>
-    None,
+    None = MaskMath.None,
     /// <summary>Condition prefix of length L read by all; block-causal in blocks of B from L (L = 0: frame prediction).</summary>
-    BlockCausal,
+    BlockCausal = MaskMath.BlockCausal,
     /// <summary>UCF hybrid: prefix L, causal until S = L + B, block-causal in blocks of B from S.</summary>
-    Hybrid,
+    Hybrid = MaskMath.Hybrid,
 }
 
 /// <summary>
@@ -42,16 +45,5 @@ public readonly record struct AttentionMask(MaskKind Kind, int PrefixLength, int
     }
 
     /// <summary>Exclusive end of the keys query position <paramref name="i"/> may read, capped at <paramref name="keyCount"/>.</summary>
-    public int KeyEnd(int i, int keyCount)
-    {
-        int l = PrefixLength, b = BlockSize;
-        int end = Kind switch
-        {
-            MaskKind.None => keyCount,
-            MaskKind.BlockCausal => i < l ? l : l + ((i - l) / b + 1) * b,
-            MaskKind.Hybrid => i < l ? l : i < l + b ? i + 1 : Math.Max(i + 1, l + b + ((i - l - b) / b + 1) * b),
-            _ => throw new InvalidOperationException($"unknown mask kind {Kind}"),
-        };
-        return Math.Min(end, keyCount);
-    }
+    public int KeyEnd(int i, int keyCount) => MaskMath.KeyEnd((int)Kind, PrefixLength, BlockSize, i, keyCount);
 }

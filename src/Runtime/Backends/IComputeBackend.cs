@@ -1,5 +1,6 @@
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
+using NbpEngine.Kernels.Shared;
 
 namespace NbpEngine.Runtime.Backends;
 

@@ -1,5 +1,6 @@
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
+using NbpEngine.Kernels.Shared;
 using NbpEngine.Runtime.Threading;
 
 namespace NbpEngine.Runtime.Cpu;

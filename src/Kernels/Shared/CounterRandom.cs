@@ -1,4 +1,4 @@
-namespace NbpEngine.Runtime.Sampling;
+namespace NbpEngine.Kernels.Shared;
 
 /// <summary>
 /// Counter-based uniform numbers: u = f(seed, step, row), no state. Any backend, in any row order

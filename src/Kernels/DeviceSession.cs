@@ -1,0 +1,170 @@
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels.Attention;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.Sampling;
+
+namespace NbpEngine.Kernels;
+
+/// <summary>
+/// One generation stream on an accelerator: KV cache [layer, position, C] for Capacity positions,
+/// activations, logits and sampler scratch, all allocated here once. A step enqueues every kernel on
+/// one stream; the host only uploads the fed ids and reads back the sampled ids.
+/// </summary>
+public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightView
+{
+    private readonly Accelerator _accelerator;
+    private readonly AcceleratorStream _stream;
+    private readonly KernelSet<TW> _kernels;
+    private readonly DeviceWeights<TW> _w;
+    private readonly List<MemoryBuffer> _buffers = new();
+    private readonly int _maxRows, _maxLogitRows;
+    private readonly LaunchShape _shape;
+    private readonly ArrayView<float> _keyCache, _valueCache;     // [layer, capacity, C]
+    private readonly ArrayView<float> _x, _normed, _query, _attended; // [maxRows, C]
+    private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
+    private readonly ArrayView<float> _logits, _scaled;           // [maxLogitRows, V]
+    private readonly ArrayView<int> _ids;                         // [maxRows]
+    private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
+
+    public int Capacity { get; }
+    public int Length { get; private set; }
+    public int LogitRows { get; private set; }
+    public long DeviceBytes { get; private set; }
+
+    public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows)
+    {
+        _shape = shape;
+        var cfg = weights.Config;
+        if (cfg.HeadSize > FlashAttentionKernel.MaxHeadSize)
+            throw new NotSupportedException($"head size {cfg.HeadSize} exceeds the attention kernel's {FlashAttentionKernel.MaxHeadSize}");
+        _accelerator = accelerator;
+        _kernels = kernels;
+        _w = weights;
+        Capacity = capacity;
+        _maxRows = maxRows;
+        _maxLogitRows = maxLogitRows;
+        long c = cfg.EmbeddingSize, v = cfg.VocabSize;
+        try
+        {
+            _stream = accelerator.CreateStream();
+            _keyCache = Floats(cfg.LayerCount * capacity * c);
+            _valueCache = Floats(cfg.LayerCount * capacity * c);
+            _x = Floats(maxRows * c);
+            _normed = Floats(maxRows * c);
+            _query = Floats(maxRows * c);
+            _attended = Floats(maxRows * c);
+            _hidden = Floats(maxRows * 4 * c);
+            _logits = Floats(maxLogitRows * v);
+            _scaled = Floats(maxLogitRows * v);
+            _ids = Track(accelerator.Allocate1D<int>(maxRows)).View;
+            _sampled = Track(accelerator.Allocate1D<int>(maxLogitRows)).View;
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    private ArrayView<float> Floats(long count) => Track(_accelerator.Allocate1D<float>(count)).View;
+
+    private T Track<T>(T buffer) where T : MemoryBuffer
+    {
+        _buffers.Add(buffer);
+        DeviceBytes += buffer.LengthInBytes;
+        return buffer;
+    }
+
+    public void Reset()
+    {
+        Length = 0;
+        LogitRows = 0;
+    }
+
+    /// <summary>Feeds ids at positions Length.., appends their K/V, computes logits of the last logitRows rows.</summary>
+    public void Forward(ReadOnlySpan<int> ids, int maskKind, int prefix, int block, int logitRows)
+    {
+        var cfg = _w.Config;
+        int rows = ids.Length;
+        if (rows < 1 || rows > _maxRows) throw new ArgumentOutOfRangeException(nameof(ids), rows, $"a forward call feeds 1..{_maxRows} rows");
+        if (Length + rows > Capacity) throw new InvalidOperationException($"KV cache full: {Length} positions cached + {rows} new > capacity {Capacity}");
+        if (logitRows < 1 || logitRows > rows || logitRows > _maxLogitRows)
+            throw new ArgumentOutOfRangeException(nameof(logitRows), logitRows, $"logit rows must be in [1, {Math.Min(rows, _maxLogitRows)}]");
+        foreach (int id in ids)
+            if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
+
+        int c = cfg.EmbeddingSize, start = Length;
+        _ids.SubView(0, rows).CopyFromCPU(_stream, ids);
+        _kernels.Embed(_stream, new KernelConfig(rows, _shape.GroupSize), _ids, _w.TokenEmbedding, _w.PositionEmbedding, _x,
+            new EmbeddingArgs { Rows = rows, Width = c, StartPosition = start });
+        var attention = new AttentionArgs
+        {
+            Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, Start = start,
+            MaskKind = maskKind, Prefix = prefix, Block = block, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
+        };
+        int q = _shape.AttentionQueryRows;
+        var attentionGrid = new KernelConfig(cfg.HeadCount * ((rows + q - 1) / q), q * 32);
+        long layerSize = (long)Capacity * c;
+        for (int layer = 0; layer < cfg.LayerCount; layer++)
+        {
+            var l = _w.Layers[layer];
+            var keys = _keyCache.SubView(layer * layerSize, layerSize);
+            var values = _valueCache.SubView(layer * layerSize, layerSize);
+            LayerNorm(_x, rows, l.Ln1Weight, l.Ln1Bias, _normed);
+            MatMul(_normed, rows, c, l.Query, c, l.QueryBias, _query, c, accumulate: false, gelu: false);
+            // The K/V projections write the block's rows straight into the cache: the append is part of the GEMM.
+            MatMul(_normed, rows, c, l.Key, c, l.KeyBias, keys.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
+            MatMul(_normed, rows, c, l.Value, c, l.ValueBias, values.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
+            _kernels.Attention(_stream, attentionGrid, _query, keys, values, _attended, attention);
+            MatMul(_attended, rows, c, l.Proj, c, l.ProjBias, _x, c, accumulate: true, gelu: false);
+            LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
+            MatMul(_normed, rows, c, l.Fc, 4 * c, l.FcBias, _hidden, 4 * c, accumulate: false, gelu: true);
+            MatMul(_hidden, rows, 4 * c, l.Out, c, l.OutBias, _x, c, accumulate: true, gelu: false);
+        }
+        Length = start + rows;
+        var last = _x.SubView((long)(rows - logitRows) * c, (long)logitRows * c);
+        LayerNorm(last, logitRows, _w.LnFinalWeight, _w.LnFinalBias, _normed);
+        var head = new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize };
+        _kernels.MatMul(_stream, MatMulGrid(logitRows, cfg.VocabSize), _normed, _w.Head, _w.NoBias, _logits, head);
+        LogitRows = logitRows;
+    }
+
+    private void LayerNorm(ArrayView<float> x, int rows, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
+        => _kernels.LayerNorm(_stream, new KernelConfig(rows, _shape.GroupSize), x, weight, bias, y,
+            new LayerNormArgs { Rows = rows, Width = _w.Config.EmbeddingSize });
+
+    private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
+        => _kernels.MatMul(_stream, MatMulGrid(m, n), a, w, bias, c,
+            new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 });
+
+    private KernelConfig MatMulGrid(int m, int n)
+        => new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), _shape.GroupSize);
+
+    /// <summary>Samples every logits row on the device and copies the ids back (the step's one read-back).</summary>
+    public void Sample(SamplingArgs args, Span<int> destination)
+    {
+        if (destination.Length != LogitRows)
+            throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {LogitRows} logit rows", nameof(destination));
+        args.Vocab = _w.Config.VocabSize;
+        _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _sampled, args);
+        _sampled.SubView(0, LogitRows).CopyToCPU(_stream, destination);
+        _stream.Synchronize();
+    }
+
+    public void CopyLogits(Span<float> destination)
+    {
+        long count = (long)LogitRows * _w.Config.VocabSize;
+        if (destination.Length != count) throw new ArgumentException($"destination holds {destination.Length} floats, logits are [{LogitRows}, {_w.Config.VocabSize}]");
+        _logits.SubView(0, count).CopyToCPU(_stream, destination);
+        _stream.Synchronize();
+    }
+
+    public void Dispose()
+    {
+        _stream?.Dispose();
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+    }
+}

@@ -1,0 +1,133 @@
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Loader.Checkpoint;
+using Half = ILGPU.Half;
+
+namespace NbpEngine.Kernels;
+
+/// <summary>One transformer block's weights on the device: matrices in the chosen storage, norms and biases fp32.</summary>
+public struct DeviceLayer<TW> where TW : struct, IWeightView
+{
+    public ArrayView<float> Ln1Weight, Ln1Bias, Ln2Weight, Ln2Bias;
+    public TW Query, Key, Value, Proj, Fc, Out;
+    public ArrayView<float> QueryBias, KeyBias, ValueBias, ProjBias, FcBias, OutBias;
+}
+
+/// <summary>
+/// The transformer's weights uploaded once to an accelerator. Matrices and embeddings are stored as
+/// <typeparamref name="TW"/> (fp32, fp16 or bf16); LayerNorm parameters and biases stay fp32.
+/// </summary>
+public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IWeightView
+{
+    private const long UploadChunk = 1 << 22; // elements per host->device copy: bounded host scratch
+    private readonly List<MemoryBuffer> _buffers = new();
+    private readonly Accelerator _accelerator;
+
+    public ModelConfig Config { get; }
+    public TW TokenEmbedding { get; }
+    public TW PositionEmbedding { get; }
+    public DeviceLayer<TW>[] Layers { get; }
+    public ArrayView<float> LnFinalWeight { get; }
+    public ArrayView<float> LnFinalBias { get; }
+    public TW Head { get; }
+    /// <summary>An unused one-element view passed where a kernel takes a bias it does not read.</summary>
+    public ArrayView<float> NoBias { get; }
+    public long DeviceBytes { get; private set; }
+
+    public DeviceWeights(Accelerator accelerator, TransformerWeights weights)
+    {
+        _accelerator = accelerator;
+        var cfg = weights.Config;
+        Config = cfg;
+        long c = cfg.EmbeddingSize, v = cfg.VocabSize;
+        try
+        {
+            TokenEmbedding = Matrix(weights.TokenEmbedding, v * c);
+            PositionEmbedding = Matrix(weights.PositionEmbedding, cfg.PositionCount * c);
+            Layers = new DeviceLayer<TW>[cfg.LayerCount];
+            for (int i = 0; i < cfg.LayerCount; i++)
+            {
+                var l = weights.Layers[i];
+                Layers[i] = new DeviceLayer<TW>
+                {
+                    Ln1Weight = Floats(l.Ln1Weight, c), Ln1Bias = Floats(l.Ln1Bias, c),
+                    Query = Matrix(l.QueryWeight, c * c), QueryBias = Floats(l.QueryBias, c),
+                    Key = Matrix(l.KeyWeight, c * c), KeyBias = Floats(l.KeyBias, c),
+                    Value = Matrix(l.ValueWeight, c * c), ValueBias = Floats(l.ValueBias, c),
+                    Proj = Matrix(l.ProjWeight, c * c), ProjBias = Floats(l.ProjBias, c),
+                    Ln2Weight = Floats(l.Ln2Weight, c), Ln2Bias = Floats(l.Ln2Bias, c),
+                    Fc = Matrix(l.FcWeight, 4 * c * c), FcBias = Floats(l.FcBias, 4 * c),
+                    Out = Matrix(l.OutWeight, 4 * c * c), OutBias = Floats(l.OutBias, c),
+                };
+            }
+            LnFinalWeight = Floats(weights.LnFinalWeight, c);
+            LnFinalBias = Floats(weights.LnFinalBias, c);
+            Head = Matrix(weights.Head, v * c);
+            NoBias = Track(_accelerator.Allocate1D<float>(1)).View;
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    private T Track<T>(T buffer) where T : MemoryBuffer
+    {
+        _buffers.Add(buffer);
+        DeviceBytes += buffer.LengthInBytes;
+        return buffer;
+    }
+
+    private ArrayView<float> Floats(float* source, long count)
+    {
+        var buffer = Track(_accelerator.Allocate1D<float>(count));
+        Upload(source, count, buffer.View, static f => f);
+        return buffer.View;
+    }
+
+    private TW Matrix(float* source, long count)
+    {
+        if (typeof(TW) == typeof(F32Weights)) return (TW)(object)new F32Weights(Floats(source, count));
+        if (typeof(TW) == typeof(F16Weights))
+        {
+            var buffer = Track(_accelerator.Allocate1D<Half>(count));
+            Upload(source, count, buffer.View, static f => (Half)f);
+            return (TW)(object)new F16Weights(buffer.View);
+        }
+        if (typeof(TW) == typeof(BF16Weights))
+        {
+            var buffer = Track(_accelerator.Allocate1D<ushort>(count));
+            Upload(source, count, buffer.View, ToBFloat16);
+            return (TW)(object)new BF16Weights(buffer.View);
+        }
+        throw new NotSupportedException($"weight storage {typeof(TW).Name}");
+    }
+
+    /// <summary>fp32 -> bf16 with round-to-nearest-even, as torch's .to(torch.bfloat16).</summary>
+    public static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
+        return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    }
+
+    private void Upload<T>(float* source, long count, ArrayView<T> destination, Func<float, T> convert) where T : unmanaged
+    {
+        var scratch = new T[Math.Min(count, UploadChunk)];
+        for (long offset = 0; offset < count; offset += scratch.Length)
+        {
+            int n = (int)Math.Min(scratch.Length, count - offset);
+            for (int i = 0; i < n; i++) scratch[i] = convert(source[offset + i]);
+            destination.SubView(offset, n).CopyFromCPU(_accelerator.DefaultStream, new ReadOnlySpan<T>(scratch, 0, n));
+        }
+        _accelerator.DefaultStream.Synchronize();
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+    }
+}

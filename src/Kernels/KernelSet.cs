@@ -1,0 +1,46 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels.Attention;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.Sampling;
+
+namespace NbpEngine.Kernels;
+
+/// <summary>Every kernel of the forward pass and sampling, compiled once per accelerator and weight storage.</summary>
+public sealed class KernelSet<TW> where TW : struct, IWeightView
+{
+    public Action<AcceleratorStream, KernelConfig, ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs> Embed { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs> LayerNorm { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
+
+    public KernelSet(Accelerator accelerator)
+    {
+        Embed = accelerator.LoadKernel<ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs>(EmbeddingKernel.Embed<TW>);
+        LayerNorm = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(LayerNormKernel.Normalize);
+        MatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(MatMulKernel.Tiled<TW>);
+        Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
+        Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
+    }
+}
+
+/// <summary>The kernel entry points, for tools and the PTX compile test.</summary>
+public static class KernelCatalog
+{
+    /// <summary>Every explicitly grouped kernel, generic ones closed over each weight storage.</summary>
+    public static IEnumerable<MethodInfo> All()
+    {
+        Type[] storages = [typeof(F32Weights), typeof(F16Weights), typeof(BF16Weights)];
+        foreach (var w in storages)
+        {
+            yield return typeof(EmbeddingKernel).GetMethod(nameof(EmbeddingKernel.Embed))!.MakeGenericMethod(w);
+            yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
+        }
+        yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
+        yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
+        yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
+    }
+}

@@ -1,0 +1,51 @@
+using ILGPU;
+
+namespace NbpEngine.Kernels.Ops;
+
+public struct LayerNormArgs
+{
+    public int Rows, Width;
+}
+
+/// <summary>
+/// LayerNorm per row (eps 1e-5, biased variance, affine), two passes like the CPU reference.
+/// Grid: one group per row, any power-of-two size up to <see cref="MaxGroupSize"/>.
+/// </summary>
+public static class LayerNormKernel
+{
+    public const int MaxGroupSize = 256;
+
+    /// <param name="x">[rows, C]</param><param name="weight">[C]</param><param name="bias">[C]</param><param name="y">[rows, C]</param>
+    public static void Normalize(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y, LayerNormArgs args)
+    {
+        var sums = SharedMemory.Allocate<float>(MaxGroupSize);
+        var squares = SharedMemory.Allocate<float>(MaxGroupSize);
+        int t = Group.IdxX;
+        long offset = (long)Grid.IdxX * args.Width;
+        float sum = 0;
+        for (int c = t; c < args.Width; c += Group.DimX) sum += x[offset + c];
+        float mean = GroupSum(sums, sum) / args.Width;
+        float square = 0;
+        for (int c = t; c < args.Width; c += Group.DimX)
+        {
+            float d = x[offset + c] - mean;
+            square += d * d;
+        }
+        float rstd = 1f / ILGPU.Algorithms.XMath.Sqrt(GroupSum(squares, square) / args.Width + 1e-5f);
+        for (int c = t; c < args.Width; c += Group.DimX)
+            y[offset + c] = (x[offset + c] - mean) * rstd * weight[c] + bias[c];
+    }
+
+    /// <summary>
+    /// Sum over the group with a single barrier: every thread adds all partials itself, in the same
+    /// order, so all get the same value. Barriers are the expensive part on the CPU accelerator.
+    /// </summary>
+    internal static float GroupSum(ArrayView<float> partial, float value)
+    {
+        partial[Group.IdxX] = value;
+        Group.Barrier();
+        float sum = 0;
+        for (int g = 0; g < Group.DimX; g++) sum += partial[g];
+        return sum;
+    }
+}

@@ -1,0 +1,81 @@
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Sampling;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Sampling;
+
+namespace NbpEngine.Runtime.Backends;
+
+/// <summary>
+/// The ILGPU kernels (src/Kernels) behind the backend interface: CUDA on NVIDIA GPUs, or ILGPU's CPU
+/// accelerator for tests. Weights are uploaded once, when the backend is created.
+/// </summary>
+public static class IlgpuBackend
+{
+    public static IComputeBackend Create(IlgpuDeviceKind device, TransformerWeights weights, WeightStorage storage) => storage switch
+    {
+        WeightStorage.F32 => new IlgpuBackend<F32Weights>(device, weights, storage),
+        WeightStorage.F16 => new IlgpuBackend<F16Weights>(device, weights, storage),
+        WeightStorage.BF16 => new IlgpuBackend<BF16Weights>(device, weights, storage),
+        _ => throw new ArgumentOutOfRangeException(nameof(storage), storage, "unknown weight storage"),
+    };
+}
+
+internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWeightView
+{
+    private readonly IlgpuDevice _device;
+    private readonly KernelSet<TW> _kernels;
+    private readonly DeviceWeights<TW> _weights;
+
+    public string Name { get; }
+
+    public IlgpuBackend(IlgpuDeviceKind kind, TransformerWeights weights, WeightStorage storage)
+    {
+        _device = new IlgpuDevice(kind);
+        try
+        {
+            _kernels = new KernelSet<TW>(_device.Accelerator);
+            _weights = new DeviceWeights<TW>(_device.Accelerator, weights);
+        }
+        catch
+        {
+            _device.Dispose();
+            throw;
+        }
+        Name = (kind == IlgpuDeviceKind.Cuda ? "cuda" : "ilgpu-cpu") + (storage == WeightStorage.F32 ? "" : $" ({storage} weights)");
+    }
+
+    public bool Supports(BackendCapability capability) => capability == BackendCapability.LogitsReadback;
+
+    public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
+        => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, capacity, maxRows, maxLogitRows));
+
+    public void Dispose()
+    {
+        _weights.Dispose();
+        _device.Dispose();
+    }
+
+    private sealed class Session(DeviceSession<TW> device) : IBackendSession
+    {
+        public int Capacity => device.Capacity;
+        public int Length => device.Length;
+        public int LogitRows => device.LogitRows;
+        public long OwnThreadsAllocatedBytes => 0;
+        public void Reset() => device.Reset();
+
+        public void Forward(ReadOnlySpan<int> tokens, AttentionMask mask, int logitRows)
+            => device.Forward(tokens, (int)mask.Kind, mask.PrefixLength, mask.BlockSize, logitRows);
+
+        public void Sample(in SamplingSettings settings, ulong seed, int step, Span<int> destination)
+            => device.Sample(new SamplingArgs
+            {
+                Greedy = settings.Greedy ? 1 : 0, Temperature = settings.Temperature, TopK = settings.TopK, TopP = settings.TopP,
+                Seed = seed, Step = step,
+            }, destination);
+
+        public void CopyLogits(Span<float> destination) => device.CopyLogits(destination);
+        public void Dispose() => device.Dispose();
+    }
+}

@@ -1,0 +1,41 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using NbpEngine.Kernels;
+
+namespace NbpEngine.Tests.Kernels;
+
+/// <summary>
+/// Every kernel compiles to PTX (sm_80, PTX ISA 8.0; runs on A100, H100 and later) without a GPU, so CUDA-only compile errors
+/// (unsupported intrinsics, shared-memory misuse, managed calls) fail CI rather than a GPU run.
+/// </summary>
+public class PtxCompileTests
+{
+    public static TheoryData<string> Kernels
+    {
+        get
+        {
+            var data = new TheoryData<string>();
+            foreach (var m in KernelCatalog.All()) data.Add(Name(m));
+            return data;
+        }
+    }
+
+    private static string Name(MethodInfo m) => m.DeclaringType!.Name + "." + m.Name + (m.IsGenericMethod ? "<" + m.GetGenericArguments()[0].Name + ">" : "");
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void KernelCompilesToPtx(string name)
+    {
+        var method = KernelCatalog.All().Single(m => Name(m) == name);
+        using var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null!);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), new KernelSpecialization());
+        Assert.Contains(".entry", compiled.PTXAssembly);
+        Assert.Contains(".version 8.0", compiled.PTXAssembly);
+        Assert.Contains(".target sm_80", compiled.PTXAssembly);
+    }
+}
