@@ -41,6 +41,7 @@ public static class GenerateCommand
         backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
         var deviceWeights = new Option<string>("--device-weights") { Description = "weight storage on an ILGPU device: f32 | f16 | bf16", DefaultValueFactory = _ => "f32" };
         deviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        var tensorCores = new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls on tensor cores (fp16-rounded operands)" };
         var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
         var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
         // Config overrides (MODEL.md §2: the CLI can override any metadata value).
@@ -55,7 +56,7 @@ public static class GenerateCommand
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
             weights, promptTokens, tokensOut, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
-            logitsOut, threads, backend, deviceWeights, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
+            logitsOut, threads, backend, deviceWeights, tensorCores, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
         root.SetAction(async (parse, ct) =>
         {
@@ -79,7 +80,7 @@ public static class GenerateCommand
                     parse.GetValue(threads),
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-                    parse.GetValue(quiet));
+                    parse.GetValue(tensorCores), parse.GetValue(quiet));
                 return await RunAsync(options, ct);
             }
             catch (Exception e) when (IsInputError(e))
@@ -97,7 +98,7 @@ public static class GenerateCommand
 
     private sealed record Options(string Weights, string PromptTokens, string TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
-        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool Quiet);
+        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, bool Quiet);
 
     private static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
@@ -118,7 +119,7 @@ public static class GenerateCommand
         var plan = GenerationPlan.Resolve(request, cfg);
         using var session = model.CreateSession(new SessionOptions
         {
-            Backend = o.Backend, DeviceWeights = o.DeviceWeights, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
+            Backend = o.Backend, DeviceWeights = o.DeviceWeights, TensorCores = o.TensorCores, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
         });
         var generator = session.CreateGenerator(request);
         Console.Error.WriteLine($"nbp-run: {plan.Mode} generation on {session.BackendName}: prompt {plan.PromptLength}, B = {plan.BlockSize}, " +

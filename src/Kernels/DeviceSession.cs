@@ -21,6 +21,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly List<MemoryBuffer> _buffers = new();
     private readonly int _maxRows, _maxLogitRows;
     private readonly LaunchShape _shape;
+    private readonly bool _tensorCores;
+
+    /// <summary>Matmuls with at least this many rows (prefill) take the tensor-core kernel when enabled.</summary>
+    public const int TensorCoreMinRows = 64;
     private readonly ArrayView<float> _keyCache, _valueCache;     // [layer, capacity, C]
     private readonly ArrayView<float> _x, _normed, _query, _attended; // [maxRows, C]
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
@@ -33,9 +37,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int LogitRows { get; private set; }
     public long DeviceBytes { get; private set; }
 
-    public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows)
+    public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows,
+        bool tensorCores = false)
     {
         _shape = shape;
+        _tensorCores = tensorCores;
         var cfg = weights.Config;
         if (cfg.HeadSize > FlashAttentionKernel.MaxHeadSize)
             throw new NotSupportedException($"head size {cfg.HeadSize} exceeds the attention kernel's {FlashAttentionKernel.MaxHeadSize}");
@@ -136,8 +142,17 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             new LayerNormArgs { Rows = rows, Width = _w.Config.EmbeddingSize });
 
     private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
-        => _kernels.MatMul(_stream, MatMulGrid(m, n), a, w, bias, c,
-            new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 });
+    {
+        var args = new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 };
+        if (_tensorCores && m >= TensorCoreMinRows)
+        {
+            int warps = Math.Min(TensorCoreMatMulKernel.MaxWarps, _shape.GroupSize / 32);
+            int tilesN = (n + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
+            int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
+            _kernels.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), a, w, bias, c, args);
+        }
+        else _kernels.MatMul(_stream, MatMulGrid(m, n), a, w, bias, c, args);
+    }
 
     private KernelConfig MatMulGrid(int m, int n)
         => new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), _shape.GroupSize);

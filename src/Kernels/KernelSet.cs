@@ -14,6 +14,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs> Embed { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs> LayerNorm { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
 
@@ -22,6 +23,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         Embed = accelerator.LoadKernel<ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs>(EmbeddingKernel.Embed<TW>);
         LayerNorm = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(LayerNormKernel.Normalize);
         MatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(MatMulKernel.Tiled<TW>);
+        TensorCoreMatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
     }
@@ -38,6 +40,7 @@ public static class KernelCatalog
         {
             yield return typeof(EmbeddingKernel).GetMethod(nameof(EmbeddingKernel.Embed))!.MakeGenericMethod(w);
             yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
+            yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w);
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;

@@ -25,7 +25,7 @@ public sealed class NbpModel : IDisposable
 {
     private readonly TransformerWeights _weights;
     private readonly Lazy<CpuBackend> _cpu;
-    private readonly Dictionary<(BackendKind, WeightStorage), IComputeBackend> _devices = new();
+    private readonly Dictionary<(BackendKind, WeightStorage, bool), IComputeBackend> _devices = new();
     private readonly ILogger _logger;
 
     public ModelConfig Config => _weights.Config;
@@ -67,7 +67,7 @@ public sealed class NbpModel : IDisposable
     public NbpSession CreateSession(SessionOptions? options = null)
     {
         options ??= new SessionOptions();
-        var backend = ResolveBackend(options.Backend, options.DeviceWeights);
+        var backend = ResolveBackend(options.Backend, options.DeviceWeights, options.TensorCores);
         int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
@@ -75,7 +75,7 @@ public sealed class NbpModel : IDisposable
         return new NbpSession(this, session, backend.Name);
     }
 
-    private IComputeBackend ResolveBackend(BackendKind kind, WeightStorage storage)
+    private IComputeBackend ResolveBackend(BackendKind kind, WeightStorage storage, bool tensorCores)
     {
         if (kind == BackendKind.Auto)
         {
@@ -96,8 +96,8 @@ public sealed class NbpModel : IDisposable
         // One upload of the weights per device and storage, shared by all sessions of this model.
         lock (_devices)
         {
-            if (!_devices.TryGetValue((kind, storage), out var backend))
-                _devices[(kind, storage)] = backend = IlgpuBackend.Create(device, _weights, storage);
+            if (!_devices.TryGetValue((kind, storage, tensorCores), out var backend))
+                _devices[(kind, storage, tensorCores)] = backend = IlgpuBackend.Create(device, _weights, storage, tensorCores);
             return backend;
         }
     }
@@ -121,4 +121,9 @@ public sealed record SessionOptions
     public int? MaxBlockSize { get; init; }
     /// <summary>How weight matrices are stored on an ILGPU device (fp32 accumulation always).</summary>
     public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
+    /// <summary>
+    /// ILGPU backends: run prefill matmuls (64+ rows) on tensor cores, operands rounded to fp16. Off by
+    /// default because it changes numerics (greedy tokens may then differ from the fp32 reference).
+    /// </summary>
+    public bool TensorCores { get; init; }
 }

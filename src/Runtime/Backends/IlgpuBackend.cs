@@ -13,11 +13,12 @@ namespace NbpEngine.Runtime.Backends;
 /// </summary>
 public static class IlgpuBackend
 {
-    public static IComputeBackend Create(IlgpuDeviceKind device, TransformerWeights weights, WeightStorage storage) => storage switch
+    /// <param name="tensorCores">prefill matmuls on tensor cores (fp16-rounded operands, fp32 accumulation)</param>
+    public static IComputeBackend Create(IlgpuDeviceKind device, TransformerWeights weights, WeightStorage storage, bool tensorCores) => storage switch
     {
-        WeightStorage.F32 => new IlgpuBackend<F32Weights>(device, weights, storage),
-        WeightStorage.F16 => new IlgpuBackend<F16Weights>(device, weights, storage),
-        WeightStorage.BF16 => new IlgpuBackend<BF16Weights>(device, weights, storage),
+        WeightStorage.F32 => new IlgpuBackend<F32Weights>(device, weights, storage, tensorCores),
+        WeightStorage.F16 => new IlgpuBackend<F16Weights>(device, weights, storage, tensorCores),
+        WeightStorage.BF16 => new IlgpuBackend<BF16Weights>(device, weights, storage, tensorCores),
         _ => throw new ArgumentOutOfRangeException(nameof(storage), storage, "unknown weight storage"),
     };
 }
@@ -27,11 +28,13 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
     private readonly IlgpuDevice _device;
     private readonly KernelSet<TW> _kernels;
     private readonly DeviceWeights<TW> _weights;
+    private readonly bool _tensorCores;
 
     public string Name { get; }
 
-    public IlgpuBackend(IlgpuDeviceKind kind, TransformerWeights weights, WeightStorage storage)
+    public IlgpuBackend(IlgpuDeviceKind kind, TransformerWeights weights, WeightStorage storage, bool tensorCores)
     {
+        _tensorCores = tensorCores;
         _device = new IlgpuDevice(kind);
         try
         {
@@ -43,13 +46,14 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
             _device.Dispose();
             throw;
         }
-        Name = (kind == IlgpuDeviceKind.Cuda ? "cuda" : "ilgpu-cpu") + (storage == WeightStorage.F32 ? "" : $" ({storage} weights)");
+        Name = (kind == IlgpuDeviceKind.Cuda ? "cuda" : "ilgpu-cpu") + (storage == WeightStorage.F32 ? "" : $" ({storage} weights)")
+            + (tensorCores ? " (tensor-core prefill)" : "");
     }
 
     public bool Supports(BackendCapability capability) => capability == BackendCapability.LogitsReadback;
 
     public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
-        => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, capacity, maxRows, maxLogitRows));
+        => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, capacity, maxRows, maxLogitRows, _tensorCores));
 
     public void Dispose()
     {

@@ -134,6 +134,31 @@ public unsafe class KernelParityTests(IlgpuFixture gpu) : IClassFixture<IlgpuFix
         Nmse.AtMost(1e-3, bf16, exact, "bf16 weights vs fp32 weights");
     }
 
+    /// <summary>
+    /// The tensor-core matmul's plain branch (what runs without CudaAsm) equals fp32 compute on the
+    /// fp16-rounded operands; against unrounded fp32 the stated tolerance is 1e-5. Its mma.sync branch
+    /// needs a GPU: tools/gpu runs the same comparison there.
+    /// </summary>
+    [Theory]
+    [InlineData(64, 96, 96, 1, 0, false)]
+    [InlineData(70, 65, 100, 2, 1, true)]
+    [InlineData(128, 500, 96, 4, 0, false)]
+    public void TensorCoreMatMulMatchesCpuOnHalfRoundedOperands(int m, int n, int k, int warps, int store, bool gelu)
+    {
+        var a = Random(m * k, 1);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var c = Random(m * n, 4);
+        var cv = gpu.Upload(c);
+        int tilesN = (n + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
+        int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
+        gpu.F32.TensorCoreMatMul(gpu.Stream, new KernelConfig(tilesN * tilesM, warps * 32), gpu.Upload(a), new F32Weights(gpu.Upload(w)), gpu.Upload(bias), cv, Args(m, n, k, store, gelu));
+        var result = gpu.Download(cv, m * n);
+        static float[] Round(float[] x) => x.Select(v => (float)(Half)v).ToArray();
+        Nmse.AtMost(Nmse.F32, result, CpuMatMul(Round(a), Round(w), bias, c, m, n, k, store, gelu), "tensor-core matmul vs fp32 on fp16-rounded operands");
+        Nmse.AtMost(1e-5, result, CpuMatMul(a, w, bias, c, m, n, k, store, gelu), "tensor-core matmul vs fp32");
+    }
+
     private static KernelConfig Grid(int m, int n, int group) =>
         new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), group);
 
