@@ -1,0 +1,300 @@
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Attention;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.Sampling;
+using NbpEngine.Kernels.Shared;
+using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Cpu;
+using NbpEngine.Runtime.Sampling;
+using Half = ILGPU.Half;
+
+namespace NbpEngine.Parity;
+
+/// <summary>
+/// The backend parity suite (STYLE.md habit 2): one case per op and shape, random inputs, the ILGPU
+/// kernel against the CPU backend. Written once, run per accelerator: xunit runs it on the CPU
+/// accelerator in CI, tools/gpu on CUDA. fp32 bound: NMSE ≤ 1e-7; fp16/bf16-stored weights equal fp32
+/// compute on the rounded weights (1e-7) and stay within 1e-5 / 1e-3 of the unrounded result.
+/// </summary>
+public sealed unsafe class KernelParity : IDisposable
+{
+    private readonly Accelerator _accelerator;
+    private readonly AcceleratorStream _stream;
+    private readonly List<MemoryBuffer> _buffers = new();
+    private readonly KernelSet<F32Weights> _f32;
+    private readonly KernelSet<F16Weights> _f16;
+    private readonly KernelSet<BF16Weights> _bf16;
+
+    /// <summary>Group size for the row kernels and the matmul in the default cases (the device's own).</summary>
+    public int GroupSize { get; }
+
+    public KernelParity(IlgpuDevice device)
+    {
+        _accelerator = device.Accelerator;
+        _stream = _accelerator.CreateStream();
+        GroupSize = device.Shape.GroupSize;
+        _f32 = new KernelSet<F32Weights>(_accelerator);
+        _f16 = new KernelSet<F16Weights>(_accelerator);
+        _bf16 = new KernelSet<BF16Weights>(_accelerator);
+    }
+
+    /// <summary>Every case, by name; each runs with <see cref="Run"/>.</summary>
+    public static IReadOnlyList<string> CaseNames { get; } = Cases().Select(c => c.Name).ToList();
+
+    public ParityResult[] Run(string name) => Cases().Single(c => c.Name == name).Run(this);
+
+    public IEnumerable<ParityResult> RunAll() => Cases().SelectMany(c => c.Run(this));
+
+    private sealed record Case(string Name, Func<KernelParity, ParityResult[]> Run);
+
+    private static IEnumerable<Case> Cases()
+    {
+        foreach (var (rows, width, group) in new[] { (1, 96, 32), (5, 100, 32), (16, 7, 64) })
+            yield return new($"embedding {rows}x{width} g{group}", p => [p.Embedding(rows, width, group)]);
+        foreach (var (rows, width, group) in new[] { (1, 96, 32), (3, 1536, 32), (4, 7, 64), (17, 100, 64), (16, 1536, 256) })
+            yield return new($"layernorm {rows}x{width} g{group}", p => [p.LayerNorm(rows, width, group)]);
+        foreach (var (m, n, k, group, store, gelu) in new[]
+                 {
+                     (1, 96, 96, 32, 0, false), (16, 96, 96, 32, 1, false), (16, 384, 96, 32, 0, true), (5, 33, 70, 32, 0, false),
+                     (17, 65, 129, 64, 1, true), (3, 500, 96, 64, 0, false), (16, 200, 300, 256, 1, true),
+                 })
+            yield return new($"matmul {m}x{n}x{k} g{group} {(store == 1 ? "acc" : "store")}{(gelu ? " gelu" : "")}", p => [p.MatMul(m, n, k, group, store, gelu)]);
+        foreach (var (m, n, k) in new[] { (16, 96, 96), (5, 33, 70) })
+            yield return new($"matmul half-stored {m}x{n}x{k}", p => p.MatMulHalfStored(m, n, k));
+        foreach (var (m, n, k, warps, store, gelu) in new[] { (64, 96, 96, 1, 0, false), (70, 65, 100, 2, 1, true), (128, 500, 96, 4, 0, false) })
+            yield return new($"tensor-core matmul {m}x{n}x{k} w{warps}", p => p.TensorCoreMatMul(m, n, k, warps, store, gelu));
+        foreach (var (kind, prefix, block, start, rows, hd, q) in new[]
+                 {
+                     (MaskKind.BlockCausal, 0, 16, 0, 48, 24, 1), (MaskKind.BlockCausal, 0, 4, 0, 37, 96, 2), (MaskKind.BlockCausal, 7, 4, 0, 30, 16, 1),
+                     (MaskKind.Hybrid, 5, 4, 0, 29, 24, 4), (MaskKind.None, 0, 1, 70, 16, 96, 1), (MaskKind.None, 0, 1, 100, 1, 128, 1),
+                 })
+            yield return new($"attention {kind} L{prefix} B{block} start {start} rows {rows} hd {hd} q{q}", p => [p.Attention(kind, prefix, block, start, rows, hd, q)]);
+        yield return new("attention long cache 4001 keys", p => [p.AttentionLongCache()]);
+        // (rows x steps draws; the 64- and 256-thread groups are costly on the CPU accelerator, so fewer draws)
+        foreach (var (greedy, t, k, topP, group, rows, steps) in new[]
+                 {
+                     (true, 1f, 0, 1f, 32, 16, 8), (false, 1f, 0, 1f, 32, 16, 8), (false, 0.7f, 40, 1f, 32, 16, 8), (false, 1f, 0, 0.8f, 32, 16, 8),
+                     (false, 1.3f, 60, 0.9f, 64, 8, 2), (false, 1f, 300, 0.5f, 32, 16, 8), (false, 1f, 16, 0.9f, 256, 2, 1),
+                 })
+            yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps)]);
+    }
+
+    private static float[] Random(int n, int seed, float scale = 1f)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+    }
+
+    private ArrayView<T> Upload<T>(T[] data) where T : unmanaged
+    {
+        var buffer = _accelerator.Allocate1D<T>(Math.Max(data.Length, 1));
+        _buffers.Add(buffer);
+        if (data.Length > 0) buffer.View.SubView(0, data.Length).CopyFromCPU(_stream, data);
+        return buffer.View;
+    }
+
+    private T[] Download<T>(ArrayView<T> view, long count) where T : unmanaged
+    {
+        var result = new T[count];
+        view.SubView(0, count).CopyToCPU(_stream, result);
+        _stream.Synchronize();
+        return result;
+    }
+
+    public ParityResult Embedding(int rows, int width, int group)
+    {
+        const int vocab = 11, positions = 40, start = 9;
+        var tok = Random(vocab * width, 1);
+        var pos = Random(positions * width, 2);
+        var ids = Enumerable.Range(0, rows).Select(r => (r * 7) % vocab).ToArray();
+        var x = Upload(new float[rows * width]);
+        _f32.Embed(_stream, new KernelConfig(rows, group), Upload(ids), new F32Weights(Upload(tok)), new F32Weights(Upload(pos)), x,
+            new EmbeddingArgs { Rows = rows, Width = width, StartPosition = start });
+        var expected = new float[rows * width];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < width; c++) expected[r * width + c] = tok[ids[r] * width + c] + pos[(start + r) * width + c];
+        return new("embedding", $"{rows}x{width}", Nmse.Of(Download(x, rows * width), expected), 0);
+    }
+
+    public ParityResult LayerNorm(int rows, int width, int group)
+    {
+        var x = Random(rows * width, rows);
+        for (int i = 0; i < x.Length; i++) x[i] += 3f;
+        var w = Random(width, 2);
+        var b = Random(width, 3);
+        var y = Upload(new float[rows * width]);
+        _f32.LayerNorm(_stream, new KernelConfig(rows, group), Upload(x), Upload(w), Upload(b), y, new LayerNormArgs { Rows = rows, Width = width });
+        var expected = new float[rows * width];
+        fixed (float* px = x, pw = w, pb = b, pe = expected)
+            for (int r = 0; r < rows; r++) Runtime.Cpu.LayerNorm.Row(px + r * width, pw, pb, pe + r * width, width);
+        return new("layernorm", $"{rows}x{width} g{group}", Nmse.Of(Download(y, rows * width), expected), Nmse.F32);
+    }
+
+    private static float[] CpuMatMul(float[] a, float[] w, float[] bias, float[] c, int m, int n, int k, int store, bool gelu)
+    {
+        var result = c.ToArray();
+        var fresh = new float[m * n];
+        fixed (float* pa = a, pw = w, pb = bias, pf = fresh)
+            Gemm.Compute(pa, k, pw, k, pf, n, m, n, k, pb, GemmStore.Overwrite);
+        for (int i = 0; i < fresh.Length; i++)
+        {
+            float v = gelu ? Activations.Gelu(fresh[i]) : fresh[i];
+            result[i] = store == 1 ? result[i] + v : v;
+        }
+        return result;
+    }
+
+    private static KernelConfig MatMulGrid(int m, int n, int group) =>
+        new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), group);
+
+    private static MatMulArgs Args(int m, int n, int k, int store, bool gelu) =>
+        new() { M = m, N = n, K = k, Lda = k, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
+
+    public ParityResult MatMul(int m, int n, int k, int group, int store, bool gelu)
+    {
+        var a = Random(m * k, 1);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var c = Random(m * n, 4);
+        var cv = Upload(c);
+        _f32.MatMul(_stream, MatMulGrid(m, n, group), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
+        return new("matmul", $"{m}x{n}x{k} g{group}", Nmse.Of(Download(cv, m * n), CpuMatMul(a, w, bias, c, m, n, k, store, gelu)), Nmse.F32);
+    }
+
+    public ParityResult[] MatMulHalfStored(int m, int n, int k)
+    {
+        var a = Random(m * k, 1);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var zero = new float[m * n];
+        var exact = CpuMatMul(a, w, bias, zero, m, n, k, 0, false);
+
+        var half = w.Select(v => (Half)v).ToArray();
+        var outHalf = Upload(zero);
+        _f16.MatMul(_stream, MatMulGrid(m, n, GroupSize), Upload(a), new F16Weights(Upload(half)), Upload(bias), outHalf, Args(m, n, k, 0, false));
+        var f16 = Download(outHalf, m * n);
+
+        var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
+        var outBf = Upload(zero);
+        _bf16.MatMul(_stream, MatMulGrid(m, n, GroupSize), Upload(a), new BF16Weights(Upload(bf)), Upload(bias), outBf, Args(m, n, k, 0, false));
+        var bf16 = Download(outBf, m * n);
+        string shape = $"{m}x{n}x{k}";
+        return
+        [
+            new("matmul fp16 weights vs fp32 on rounded weights", shape, Nmse.Of(f16, CpuMatMul(a, half.Select(h => (float)h).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
+            new("matmul fp16 weights vs fp32 weights", shape, Nmse.Of(f16, exact), 1e-5),
+            new("matmul bf16 weights vs fp32 on rounded weights", shape, Nmse.Of(bf16, CpuMatMul(a, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
+            new("matmul bf16 weights vs fp32 weights", shape, Nmse.Of(bf16, exact), 1e-3),
+        ];
+    }
+
+    /// <summary>
+    /// Tensor-core matmul: equal to fp32 compute on the fp16-rounded operands (the plain branch exactly so;
+    /// mma.sync up to accumulation order), within 1e-5 of fp32 on the unrounded operands.
+    /// </summary>
+    public ParityResult[] TensorCoreMatMul(int m, int n, int k, int warps, int store, bool gelu)
+    {
+        var a = Random(m * k, 1);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var c = Random(m * n, 4);
+        var cv = Upload(c);
+        int tilesN = (n + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
+        int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
+        _f32.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
+        var result = Download(cv, m * n);
+        static float[] Round(float[] x) => x.Select(v => (float)(Half)v).ToArray();
+        string shape = $"{m}x{n}x{k} w{warps}";
+        return
+        [
+            new("tensor-core matmul vs fp32 on fp16-rounded operands", shape, Nmse.Of(result, CpuMatMul(Round(a), Round(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("tensor-core matmul vs fp32", shape, Nmse.Of(result, CpuMatMul(a, w, bias, c, m, n, k, store, gelu)), 1e-5),
+        ];
+    }
+
+    public ParityResult Attention(MaskKind kind, int prefix, int block, int start, int rows, int headSize, int queryRows)
+    {
+        const int heads = 2;
+        int width = heads * headSize, total = start + rows;
+        var q = Random(rows * width, 1, 2f);
+        var k = Random(total * width, 2, 2f);
+        var v = Random(total * width, 3);
+        var output = Upload(new float[rows * width]);
+        _f32.Attention(_stream, new KernelConfig(heads * ((rows + queryRows - 1) / queryRows), 32 * queryRows), Upload(q), Upload(k), Upload(v), output,
+            new AttentionArgs
+            {
+                Rows = rows, Heads = heads, HeadSize = headSize, Width = width, Start = start,
+                MaskKind = (int)kind, Prefix = prefix, Block = block, Scale = 1f / MathF.Sqrt(headSize),
+            });
+        var expected = CpuAttentionOf(q, k, v, rows, heads, headSize, start, new AttentionMask(kind, prefix, block));
+        return new("attention", $"{kind} L{prefix} B{block} start {start} rows {rows} hd {headSize}", Nmse.Of(Download(output, rows * width), expected), Nmse.F32);
+    }
+
+    /// <summary>A cache far longer than a key tile, one query: many tiles of online softmax, no mask anywhere.</summary>
+    public ParityResult AttentionLongCache()
+    {
+        const int headSize = 64, start = 4000, rows = 1;
+        var q = Random(headSize, 5, 3f);
+        var k = Random((start + rows) * headSize, 6, 3f);
+        var v = Random((start + rows) * headSize, 7);
+        var output = Upload(new float[headSize]);
+        _f32.Attention(_stream, new KernelConfig(1, 32), Upload(q), Upload(k), Upload(v), output,
+            new AttentionArgs { Rows = rows, Heads = 1, HeadSize = headSize, Width = headSize, Start = start, MaskKind = MaskMath.None, Scale = 0.125f });
+        var expected = CpuAttentionOf(q, k, v, rows, 1, headSize, start, AttentionMask.None);
+        return new("attention", "long cache 4001 keys", Nmse.Of(Download(output, headSize), expected), Nmse.F32);
+    }
+
+    private static float[] CpuAttentionOf(float[] q, float[] k, float[] v, int rows, int heads, int headSize, int start, AttentionMask mask)
+    {
+        int width = heads * headSize, total = start + rows;
+        var expected = new float[rows * width];
+        var ends = Enumerable.Range(0, rows).Select(r => mask.KeyEnd(start + r, total)).ToArray();
+        var scores = new float[rows * total];
+        fixed (float* pq = q, pk = k, pv = v, pe = expected, ps = scores)
+            for (int h = 0; h < heads; h++)
+                CpuAttention.Tile(pq + h * headSize, pk + h * headSize, pv + h * headSize, pe + h * headSize, width, headSize, rows, ends, ps);
+        return expected;
+    }
+
+    /// <summary>Identical logits and seed: the device draws the same tokens as the CPU sampler (mismatches counted).</summary>
+    public ParityResult Sampling(bool greedy, float temperature, int topK, float topP, int group, int rows, int steps)
+    {
+        const int vocab = 500;
+        var rng = new Random(topK + (int)(topP * 10) + group);
+        // values on a 0.25 grid: many exact ties, at the top-k threshold and at the top-p cut too
+        var logits = Enumerable.Range(0, rows * vocab).Select(_ => MathF.Round((float)rng.NextDouble() * 24f) / 4f).ToArray();
+        var settings = new SamplingSettings(greedy, temperature, topK, topP);
+        var scaledScratch = new float[vocab];
+        var keys = new ulong[vocab];
+        var lv = Upload(logits);
+        var scratch = Upload(new float[rows * vocab]);
+        var tokens = Upload(new int[rows]);
+        int mismatches = 0, draws = 0;
+        string first = "";
+        for (int step = 0; step < steps; step++)
+        {
+            _f32.Sample(_stream, new KernelConfig(rows, group), lv, scratch, tokens, new SamplingArgs
+            {
+                Vocab = vocab, Greedy = greedy ? 1 : 0, Temperature = temperature, TopK = topK, TopP = topP, Seed = 99, Step = step,
+            });
+            var device = Download(tokens, rows);
+            for (int r = 0; r < rows; r++, draws++)
+            {
+                int cpu = RowSampler.Sample(logits.AsSpan(r * vocab, vocab), settings, CounterRandom.Uniform(99, step, r), scaledScratch, keys);
+                if (cpu == device[r]) continue;
+                if (mismatches++ == 0) first = $"first at step {step} row {r}: device {device[r]}, cpu {cpu}";
+            }
+        }
+        return new("sampling", $"{settings} g{group}", mismatches, 0, $"{draws} draws {first}".Trim());
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+        _stream.Dispose();
+    }
+}
