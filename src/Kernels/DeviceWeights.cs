@@ -92,8 +92,9 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
         if (typeof(TW) == typeof(F32Weights)) return (TW)(object)new F32Weights(Floats(source, count));
         if (typeof(TW) == typeof(F16Weights))
         {
+            // fp16 bits from System.Half (round to nearest even, as torch); ILGPU's conversion truncates.
             var buffer = Track(_accelerator.Allocate1D<Half>(count));
-            Upload(source, count, buffer.View, static f => (Half)f);
+            Upload(source, count, buffer.View, static f => ToHalf(f));
             return (TW)(object)new F16Weights(buffer.View);
         }
         if (typeof(TW) == typeof(BF16Weights))
@@ -103,6 +104,13 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
             return (TW)(object)new BF16Weights(buffer.View);
         }
         throw new NotSupportedException($"weight storage {typeof(TW).Name}");
+    }
+
+    /// <summary>fp32 -> fp16 with round-to-nearest-even, as torch's .half().</summary>
+    public static Half ToHalf(float value)
+    {
+        ushort bits = BitConverter.HalfToUInt16Bits((System.Half)value);
+        return System.Runtime.CompilerServices.Unsafe.As<ushort, Half>(ref bits);
     }
 
     /// <summary>fp32 -> bf16 with round-to-nearest-even, as torch's .to(torch.bfloat16).</summary>

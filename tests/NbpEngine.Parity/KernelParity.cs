@@ -9,7 +9,6 @@ using NbpEngine.Kernels.Shared;
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Sampling;
-using Half = ILGPU.Half;
 
 namespace NbpEngine.Parity;
 
@@ -172,7 +171,7 @@ public sealed unsafe class KernelParity : IDisposable
         var zero = new float[m * n];
         var exact = CpuMatMul(a, w, bias, zero, m, n, k, 0, false);
 
-        var half = w.Select(v => (Half)v).ToArray();
+        var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
         var outHalf = Upload(zero);
         _f16.MatMul(_stream, MatMulGrid(m, n, GroupSize), Upload(a), new F16Weights(Upload(half)), Upload(bias), outHalf, Args(m, n, k, 0, false));
         var f16 = Download(outHalf, m * n);
@@ -184,7 +183,7 @@ public sealed unsafe class KernelParity : IDisposable
         string shape = $"{m}x{n}x{k}";
         return
         [
-            new("matmul fp16 weights vs fp32 on rounded weights", shape, Nmse.Of(f16, CpuMatMul(a, half.Select(h => (float)h).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
+            new("matmul fp16 weights vs fp32 on rounded weights", shape, Nmse.Of(f16, CpuMatMul(a, w.Select(v => (float)(System.Half)v).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
             new("matmul fp16 weights vs fp32 weights", shape, Nmse.Of(f16, exact), 1e-5),
             new("matmul bf16 weights vs fp32 on rounded weights", shape, Nmse.Of(bf16, CpuMatMul(a, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
             new("matmul bf16 weights vs fp32 weights", shape, Nmse.Of(bf16, exact), 1e-3),
@@ -206,7 +205,7 @@ public sealed unsafe class KernelParity : IDisposable
         int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
         _f32.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
         var result = Download(cv, m * n);
-        static float[] Round(float[] x) => x.Select(v => (float)(Half)v).ToArray();
+        static float[] Round(float[] x) => x.Select(v => (float)(System.Half)v).ToArray();
         string shape = $"{m}x{n}x{k} w{warps}";
         return
         [

@@ -31,6 +31,26 @@ public static class DeviceMath
 
     public static float Gelu(float x) => 0.5f * x * (1f + Erf(x * 0.70710678118654752f));
 
+    /// <summary>
+    /// x rounded to the nearest fp16 value, ties to even (as torch's .half() and CUDA's cvt.rn), returned
+    /// as fp32. ILGPU's own float-to-Half conversion does not round to nearest on the CPU, so kernels
+    /// and uploads use this (or System.Half on the host), never (ILGPU.Half)x.
+    /// </summary>
+    public static float RoundToHalf(float x)
+    {
+        float ax = XMath.Abs(x);
+        if (ax >= 65520f) return x > 0 ? float.PositiveInfinity : x < 0 ? float.NegativeInfinity : x; // past the largest half (NaN passes through)
+        if (ax < 6.103515625e-05f)
+        {
+            // subnormal halves: multiples of 2^-24
+            float scaled = x * 16777216f;
+            return XMath.Round(scaled) / 16777216f; // Math.Round rounds half to even
+        }
+        uint bits = (uint)Interop.FloatAsInt(x);
+        bits += 0x0FFFu + ((bits >> 13) & 1u); // keep 10 of 23 mantissa bits, ties to even
+        return Interop.IntAsFloat(bits & 0xFFFFE000u);
+    }
+
     /// <summary>Maps a float to a uint whose unsigned order is the float order (NaN aside).</summary>
     public static uint OrderedKey(float value)
     {

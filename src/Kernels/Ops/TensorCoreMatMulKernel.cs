@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime.Cuda;
 using NbpEngine.Kernels.Device;
-using Half = ILGPU.Half;
 
 namespace NbpEngine.Kernels.Ops;
 
@@ -39,12 +38,12 @@ public static class TensorCoreMatMulKernel
             for (int e = Group.IdxX; e < warps * WarpTileM * StepK; e += Group.DimX)
             {
                 int r = e / StepK, k = k0 + e % StepK, m = m0 + r;
-                aTile[r * Pad + e % StepK] = RoundToHalf(m < args.M && k < args.K ? a[(long)m * args.Lda + k] : 0f);
+                aTile[r * Pad + e % StepK] = DeviceMath.RoundToHalf(m < args.M && k < args.K ? a[(long)m * args.Lda + k] : 0f);
             }
             for (int e = Group.IdxX; e < TileN * StepK; e += Group.DimX)
             {
                 int r = e / StepK, k = k0 + e % StepK, n = n0 + r;
-                wTile[r * Pad + e % StepK] = RoundToHalf(n < args.N && k < args.K ? w.Load((long)n * args.K + k) : 0f);
+                wTile[r * Pad + e % StepK] = DeviceMath.RoundToHalf(n < args.N && k < args.K ? w.Load((long)n * args.K + k) : 0f);
             }
             Group.Barrier();
             int ar = warp * WarpTileM;
@@ -72,8 +71,6 @@ public static class TensorCoreMatMulKernel
         Store(c, bias, args, row, n0 + 16 + 2 * t, d20, d21, d22, d23);
         Store(c, bias, args, row, n0 + 24 + 2 * t, d30, d31, d32, d33);
     }
-
-    private static float RoundToHalf(float value) => (float)(Half)value;
 
     /// <summary>Two consecutive fp32 values (already fp16-exact) as one .f16x2 register, lower index in the lower half.</summary>
     private static uint Pack(ArrayView<float> tile, int at)

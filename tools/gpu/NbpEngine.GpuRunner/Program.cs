@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.GpuRunner;
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Parity;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Runtime.Sampling;
+
+// nbp-gpu-check: on a CUDA machine, run the kernel parity suite, whole-model parity against the
+// PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.
+// Usage: nbp-gpu-check --out DIR [--device cuda|ilgpu-cpu] [--skip-bench] [--bench-layers 24]
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+string outDir = Arg("--out") ?? "gpu-results";
+var kind = Arg("--device") == "ilgpu-cpu" ? IlgpuDeviceKind.Cpu : IlgpuDeviceKind.Cuda;
+bool skipBench = args.Contains("--skip-bench");
+int benchLayers = int.Parse(Arg("--bench-layers") ?? "24");
+Directory.CreateDirectory(outDir);
+var summary = new StringBuilder();
+void Report(string line)
+{
+    Console.WriteLine(line);
+    summary.AppendLine(line);
+}
+
+int failures = 0;
+using (var device = new IlgpuDevice(kind))
+{
+    Report($"# nbp-gpu-check {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+    Report($"device: {device.Describe()}, memory {device.Accelerator.MemorySize / (1 << 20)} MiB, launch shape {device.Shape}");
+    Report("");
+    Report("## Kernel parity (tests/NbpEngine.Parity, device vs CPU backend)");
+    using var parity = new KernelParity(device);
+    foreach (var result in parity.RunAll())
+    {
+        Report(result.ToString());
+        if (!result.Passed) failures++;
+    }
+}
+
+Report("");
+Report("## Whole-model greedy parity against the PyTorch fixtures");
+var backend = kind == IlgpuDeviceKind.Cuda ? BackendKind.Cuda : BackendKind.IlgpuCpu;
+string fixtures = Path.Combine(AppContext.BaseDirectory, "fixtures");
+foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
+         {
+             ("frame_b16", "frame_model", "frame_prompt", GenerationMode.Frame, 16, 12, 0), ("frame_b4", "frame_model", "frame_prompt", GenerationMode.Frame, 4, 48, 0),
+             ("frame_ntp", "frame_model", "frame_prompt", GenerationMode.Frame, 1, 192, 0), ("hybrid", "hybrid_model", "hybrid_prompt", GenerationMode.Hybrid, 4, 11, 5),
+         })
+{
+    foreach (var (storage, tensorCores) in new[] { (WeightStorage.F32, false), (WeightStorage.F32, true), (WeightStorage.F16, false) })
+    {
+        using var m = await NbpModel.LoadAsync(Path.Combine(fixtures, model + ".safetensors"));
+        using var session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores });
+        var request = new GenerationRequest
+        {
+            Prompt = Tokens(Path.Combine(fixtures, prompt + ".txt")), Mode = mode, BlockSize = block, Steps = steps, CondLength = cond,
+        };
+        var tokens = new int[session.Plan(request).TokenCount];
+        session.Generate(request, tokens);
+        var expected = Tokens(Path.Combine(fixtures, name + "_greedy.txt"));
+        int same = tokens.Zip(expected).Count(p => p.First == p.Second);
+        bool required = storage == WeightStorage.F32 && !tensorCores; // fp16 paths: reported, not required
+        if (required && same != expected.Length) failures++;
+        Report($"{(same == expected.Length ? "ok  " : required ? "FAIL" : "note")} {name} ({session.BackendName}): {same}/{expected.Length} tokens equal");
+    }
+}
+
+if (!skipBench) await Bench();
+File.WriteAllText(Path.Combine(outDir, "summary.md"), summary.ToString());
+Report($"{failures} failures; results in {outDir}/summary.md");
+return failures == 0 ? 0 : 1;
+
+async Task Bench()
+{
+    Report("");
+    Report($"## K600-shaped timings ({benchLayers} layers x 1536, 16 heads, V 64000, 512-token prompt, 768 new tokens, top-k 16000, top-p 0.9)");
+    string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
+    if (!File.Exists(weights)) RandomCheckpoint.Write(weights, benchLayers, 16, 1536, 64000, 5120);
+    double bandwidth = CopyBandwidth(kind);
+    Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
+    using var model = await NbpModel.LoadAsync(weights);
+    var prompt = Enumerable.Range(0, 512).Select(i => (i * 7919) % 64000).ToArray();
+    Report("");
+    Report("| weights | B | steps | prefill ms | mean step ms | total s | weight bytes/step | floor ms/step | step / floor |");
+    Report("|---|---|---|---|---|---|---|---|---|");
+    foreach (var storage in new[] { WeightStorage.F16, WeightStorage.F32 })
+    {
+        long bytesPerElement = storage == WeightStorage.F32 ? 4 : 2;
+        long c = 1536;
+        long weightBytes = (benchLayers * 12L * c * c + 64000L * c) * bytesPerElement; // every matrix + head, once per step
+        double floorMs = weightBytes / bandwidth * 1e3;
+        foreach (int block in new[] { 16, 1 })
+        {
+            using var session = model.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16 });
+            var request = new GenerationRequest
+            {
+                Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = 768 / block,
+                Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
+            };
+            var warm = session.CreateGenerator(request with { Steps = 2 });
+            var scratch = new int[16];
+            while (!warm.IsComplete) warm.Step(scratch); // JIT and kernel compilation out of the timing
+            var generator = session.CreateGenerator(request);
+            var clock = Stopwatch.StartNew();
+            generator.Step(scratch);
+            double prefill = clock.Elapsed.TotalMilliseconds;
+            while (!generator.IsComplete) generator.Step(scratch);
+            double total = clock.Elapsed.TotalMilliseconds;
+            double step = (total - prefill) / (request.Steps!.Value - 1);
+            Report($"| {storage} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
+        }
+    }
+}
+
+static double CopyBandwidth(IlgpuDeviceKind kind)
+{
+    using var device = new IlgpuDevice(kind);
+    long count = (kind == IlgpuDeviceKind.Cuda ? 1L << 28 : 1L << 22); // 1 GiB of floats on CUDA
+    using var a = device.Accelerator.Allocate1D<float>(count);
+    using var b = device.Accelerator.Allocate1D<float>(count);
+    a.View.CopyTo(b.View);
+    device.Accelerator.Synchronize();
+    const int repeats = 10;
+    var clock = Stopwatch.StartNew();
+    for (int i = 0; i < repeats; i++) a.View.CopyTo(b.View);
+    device.Accelerator.Synchronize();
+    return 2.0 * count * sizeof(float) * repeats / clock.Elapsed.TotalSeconds;
+}
+
+string? Arg(string name)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+}
+
+static int[] Tokens(string path) => File.ReadAllText(path).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
