@@ -18,7 +18,7 @@ internal sealed unsafe class MatMulJob : IParallelWork
     private GemmStore _store;
     private bool _gelu;
 
-    /// <param name="a">[m, k]</param><param name="w">[n, k]</param><param name="c">[m, ldc]</param>
+    /// <summary>Shapes: a [m, k], w [n, k], bias [n] or null, c [m, ldc].</summary>
     public void Run(WorkerPool pool, float* a, int m, int k, float* w, int n, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
     {
         _a = a; _m = m; _k = k; _w = w; _n = n; _bias = bias; _c = c; _ldc = ldc; _store = store; _gelu = gelu;
@@ -69,8 +69,7 @@ internal sealed unsafe class AttentionJob : IParallelWork
 
     public AttentionJob(float*[] scoresPerWorker) => _scores = scoresPerWorker;
 
-    /// <param name="query">[rows, C]</param><param name="keys">[position, C] of this layer</param>
-    /// <param name="keyEnds">[rows] exclusive key end per row</param><param name="output">[rows, C]</param>
+    /// <summary>Shapes: query [rows, C], keys and values [position, C] of this layer, keyEnds [rows] (exclusive end per row), output [rows, C].</summary>
     public void Run(WorkerPool pool, float* query, int rows, float* keys, float* values, int* keyEnds, int heads, int headSize, float* output)
     {
         _query = query; _rows = rows; _keys = keys; _values = values; _keyEnds = keyEnds;

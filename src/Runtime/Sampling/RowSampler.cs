@@ -13,6 +13,9 @@ public static class RowSampler
     /// Ties at the top-p cut are resolved as a stable descending sort would (lower index first);
     /// the draw walks survivors in ascending index order.
     /// </summary>
+    /// <param name="logits">one row of logits</param>
+    /// <param name="settings">the filtering rule</param>
+    /// <param name="u">uniform in [0, 1), from CounterRandom</param>
     /// <param name="scaled">scratch, at least vocabulary length</param>
     /// <param name="keys">scratch, at least vocabulary length</param>
     public static int Sample(ReadOnlySpan<float> logits, in SamplingSettings settings, double u, Span<float> scaled, Span<ulong> keys)

@@ -2,7 +2,7 @@ using System.Runtime.ExceptionServices;
 
 namespace NbpEngine.Runtime.Threading;
 
-/// <summary>Work split into numbered tasks; <paramref name="worker"/> indexes per-thread scratch.</summary>
+/// <summary>Work split into numbered tasks; Execute's worker argument indexes per-thread scratch.</summary>
 public interface IParallelWork
 {
     void Execute(int task, int worker);
