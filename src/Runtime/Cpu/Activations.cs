@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using NbpEngine.Kernels.Device;
 
 namespace NbpEngine.Runtime.Cpu;
 
@@ -10,30 +11,15 @@ namespace NbpEngine.Runtime.Cpu;
 /// </summary>
 public static unsafe class Activations
 {
-    private const float P = 0.3275911f;
-    private const float A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
-    private const float InvSqrt2 = 0.70710678118654752f;
-    private const float SmallLimit = 0.5f;
-    // 2/√π · (-1)^n / (n! (2n+1)), n = 0..6
-    private const float T0 = 1.1283791671f, T1 = -0.3761263890f, T2 = 0.1128379167f, T3 = -0.0268661706f;
-    private const float T4 = 0.0052239776f, T5 = -0.0008548327f, T6 = 0.0001205533f;
+    // One definition of the formula and its constants, shared with the ILGPU kernels (DeviceMath).
+    private const float P = DeviceMath.P, A1 = DeviceMath.A1, A2 = DeviceMath.A2, A3 = DeviceMath.A3, A4 = DeviceMath.A4, A5 = DeviceMath.A5;
+    private const float T0 = DeviceMath.T0, T1 = DeviceMath.T1, T2 = DeviceMath.T2, T3 = DeviceMath.T3, T4 = DeviceMath.T4, T5 = DeviceMath.T5, T6 = DeviceMath.T6;
+    private const float InvSqrt2 = DeviceMath.InvSqrt2, SmallLimit = DeviceMath.SeriesLimit;
 
-    /// <summary>Scalar erf, the reference for the vector path.</summary>
-    public static float Erf(float x)
-    {
-        float ax = MathF.Abs(x);
-        if (ax < SmallLimit)
-        {
-            float x2 = x * x;
-            return x * ((((((T6 * x2 + T5) * x2 + T4) * x2 + T3) * x2 + T2) * x2 + T1) * x2 + T0);
-        }
-        float t = 1f / (1f + P * ax);
-        float poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
-        float y = 1f - poly * MathF.Exp(-ax * ax);
-        return x < 0 ? -y : y;
-    }
+    /// <summary>Scalar erf, the reference for the vector path (the kernels' own function).</summary>
+    public static float Erf(float x) => DeviceMath.Erf(x);
 
-    public static float Gelu(float x) => 0.5f * x * (1f + Erf(x * InvSqrt2));
+    public static float Gelu(float x) => DeviceMath.Gelu(x);
 
     /// <summary>values[i] = GELU(values[i]) in place, Vector512 with a scalar tail.</summary>
     public static void GeluInPlace(float* values, int count)

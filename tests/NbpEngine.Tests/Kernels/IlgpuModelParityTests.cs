@@ -19,15 +19,6 @@ public class IlgpuModelParityTests(ITestOutputHelper output)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (tokens, logits, rows, vocab) = await FixtureParityTests.GenerateAsync(fixture, BackendKind.IlgpuCpu);
         output.WriteLine($"{name}: {tokens.Length} tokens on ilgpu-cpu in {clock.Elapsed.TotalSeconds:F1} s");
-        Assert.Equal(Fixtures.Tokens(name + "_greedy.txt"), tokens);
-        var (reference, shape) = Fixtures.Npy(Fixtures.PathOf(name + "_logits0.npy"));
-        Assert.Equal(new[] { rows, vocab }, shape);
-        double maxDiff = 0, maxRef = 0;
-        for (int i = 0; i < reference.Length; i++)
-        {
-            maxDiff = Math.Max(maxDiff, Math.Abs(logits[i] - reference[i]));
-            maxRef = Math.Max(maxRef, Math.Abs(reference[i]));
-        }
-        Assert.True(maxDiff / maxRef <= FixtureParityTests.LogitTolerance, $"{name}: step-0 logits relative error {maxDiff / maxRef:E3}");
+        FixtureParityTests.AssertMatchesFixture(name, tokens, logits, rows, vocab, output);
     }
 }
