@@ -10,7 +10,7 @@ namespace NbpEngine.Runtime.Cpu;
 /// of A stream past it, so each weight is read from memory once per call whatever the row count.
 /// One instance per session, reused: dispatching allocates nothing.
 /// </summary>
-internal sealed unsafe class MatMulJob : IParallelWork
+public sealed unsafe class MatMulJob : IParallelWork
 {
     private const int ChunkBytes = 192 * 1024;
     private float* _a, _w, _bias, _c;

@@ -23,17 +23,22 @@ public static class Fixtures
         File.ReadAllText(PathOf(file)).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
 
     /// <summary>Reads a float32 little-endian C-order .npy; returns data and shape.</summary>
-    public static (float[] Data, int[] Shape) Npy(string path)
+    public static (float[] Data, int[] Shape) Npy(string path) => Npy<float>(path, "'<f4'");
+
+    /// <summary>Reads an int32 little-endian C-order .npy; returns data and shape.</summary>
+    public static (int[] Data, int[] Shape) NpyInt(string path) => Npy<int>(path, "'<i4'");
+
+    private static (T[] Data, int[] Shape) Npy<T>(string path, string descr) where T : unmanaged
     {
         var bytes = File.ReadAllBytes(path);
         int headerLength = BitConverter.ToUInt16(bytes, 8);
         string header = System.Text.Encoding.ASCII.GetString(bytes, 10, headerLength);
-        if (!header.Contains("'<f4'") || header.Contains("'fortran_order': True")) throw new InvalidDataException($"{path}: expected C-order float32, header {header}");
+        if (!header.Contains(descr) || header.Contains("'fortran_order': True")) throw new InvalidDataException($"{path}: expected C-order {descr}, header {header}");
         int open = header.IndexOf("'shape': (", StringComparison.Ordinal) + 10;
         int close = header.IndexOf(')', open);
         var shape = header[open..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
-        var data = new float[(bytes.Length - 10 - headerLength) / 4];
-        Buffer.BlockCopy(bytes, 10 + headerLength, data, 0, data.Length * 4);
+        var data = new T[(bytes.Length - 10 - headerLength) / System.Runtime.CompilerServices.Unsafe.SizeOf<T>()];
+        Buffer.BlockCopy(bytes, 10 + headerLength, data, 0, bytes.Length - 10 - headerLength);
         return (data, shape);
     }
 }

@@ -1,0 +1,179 @@
+using NbpEngine.Tokenizer.Cpu;
+
+namespace NbpEngine.Tokenizer;
+
+/// <summary>
+/// The MAGVIT-v2/FSQ video tokenizer on the CPU (TOKENIZER.md): pixels [3, T, H, W] in [0, 1] to FSQ
+/// indices [t, h, w] and back. Layer widths come from the weights, so narrow test tokenizers load
+/// through the same code. Thread-safe for one call at a time; dispose to free the weights.
+/// </summary>
+public sealed unsafe class VideoTokenizer : IDisposable
+{
+    private readonly TokenizerWeights _weights;
+    private readonly List<TokenizerLayer> _decoder = new(), _encoder = new();
+    private readonly float* _encoderOutBias;
+
+    public string SourcePath => _weights.Path;
+    public bool HasDecoder => _decoder.Count > 0;
+    public bool HasEncoder => _encoder.Count > 0;
+    /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>
+    public const int SpatialFactor = 8;
+    public int MaxChannels { get; }
+
+    public VideoTokenizer(string path)
+    {
+        _weights = new TokenizerWeights(path);
+        try
+        {
+            if (_weights.Has("decoder_layers.0.conv.weight")) BuildDecoder();
+            if (_weights.Has("encoder_layers.0.conv.weight")) BuildEncoder();
+            if (!HasDecoder && !HasEncoder) throw new InvalidDataException($"{path}: neither 'decoder_layers.0.conv.weight' nor 'encoder_layers.0.conv.weight' found");
+            MaxChannels = _decoder.Concat(_encoder).Max(l => Math.Max(l.InChannels, l.OutChannels));
+        }
+        catch
+        {
+            _weights.Dispose();
+            throw;
+        }
+    }
+
+    private Conv3d Conv(string key, (int, int, int) stride, bool causal = true)
+    {
+        float* w = _weights.ConvWeight(key + ".weight", out int cout, out int cin, out int kt, out int kh, out int kw);
+        return new Conv3d(cin, cout, kt, kh, kw, stride, w, _weights.Vector(key + ".bias", cout), causal);
+    }
+
+    private GroupNormSwish NormSwish(string norm, string? swishBeta, int channels) =>
+        new(channels, _weights.Vector(norm + ".weight", channels), _weights.Vector(norm + ".bias", channels),
+            swishBeta is null ? null : _weights.Vector(swishBeta, channels));
+
+    private ResidualLayer Residual(string prefix)
+    {
+        var conv1 = Conv(prefix + ".fn.2.conv", (1, 1, 1));
+        var conv2 = Conv(prefix + ".fn.5.conv", (1, 1, 1));
+        var norm1 = NormSwish(prefix + ".fn.0", prefix + ".fn.1.beta", conv1.InChannels);
+        var norm2 = NormSwish(prefix + ".fn.3", prefix + ".fn.4.beta", conv1.OutChannels);
+        Conv3d? residual = _weights.Has(prefix + ".residual_fn.0.conv.weight") ? Conv(prefix + ".residual_fn.0.conv", (1, 1, 1)) : null;
+        if (residual is null && conv1.InChannels != conv2.OutChannels)
+            throw new InvalidDataException($"{SourcePath}: residual unit '{prefix}' changes width {conv1.InChannels} -> {conv2.OutChannels} but has no '{prefix}.residual_fn.0.conv.weight'");
+        return new ResidualLayer(norm1, conv1, norm2, conv2, residual);
+    }
+
+    private void BuildDecoder()
+    {
+        const string p = "decoder_layers.";
+        for (int i = 0; i < 30; i++)
+        {
+            string key = p + i;
+            TokenizerLayer layer = i switch
+            {
+                0 or 9 or 15 or 21 or 29 => new ConvLayer(Conv(key + ".conv", (1, 1, 1))),
+                10 or 16 => new Depth2SpaceLayer(2, 2, 2, _decoder[^1].OutChannels),
+                22 => new Depth2SpaceLayer(1, 2, 2, _decoder[^1].OutChannels),
+                27 => new NormSwishLayer(NormSwish(key, p + "28.beta", _decoder[^1].OutChannels)),
+                28 => null!, // fused into 27
+                _ => Residual(key),
+            };
+            if (layer is null) continue;
+            Chain(_decoder, layer, key);
+        }
+        if (_decoder[0].InChannels != Fsq.Dimensions) throw new InvalidDataException($"{SourcePath}: decoder_layers.0 takes {_decoder[0].InChannels} channels, expected the {Fsq.Dimensions} FSQ dimensions");
+        if (_decoder[^1].OutChannels != 3) throw new InvalidDataException($"{SourcePath}: decoder_layers.29 outputs {_decoder[^1].OutChannels} channels, expected 3 (RGB)");
+    }
+
+    private void BuildEncoder()
+    {
+        const string p = "encoder_layers.";
+        for (int i = 0; i < 27; i++)
+        {
+            string key = p + i;
+            TokenizerLayer layer = i switch
+            {
+                0 => new ConvLayer(Conv(key + ".conv", (1, 1, 1))),
+                5 => new ConvLayer(Conv(key + ".conv", (1, 2, 2))),
+                10 or 15 => new ConvLayer(Conv(key + ".conv", (2, 2, 2))),
+                24 => new NormSwishLayer(NormSwish(key, p + "25.beta", _encoder[^1].OutChannels)),
+                25 => null!,
+                26 => new ConvLayer(Conv(key, (1, 1, 1), causal: false)), // plain Conv3d(512 -> 6, 1): keys without '.conv'
+                _ => Residual(key),
+            };
+            if (layer is null) continue;
+            Chain(_encoder, layer, key);
+        }
+        if (_encoder[0].InChannels != 3) throw new InvalidDataException($"{SourcePath}: encoder_layers.0 takes {_encoder[0].InChannels} channels, expected 3 (RGB)");
+        if (_encoder[^1].OutChannels != Fsq.Dimensions) throw new InvalidDataException($"{SourcePath}: encoder_layers.26 outputs {_encoder[^1].OutChannels} channels, expected {Fsq.Dimensions}");
+    }
+
+    private void Chain(List<TokenizerLayer> list, TokenizerLayer layer, string key)
+    {
+        if (list.Count > 0 && list[^1].OutChannels != layer.InChannels)
+            throw new InvalidDataException($"{SourcePath}: '{key}' takes {layer.InChannels} channels but the previous layer gives {list[^1].OutChannels}");
+        list.Add(layer);
+    }
+
+    /// <summary>Latent frames for <paramref name="frames"/> video frames (1 + 4n -> 1 + n).</summary>
+    public static int LatentFrames(int frames)
+    {
+        if (frames < 1 || (frames - 1) % 4 != 0) throw new ArgumentException($"frame count must be 1 + 4n (first frame alone, then clips of 4), found {frames}");
+        return 1 + (frames - 1) / 4;
+    }
+
+    /// <summary>FSQ indices [t, h, w] -> pixels [3, 4t - 3, 8h, 8w] clamped to [0, 1].</summary>
+    public float[] Decode(ReadOnlySpan<int> indices, int latentFrames, int latentHeight, int latentWidth, int threads, IProgress<float>? progress = null)
+    {
+        if (!HasDecoder) throw new InvalidOperationException($"{SourcePath} has no decoder weights");
+        if (indices.Length != (long)latentFrames * latentHeight * latentWidth)
+            throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
+        var x = new Volume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
+        for (int i = 0; i < indices.Length; i++) Fsq.Code(indices[i], new Span<float>(x.Data + (long)i * Fsq.Dimensions, Fsq.Dimensions));
+        using var ws = new TokenizerWorkspace(threads, MaxChannels);
+        x = RunLayers(_decoder, ws, x, progress);
+        using (x)
+        {
+            var pixels = new float[x.Length];
+            long plane = (long)x.Frames * x.Height * x.Width;
+            for (long p = 0; p < plane; p++)
+                for (int c = 0; c < 3; c++) pixels[c * plane + p] = Math.Clamp(x.Data[p * 3 + c], 0f, 1f);
+            return pixels;
+        }
+    }
+
+    /// <summary>Pixels [3, T, H, W] in [0, 1] -> FSQ indices [t, h, w]; <paramref name="bounded"/> gets the pre-rounding values [t, h, w, 6] if given.</summary>
+    public int[] Encode(ReadOnlySpan<float> pixels, int frames, int height, int width, int threads, float[]? bounded = null, IProgress<float>? progress = null)
+    {
+        if (!HasEncoder) throw new InvalidOperationException($"{SourcePath} has no encoder weights");
+        LatentFrames(frames);
+        if (height % SpatialFactor != 0 || width % SpatialFactor != 0) throw new ArgumentException($"frame size {height}x{width} must be a multiple of {SpatialFactor}");
+        if (pixels.Length != 3L * frames * height * width) throw new ArgumentException($"{pixels.Length} values for [3, {frames}, {height}, {width}] pixels");
+        var x = new Volume(frames, height, width, 3);
+        long plane = (long)frames * height * width;
+        for (long p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++) x.Data[p * 3 + c] = pixels[(int)(c * plane + p)];
+        using var ws = new TokenizerWorkspace(threads, MaxChannels);
+        using var z = RunLayers(_encoder, ws, x, progress);
+        var indices = new int[z.Positions];
+        Span<float> values = stackalloc float[Fsq.Dimensions];
+        for (long p = 0; p < z.Positions; p++)
+        {
+            for (int d = 0; d < Fsq.Dimensions; d++)
+            {
+                values[d] = z.Data[p * Fsq.Dimensions + d];
+                if (bounded is not null) bounded[p * Fsq.Dimensions + d] = Fsq.Bounded(values[d], d);
+            }
+            indices[p] = Fsq.Quantize(values);
+        }
+        return indices;
+    }
+
+    private static Volume RunLayers(List<TokenizerLayer> layers, TokenizerWorkspace ws, Volume x, IProgress<float>? progress)
+    {
+        for (int i = 0; i < layers.Count; i++)
+        {
+            x = layers[i].Run(ws, x);
+            progress?.Report((i + 1f) / layers.Count);
+        }
+        return x;
+    }
+
+    public void Dispose() => _weights.Dispose();
+}

@@ -1,0 +1,104 @@
+using NbpEngine.Tests.Support;
+using NbpEngine.Tokenizer;
+using Xunit.Abstractions;
+
+namespace NbpEngine.Tests;
+
+/// <summary>
+/// The CPU tokenizer against the PyTorch reference (tools/reference/make_tokenizer_fixtures.py): a narrow
+/// tokenizer with the full layer list, 17 frames of 32x32. Decoded pixels within 1e-4 max abs error;
+/// encoded codes exact except where the reference's pre-rounding value is within 1e-4 of a boundary.
+/// </summary>
+public class TokenizerTests(ITestOutputHelper output)
+{
+    private const string Regenerate = "/usr/bin/python3 tools/reference/make_tokenizer_fixtures.py";
+
+    [Fact]
+    public void DecodedPixelsMatchPyTorch()
+    {
+        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        var (codes, codeShape) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
+        var (expected, shape) = Fixtures.Npy(Fixtures.PathOf("tokenizer_decoded.npy"));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var pixels = tokenizer.Decode(codes, codeShape[0], codeShape[1], codeShape[2], threads: 2);
+        output.WriteLine($"decode [{string.Join(",", codeShape)}] -> [{string.Join(",", shape)}] in {clock.ElapsedMilliseconds} ms");
+        Assert.Equal(expected.Length, pixels.Length);
+        double maxDiff = 0;
+        int worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+            if (Math.Abs(pixels[i] - expected[i]) > maxDiff) { maxDiff = Math.Abs(pixels[i] - expected[i]); worst = i; }
+        output.WriteLine($"max |diff| {maxDiff:E3} at {worst}");
+        Assert.True(maxDiff <= 1e-4, $"decoded pixels: max |diff| {maxDiff:E3} at {worst} ({pixels[worst]} vs {expected[worst]}); regenerate with: {Regenerate}");
+    }
+
+    [Fact]
+    public void EncodedCodesMatchPyTorch()
+    {
+        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        var (video, shape) = Fixtures.Npy(Fixtures.PathOf("tokenizer_video.npy"));
+        var (expected, codeShape) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
+        var (referenceBounded, _) = Fixtures.Npy(Fixtures.PathOf("tokenizer_bounded.npy")); // [6, t, h, w]
+        var bounded = new float[expected.Length * Fsq.Dimensions];
+        var codes = tokenizer.Encode(video, shape[1], shape[2], shape[3], threads: 2, bounded);
+        Assert.Equal(expected.Length, codes.Length);
+        int exact = 0, nearBoundary = 0;
+        double maxBoundedDiff = 0;
+        for (int p = 0; p < codes.Length; p++)
+        {
+            bool near = false;
+            for (int d = 0; d < Fsq.Dimensions; d++)
+            {
+                float reference = referenceBounded[d * codes.Length + p];
+                maxBoundedDiff = Math.Max(maxBoundedDiff, Math.Abs(bounded[p * Fsq.Dimensions + d] - reference));
+                near |= Math.Abs(Math.Abs(reference - MathF.Floor(reference)) - 0.5) < 1e-4;
+            }
+            if (codes[p] == expected[p]) exact++;
+            else if (near) nearBoundary++;
+            else Assert.Fail($"code {p}: {codes[p]} vs reference {expected[p]} and no dimension is within 1e-4 of a rounding boundary; regenerate with: {Regenerate}");
+        }
+        output.WriteLine($"{exact}/{codes.Length} codes exact, {nearBoundary} differ at a rounding boundary; pre-rounding max |diff| {maxBoundedDiff:E3}");
+    }
+
+    [Fact]
+    public void FsqRoundTripsEveryIndex()
+    {
+        Span<float> code = stackalloc float[Fsq.Dimensions];
+        Span<float> z = stackalloc float[Fsq.Dimensions];
+        for (int index = 0; index < Fsq.CodebookSize; index += 7)
+        {
+            Fsq.Code(index, code);
+            // a z whose bounded value is 0.95·digit, which rounds to the digit (the extreme digit -4 of an
+            // even level count lies outside tanh's range (-h - 1/2, h - 1/2) and is only reached by rounding)
+            for (int d = 0; d < Fsq.Dimensions; d++)
+            {
+                int levels = Fsq.Levels[d];
+                float h = (levels - 1) * (1 - 1e-3f) / 2, offset = levels % 2 == 0 ? 0.5f : 0f;
+                float target = 0.95f * code[d] * (levels / 2);
+                z[d] = MathF.Atanh((target + offset) / h) - MathF.Tan(offset / h);
+            }
+            Assert.Equal(index, Fsq.Quantize(z));
+        }
+    }
+
+    [Fact]
+    public void PrefixedKeysLoadAndMissingOnesAreNamed()
+    {
+        using var dir = new TempDir();
+        using (var source = NbpEngine.Loader.Safetensors.SafetensorsFile.Open(Fixtures.PathOf("tokenizer_model.safetensors")))
+        {
+            var tensors = source.Tensors.Select(t =>
+            {
+                var data = new float[t.ElementCount];
+                source.ReadAsFloat32(t, data);
+                return (t.Name, t.Shape, data);
+            }).ToList();
+            NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("prefixed.safetensors"), tensors.Select(t => ("first_stage_model." + t.Name, t.Shape, t.data)));
+            NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("broken.safetensors"),
+                tensors.Where(t => t.Name != "decoder_layers.12.fn.5.conv.weight").Select(t => ("module." + t.Name, t.Shape, t.data)));
+        }
+        using (var prefixed = new VideoTokenizer(dir.File("prefixed.safetensors")))
+            Assert.True(prefixed.HasDecoder && prefixed.HasEncoder);
+        var e = Assert.Throws<InvalidDataException>(() => new VideoTokenizer(dir.File("broken.safetensors")));
+        Assert.Contains("decoder_layers.12.fn.5.conv.weight", e.Message);
+    }
+}
