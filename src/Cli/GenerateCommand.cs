@@ -11,6 +11,8 @@ using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tokenizer;
+using NbpEngine.Tokenizer.Video;
 
 namespace NbpEngine.Cli;
 
@@ -23,8 +25,12 @@ public static class GenerateCommand
     public static RootCommand Build()
     {
         var weights = new Option<string>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)", Required = true };
-        var promptTokens = new Option<string>("--prompt-tokens") { Description = "file of whitespace-separated model-vocabulary ids fed in the prefill", Required = true };
-        var tokensOut = new Option<string>("--tokens-out") { Description = "file for the generated ids (middle-bos removed)", Required = true };
+        var promptTokens = new Option<string?>("--prompt-tokens") { Description = "file of whitespace-separated model-vocabulary ids fed in the prefill" };
+        var tokensOut = new Option<string?>("--tokens-out") { Description = "file for the generated ids (middle-bos removed)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "video tokenizer: with --input and --output, frame prediction from real frames to a video" };
+        var input = new Option<string?>("--input") { Description = "conditioning frames: PNG folder or video file (the first 5 frames are used for K600)" };
+        var output = new Option<string?>("--output") { Description = "prediction: .mp4/.gif/.apng (via ffmpeg) or a folder; PNG frames are always written" };
+        var fps = new Option<int>("--fps") { Description = "frame rate of the output video", DefaultValueFactory = _ => 8 };
         var steps = new Option<int?>("--steps") { Description = "forward steps (default: one whole clip)" };
         var blockSize = new Option<int?>("--block-size") { Description = "tokens per step B (default: token_number_per_step; 1 = NTP)" };
         var mode = new Option<string?>("--mode") { Description = "frame | hybrid (default: hybrid when the checkpoint says so)" };
@@ -55,20 +61,27 @@ public static class GenerateCommand
 
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
-            weights, promptTokens, tokensOut, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
+            weights, promptTokens, tokensOut, tokenizer, input, output, fps, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
             logitsOut, threads, backend, deviceWeights, tensorCores, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
+        root.Subcommands.Add(TokenizerCommands.Decode());
+        root.Subcommands.Add(TokenizerCommands.Encode());
         root.SetAction(async (parse, ct) =>
         {
             try
             {
+                bool video = parse.GetValue(tokenizer) is not null || parse.GetValue(input) is not null || parse.GetValue(output) is not null;
+                if (video && (parse.GetValue(tokenizer) is null || parse.GetValue(input) is null || parse.GetValue(output) is null))
+                    throw new CliInputException("frame prediction from video needs --tokenizer, --input and --output together");
+                if (!video && (parse.GetValue(promptTokens) is null || parse.GetValue(tokensOut) is null))
+                    throw new CliInputException("give --prompt-tokens and --tokens-out (token generation), or --tokenizer, --input and --output (frame prediction from video)");
                 bool anySampling = parse.GetValue(topK) is not null || parse.GetValue(topP) is not null || parse.GetValue(temperature) is not null;
                 if (parse.GetValue(greedy) && anySampling) throw new CliInputException("--greedy cannot be combined with --top-k, --top-p or --temperature");
                 var sampling = parse.GetValue(greedy)
                     ? SamplingSettings.GreedyDecoding
                     : new SamplingSettings(false, parse.GetValue(temperature) ?? 1f, parse.GetValue(topK) ?? 16000, parse.GetValue(topP) ?? 0.9f);
                 var options = new Options(
-                    parse.GetValue(weights)!, parse.GetValue(promptTokens)!, parse.GetValue(tokensOut)!, parse.GetValue(logitsOut), parse.GetValue(statsJson),
+                    parse.GetValue(weights)!, parse.GetValue(promptTokens), parse.GetValue(tokensOut), parse.GetValue(logitsOut), parse.GetValue(statsJson),
                     new ModelConfigOverrides
                     {
                         HeadCount = parse.GetValue(nHead), BlockSize = parse.GetValue(modelBlock), VideoVocabSize = parse.GetValue(videoVocab),
@@ -80,7 +93,8 @@ public static class GenerateCommand
                     parse.GetValue(threads),
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-                    parse.GetValue(tensorCores), parse.GetValue(quiet));
+                    parse.GetValue(tensorCores), parse.GetValue(quiet),
+                    parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps));
                 return await RunAsync(options, ct);
             }
             catch (Exception e) when (IsInputError(e))
@@ -92,18 +106,34 @@ public static class GenerateCommand
         return root;
     }
 
-    private static bool IsInputError(Exception e) => e is CliInputException or SafetensorsFormatException or ModelConfigException
-        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentOutOfRangeException or NotSupportedException
+    private static bool IsInputError(Exception e) => e is CliInputException or InvalidDataException or SafetensorsFormatException or ModelConfigException
+        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentException or NotSupportedException
         or InvalidOperationException;
 
-    private sealed record Options(string Weights, string PromptTokens, string TokensOut, string? LogitsOut, string? StatsJson,
+    private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
-        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, bool Quiet);
+        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, bool Quiet,
+        string? Tokenizer, string? Input, string? Output, int Fps);
+
+    /// <summary>Runs a subcommand body with the same one-line error reporting as generation.</summary>
+    internal static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (IsInputError(e))
+        {
+            Console.Error.WriteLine($"nbp-run: error: {e.Message}");
+            return 2;
+        }
+    }
 
     private static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
         if (o.Threads is < 1) throw new CliInputException($"--threads must be >= 1, found {o.Threads}");
-        var prompt = TokenFile.Read(o.PromptTokens);
+        VideoTokenizer? videoTokenizer = o.Tokenizer is null ? null : new VideoTokenizer(o.Tokenizer);
+        using var disposeTokenizer = videoTokenizer;
         using var loggers = new StderrLoggerFactory(LogLevel.Information);
         var clock = Stopwatch.StartNew();
         using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers }, null, ct);
@@ -112,6 +142,19 @@ public static class GenerateCommand
         Console.Error.WriteLine($"nbp-run: {o.Weights}: {cfg.LayerCount} layers, {cfg.HeadCount} heads, C = {cfg.EmbeddingSize}, V = {cfg.VocabSize}, " +
                                 $"P = {cfg.PositionCount}, B = {cfg.BlockSize}{(cfg.Hybrid ? ", hybrid" : "")} (loaded in {loadSeconds:F2} s)");
 
+        int latent = cfg.Resolution / VideoTokenizer.SpatialFactor;
+        int[] prompt;
+        byte[][]? conditioningFrames = null;
+        if (videoTokenizer is not null)
+        {
+            // K600 frame prediction: encode the first 5 frames (2 latent frames) into the prompt
+            int frames = 5;
+            (var codes, conditioningFrames) = TokenizerCommands.EncodeInput(videoTokenizer, o.Input!, frames, cfg.Resolution, o.Threads);
+            if (codes.Max() >= cfg.VideoVocabSize)
+                throw new CliInputException($"{o.Tokenizer}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
+            prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
+        }
+        else prompt = TokenFile.Read(o.PromptTokens!);
         var request = new GenerationRequest
         {
             Prompt = prompt, Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,
@@ -141,9 +184,18 @@ public static class GenerateCommand
             if (!o.Quiet) Console.Error.WriteLine($"nbp-run: step {generator.StepIndex}/{plan.Steps}: {written}/{plan.TokenCount} tokens, {clock.Elapsed.TotalSeconds:F2} s");
         }
         double total = clock.Elapsed.TotalSeconds;
-        TokenFile.Write(o.TokensOut, tokens, plan.BlockSize);
+        if (o.TokensOut is not null) TokenFile.Write(o.TokensOut, tokens, plan.BlockSize);
         Console.Error.WriteLine($"nbp-run: {written} tokens in {plan.Steps} steps: prefill {prefillSeconds:F3} s, steps {total - prefillSeconds:F3} s, " +
-                                $"total {total:F3} s, {written / total:F1} tokens/s -> {o.TokensOut}");
+                                $"total {total:F3} s, {written / total:F1} tokens/s{(o.TokensOut is null ? "" : " -> " + o.TokensOut)}");
+        if (videoTokenizer is not null)
+        {
+            // prompt + generated -> video codes (shift removed, clamped as MODEL.md §3) -> frames
+            var all = prompt.Concat(tokens).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();
+            int whole = all.Length / (latent * latent) * latent * latent;
+            if (whole != all.Length) Console.Error.WriteLine($"nbp-run: {all.Length - whole} trailing tokens do not fill a latent frame and are not decoded");
+            var (pixels, frameCount, height, width) = TokenizerCommands.DecodeCodes(videoTokenizer, all[..whole], latent, o.Threads);
+            TokenizerCommands.WriteFrames(o.Output!, VideoIO.ToRgbFrames(pixels, frameCount, height, width), height, width, o.Fps, conditioningFrames);
+        }
         if (o.StatsJson is not null)
         {
             var stats = new Dictionary<string, object>

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using NbpEngine.Cli.IO;
+using NbpEngine.Tokenizer;
+using NbpEngine.Tokenizer.Video;
+
+namespace NbpEngine.Cli;
+
+/// <summary><c>nbp-run decode</c> and <c>nbp-run encode</c>: the video tokenizer on its own.</summary>
+public static class TokenizerCommands
+{
+    public static Command Decode()
+    {
+        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer safetensors (TOKENIZER.md keys)", Required = true };
+        var tokens = new Option<string>("--tokens") { Description = "video codes 0..63999, whitespace-separated, t x h x w of them", Required = true };
+        var output = new Option<string>("--out") { Description = "folder for PNG frames, or a .mp4/.gif/.apng file (PNG frames are written beside it too)", Required = true };
+        var rawOut = new Option<string?>("--raw-out") { Description = "float32 [3, frames, H, W] in [0, 1] as .npy" };
+        var latent = new Option<int>("--latent-size") { Description = "latent height = width (16 for 128x128 video)", DefaultValueFactory = _ => 16 };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
+        var fps = new Option<int>("--fps") { Description = "frame rate of a video output", DefaultValueFactory = _ => 8 };
+        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps };
+        command.SetAction(parse => GenerateCommand.Guard(() =>
+        {
+            var codes = TokenFile.Read(parse.GetValue(tokens)!);
+            int size = parse.GetValue(latent);
+            if (size < 1 || codes.Length % (size * size) != 0)
+                throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
+            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
+            var (pixels, frames, height, width) = DecodeCodes(model, codes, size, parse.GetValue(threads));
+            if (parse.GetValue(rawOut) is { } raw) NpyWriter.WriteFloat32(raw, pixels, 3, frames, height, width);
+            WriteFrames(parse.GetValue(output)!, VideoIO.ToRgbFrames(pixels, frames, height, width), height, width, parse.GetValue(fps), null);
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Encode()
+    {
+        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer safetensors (TOKENIZER.md keys)", Required = true };
+        var input = new Option<string>("--input") { Description = "folder of PNG frames or a video file (via ffmpeg)", Required = true };
+        var tokensOut = new Option<string>("--tokens-out") { Description = "file for the FSQ codes, one latent row per line", Required = true };
+        var frames = new Option<int>("--frames") { Description = "frames to encode, 1 + 4n", DefaultValueFactory = _ => 17 };
+        var size = new Option<int>("--size") { Description = "frame size after scaling the short side and centre-cropping", DefaultValueFactory = _ => 128 };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
+        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads };
+        command.SetAction(parse => GenerateCommand.Guard(() =>
+        {
+            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
+            var (codes, _) = EncodeInput(model, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
+            TokenFile.Write(parse.GetValue(tokensOut)!, codes, parse.GetValue(size) / VideoTokenizer.SpatialFactor);
+            Console.Error.WriteLine($"nbp-run: {codes.Length} codes -> {parse.GetValue(tokensOut)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
+    internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, string input, int frames, int size, int? threads)
+    {
+        VideoTokenizer.LatentFrames(frames);
+        var (pixels, read) = VideoIO.Read(input, size, frames);
+        if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");
+        Console.Error.WriteLine($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
+        var codes = model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
+        return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
+    }
+
+    internal static (float[] Pixels, int Frames, int Height, int Width) DecodeCodes(VideoTokenizer model, int[] codes, int latentSize, int? threads)
+    {
+        int latentFrames = codes.Length / (latentSize * latentSize);
+        int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
+        Console.Error.WriteLine($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
+        var pixels = model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
+        return (pixels, frames, size, size);
+    }
+
+    /// <summary>
+    /// PNG frames always; a video file too when the output names one (and ffmpeg exists); strip.png with
+    /// the real conditioning frames, when given, followed by the generated ones.
+    /// </summary>
+    internal static void WriteFrames(string output, byte[][] frames, int height, int width, int fps, byte[][]? conditioning)
+    {
+        string ext = Path.GetExtension(output).ToLowerInvariant();
+        bool video = ext is ".mp4" or ".gif" or ".apng";
+        string folder = video ? output + ".frames" : output;
+        VideoIO.WritePngFolder(folder, frames, height, width);
+        var strip = conditioning is null ? frames : conditioning.Concat(frames.Skip(conditioning.Length)).ToArray();
+        VideoIO.WriteStrip(Path.Combine(folder, "strip.png"), strip, height, width);
+        Console.Error.WriteLine($"nbp-run: {frames.Length} PNG frames and strip.png -> {folder}");
+        if (!video) return;
+        if (!VideoIO.FfmpegAvailable)
+        {
+            Console.Error.WriteLine($"nbp-run: {output} not written: {VideoIO.FfmpegMissing}");
+            return;
+        }
+        VideoIO.WriteVideo(output, frames, height, width, fps);
+        Console.Error.WriteLine($"nbp-run: video -> {output}");
+    }
+
+    private static IProgress<float> Progress(string what)
+    {
+        int last = -1;
+        return new Progress<float>(f =>
+        {
+            int tenth = (int)(f * 10);
+            if (tenth == last) return;
+            last = tenth;
+            Console.Error.WriteLine($"nbp-run: {what} {tenth * 10}%");
+        });
+    }
+}
