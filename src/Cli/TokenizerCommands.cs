@@ -2,6 +2,7 @@ using System.CommandLine;
 using NbpEngine.Cli.IO;
 using NbpEngine.Tokenizer;
 using NbpEngine.Tokenizer.Video;
+using Cpu = NbpEngine.Tokenizer.Cpu;
 
 namespace NbpEngine.Cli;
 
@@ -60,7 +61,10 @@ public static class TokenizerCommands
         var (pixels, read) = VideoIO.Read(input, size, frames);
         if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");
         Console.Error.WriteLine($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
+        Cpu.Volume.ResetPeak();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var codes = model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
+        Console.Error.WriteLine($"nbp-run: encode took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
         return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
     }
 
@@ -69,7 +73,10 @@ public static class TokenizerCommands
         int latentFrames = codes.Length / (latentSize * latentSize);
         int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
         Console.Error.WriteLine($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Cpu.Volume.ResetPeak();
         var pixels = model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
+        Console.Error.WriteLine($"nbp-run: decode took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
         return (pixels, frames, size, size);
     }
 

@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Full-size tokenizer on the CPU: nbp-run decode/encode (C#) vs the PyTorch reference, same machine, same script.
+
+    bash bench/tokenizer_vs_torch.sh
+
+Decode: 5 latent frames (16x16) -> 17 frames of 128x128. Encode: 5 frames of 128x128 -> 2 latent frames.
+Random weights with the published widths (512/256/128). PyTorch runs twice: as Debian's torch starts
+(1 thread) and as it should be run (OpenBLAS, torch.set_num_threads(os.cpu_count())).
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools", "reference"))
+import safetensors_io  # noqa: E402
+from tokenizer_model import Tokenizer  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exe", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+    model = Tokenizer().eval()
+    weights = os.path.join(args.out, "tokenizer-random.safetensors")
+    if not os.path.exists(weights):
+        safetensors_io.save(weights, {k: v.numpy() for k, v in model.state_dict().items()})
+    codes = torch.randint(0, 64000, (1, 5, 16, 16))
+    video = torch.rand(1, 3, 5, 128, 128)
+    codes_file = os.path.join(args.out, "tokenizer-codes.txt")
+    with open(codes_file, "w") as f:
+        f.write(" ".join(map(str, codes.flatten().tolist())) + "\n")
+    frames_dir = os.path.join(args.out, "tokenizer-frames")
+    os.makedirs(frames_dir, exist_ok=True)
+    threads = os.cpu_count()
+
+    rows = []
+    cmd = [args.exe, "decode", "--tokenizer", weights, "--tokens", codes_file, "--out", os.path.join(args.out, "tokenizer-decoded"), "--threads", str(threads)]
+    print("+ " + " ".join(cmd), flush=True)
+    err = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
+    decode_s = float(re.search(r"decode took ([0-9.]+) s", err).group(1))
+    peak = re.search(r"decode took .* peak (\d+) MiB", err).group(1)
+    # encode: 5 frames of the decoded output
+    cmd = [args.exe, "encode", "--tokenizer", weights, "--input", os.path.join(args.out, "tokenizer-decoded"), "--frames", "5",
+           "--tokens-out", os.path.join(args.out, "tokenizer-encoded.txt"), "--threads", str(threads)]
+    print("+ " + " ".join(cmd), flush=True)
+    err = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
+    encode_s = float(re.search(r"encode took ([0-9.]+) s", err).group(1))
+    rows.append(("nbp-run (C#)", threads, decode_s, encode_s))
+    print(rows[-1], flush=True)
+
+    for n in (1, threads):
+        torch.set_num_threads(n)
+        with torch.no_grad():
+            start = time.perf_counter()
+            model.decode(codes)
+            dec = time.perf_counter() - start
+            start = time.perf_counter()
+            model.encode(video)
+            enc = time.perf_counter() - start
+        rows.append((f"PyTorch {torch.__version__}", n, dec, enc))
+        print(rows[-1], flush=True)
+
+    ours = rows[0]
+    lines = [f"Full-size tokenizer on the CPU, {datetime.date.today()}, {platform.node()} ({threads} cores), activations peak (C#) {peak} MiB", "",
+             "| implementation | threads | decode 5 latent -> 17 frames, s | encode 5 frames, s | decode: C# faster by | encode: C# faster by |",
+             "|---|---|---|---|---|---|"]
+    for name, n, dec, enc in rows:
+        lines.append(f"| {name} | {n} | {dec:.2f} | {enc:.2f} | {'-' if name == ours[0] else f'{dec / ours[2]:.2f}x'} | "
+                     f"{'-' if name == ours[0] else f'{enc / ours[3]:.2f}x'} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    with open(os.path.join(args.out, "tokenizer-table.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
