@@ -18,7 +18,7 @@ namespace NbpEngine.Parity;
 /// accelerator in CI, tools/gpu on CUDA. fp32 bound: NMSE ≤ 1e-7; fp16/bf16-stored weights equal fp32
 /// compute on the rounded weights (1e-7) and stay within 1e-5 / 1e-3 of the unrounded result.
 /// </summary>
-public sealed unsafe class KernelParity : IDisposable
+public sealed unsafe partial class KernelParity : IDisposable
 {
     private readonly Accelerator _accelerator;
     private readonly AcceleratorStream _stream;
@@ -49,7 +49,9 @@ public sealed unsafe class KernelParity : IDisposable
 
     private sealed record Case(string Name, Func<KernelParity, ParityResult[]> Run);
 
-    private static IEnumerable<Case> Cases()
+    private static IEnumerable<Case> Cases() => TransformerCases().Concat(TokenizerCases());
+
+    private static IEnumerable<Case> TransformerCases()
     {
         foreach (var (rows, width, group) in new[] { (1, 96, 32), (5, 100, 32), (16, 7, 64) })
             yield return new($"embedding {rows}x{width} g{group}", p => [p.Embedding(rows, width, group)]);
