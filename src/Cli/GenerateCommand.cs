@@ -134,6 +134,11 @@ public static class GenerateCommand
         if (o.Threads is < 1) throw new CliInputException($"--threads must be >= 1, found {o.Threads}");
         VideoTokenizer? videoTokenizer = o.Tokenizer is null ? null : new VideoTokenizer(o.Tokenizer);
         using var disposeTokenizer = videoTokenizer;
+        // the tokenizer runs where the transformer does: the ILGPU kernels for cuda / ilgpu-cpu
+        using var deviceTokenizer = videoTokenizer is null ? null : TokenizerCommands.OpenDevice(videoTokenizer, o.Backend switch
+        {
+            BackendKind.Cuda => "cuda", BackendKind.IlgpuCpu => "ilgpu-cpu", BackendKind.Auto => "auto", _ => "cpu",
+        });
         using var loggers = new StderrLoggerFactory(LogLevel.Information);
         var clock = Stopwatch.StartNew();
         using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers }, null, ct);
@@ -149,7 +154,7 @@ public static class GenerateCommand
         {
             // K600 frame prediction: encode the first 5 frames (2 latent frames) into the prompt
             int frames = 5;
-            (var codes, conditioningFrames) = TokenizerCommands.EncodeInput(videoTokenizer, o.Input!, frames, cfg.Resolution, o.Threads);
+            (var codes, conditioningFrames) = TokenizerCommands.EncodeInput(videoTokenizer, deviceTokenizer, o.Input!, frames, cfg.Resolution, o.Threads);
             if (codes.Max() >= cfg.VideoVocabSize)
                 throw new CliInputException($"{o.Tokenizer}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
             prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
@@ -193,7 +198,7 @@ public static class GenerateCommand
             var all = prompt.Concat(tokens).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();
             int whole = all.Length / (latent * latent) * latent * latent;
             if (whole != all.Length) Console.Error.WriteLine($"nbp-run: {all.Length - whole} trailing tokens do not fill a latent frame and are not decoded");
-            var (pixels, frameCount, height, width) = TokenizerCommands.DecodeCodes(videoTokenizer, all[..whole], latent, o.Threads);
+            var (pixels, frameCount, height, width) = TokenizerCommands.DecodeCodes(videoTokenizer, deviceTokenizer, all[..whole], latent, o.Threads);
             TokenizerCommands.WriteFrames(o.Output!, VideoIO.ToRgbFrames(pixels, frameCount, height, width), height, width, o.Fps, conditioningFrames);
         }
         if (o.StatsJson is not null)

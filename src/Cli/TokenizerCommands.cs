@@ -1,6 +1,8 @@
 using System.CommandLine;
 using NbpEngine.Cli.IO;
 using NbpEngine.Tokenizer;
+using NbpEngine.Kernels;
+using NbpEngine.Tokenizer.Device;
 using NbpEngine.Tokenizer.Video;
 using Cpu = NbpEngine.Tokenizer.Cpu;
 
@@ -18,7 +20,8 @@ public static class TokenizerCommands
         var latent = new Option<int>("--latent-size") { Description = "latent height = width (16 for 128x128 video)", DefaultValueFactory = _ => 16 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
         var fps = new Option<int>("--fps") { Description = "frame rate of a video output", DefaultValueFactory = _ => 8 };
-        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps };
+        var backend = BackendOption();
+        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             var codes = TokenFile.Read(parse.GetValue(tokens)!);
@@ -26,7 +29,8 @@ public static class TokenizerCommands
             if (size < 1 || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
             using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
-            var (pixels, frames, height, width) = DecodeCodes(model, codes, size, parse.GetValue(threads));
+            using var device = OpenDevice(model, parse.GetValue(backend)!);
+            var (pixels, frames, height, width) = DecodeCodes(model, device, codes, size, parse.GetValue(threads));
             if (parse.GetValue(rawOut) is { } raw) NpyWriter.WriteFloat32(raw, pixels, 3, frames, height, width);
             WriteFrames(parse.GetValue(output)!, VideoIO.ToRgbFrames(pixels, frames, height, width), height, width, parse.GetValue(fps), null);
             return 0;
@@ -42,11 +46,13 @@ public static class TokenizerCommands
         var frames = new Option<int>("--frames") { Description = "frames to encode, 1 + 4n", DefaultValueFactory = _ => 17 };
         var size = new Option<int>("--size") { Description = "frame size after scaling the short side and centre-cropping", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
-        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads };
+        var backend = BackendOption();
+        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
-            var (codes, _) = EncodeInput(model, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
+            using var device = OpenDevice(model, parse.GetValue(backend)!);
+            var (codes, _) = EncodeInput(model, device, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
             TokenFile.Write(parse.GetValue(tokensOut)!, codes, parse.GetValue(size) / VideoTokenizer.SpatialFactor);
             Console.Error.WriteLine($"nbp-run: {codes.Length} codes -> {parse.GetValue(tokensOut)}");
             return 0;
@@ -55,7 +61,23 @@ public static class TokenizerCommands
     }
 
     /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
-    internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, string input, int frames, int size, int? threads)
+    private static Option<string> BackendOption()
+    {
+        var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto (CUDA when present, else cpu)", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
+        return backend;
+    }
+
+    /// <summary>The ILGPU tokenizer for cuda / ilgpu-cpu (and auto with a GPU); null means the CPU tokenizer.</summary>
+    internal static DeviceTokenizer? OpenDevice(VideoTokenizer model, string backend) => backend switch
+    {
+        "cuda" => new DeviceTokenizer(model, IlgpuDeviceKind.Cuda),
+        "ilgpu-cpu" => new DeviceTokenizer(model, IlgpuDeviceKind.Cpu),
+        "auto" when IlgpuDevice.CudaAvailable() => new DeviceTokenizer(model, IlgpuDeviceKind.Cuda),
+        _ => null,
+    };
+
+    internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, DeviceTokenizer? device, string input, int frames, int size, int? threads)
     {
         VideoTokenizer.LatentFrames(frames);
         var (pixels, read) = VideoIO.Read(input, size, frames);
@@ -63,20 +85,24 @@ public static class TokenizerCommands
         Console.Error.WriteLine($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
         Cpu.Volume.ResetPeak();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var codes = model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
-        Console.Error.WriteLine($"nbp-run: encode took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
+        var codes = device is not null
+            ? device.Encode(pixels, frames, size, size, Progress("encode"))
+            : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
+        Console.Error.WriteLine($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
         return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
     }
 
-    internal static (float[] Pixels, int Frames, int Height, int Width) DecodeCodes(VideoTokenizer model, int[] codes, int latentSize, int? threads)
+    internal static (float[] Pixels, int Frames, int Height, int Width) DecodeCodes(VideoTokenizer model, DeviceTokenizer? device, int[] codes, int latentSize, int? threads)
     {
         int latentFrames = codes.Length / (latentSize * latentSize);
         int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
         Console.Error.WriteLine($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Cpu.Volume.ResetPeak();
-        var pixels = model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
-        Console.Error.WriteLine($"nbp-run: decode took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
+        var pixels = device is not null
+            ? device.Decode(codes, latentFrames, latentSize, latentSize, Progress("decode"))
+            : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
+        Console.Error.WriteLine($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
         return (pixels, frames, size, size);
     }
 

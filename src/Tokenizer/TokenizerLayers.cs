@@ -73,6 +73,7 @@ internal sealed class ConvLayer(Conv3d conv) : TokenizerLayer
 /// <summary>GroupNorm3D followed by Swish (decoder 27-28, encoder 24-25), fused, in place.</summary>
 internal sealed class NormSwishLayer(GroupNormSwish norm) : TokenizerLayer
 {
+    public GroupNormSwish Norm => norm;
     public override int InChannels => norm.Channels;
     public override int OutChannels => norm.Channels;
 
@@ -85,6 +86,7 @@ internal sealed class NormSwishLayer(GroupNormSwish norm) : TokenizerLayer
 
 internal sealed class Depth2SpaceLayer(int bt, int bh, int bw, int inChannels) : TokenizerLayer
 {
+    public (int T, int H, int W) Factors => (bt, bh, bw);
     public override int InChannels => inChannels;
     public override int OutChannels => inChannels / (bt * bh * bw);
 
@@ -102,6 +104,7 @@ internal sealed class Depth2SpaceLayer(int bt, int bh, int bw, int inChannels) :
 /// </summary>
 internal sealed class ResidualLayer(GroupNormSwish norm1, Conv3d conv1, GroupNormSwish norm2, Conv3d conv2, Conv3d? residual) : TokenizerLayer
 {
+    public (GroupNormSwish Norm1, Conv3d Conv1, GroupNormSwish Norm2, Conv3d Conv2, Conv3d? Residual) Parts => (norm1, conv1, norm2, conv2, residual);
     public override int InChannels => conv1.InChannels;
     public override int OutChannels => conv2.OutChannels;
 

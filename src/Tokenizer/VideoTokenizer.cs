@@ -14,6 +14,8 @@ public sealed unsafe class VideoTokenizer : IDisposable
     private readonly float* _encoderOutBias;
 
     public string SourcePath => _weights.Path;
+    internal IReadOnlyList<TokenizerLayer> DecoderLayers => _decoder;
+    internal IReadOnlyList<TokenizerLayer> EncoderLayers => _encoder;
     public bool HasDecoder => _decoder.Count > 0;
     public bool HasEncoder => _encoder.Count > 0;
     /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>

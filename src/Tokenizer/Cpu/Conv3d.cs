@@ -28,6 +28,10 @@ public sealed unsafe class Conv3d
 
     public int K => KT * KH * KW * InChannels;
 
+    /// <summary>[cout, K] weights and [cout] bias, for uploading to a device.</summary>
+    internal ReadOnlySpan<float> Weight => new(_weight, OutChannels * K);
+    internal ReadOnlySpan<float> Bias => new(_bias, OutChannels);
+
     internal Conv3d(int cin, int cout, int kt, int kh, int kw, (int, int, int) stride, float* weight, float* bias, bool causal = true)
     {
         InChannels = cin; OutChannels = cout; KT = kt; KH = kh; KW = kw; Stride = stride; _weight = weight; _bias = bias; Causal = causal;

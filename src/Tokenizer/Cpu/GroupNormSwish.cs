@@ -18,6 +18,10 @@ public sealed unsafe class GroupNormSwish : IParallelWork
     private float*[] _scratch = null!; // per worker: [4C] channel sums / scale / shift / mean (the workspace's)
 
     public int Channels => _channels;
+    internal ReadOnlySpan<float> Gamma => new(_gamma, _channels);
+    internal ReadOnlySpan<float> Beta => new(_beta, _channels);
+    /// <summary>Empty when the layer is GroupNorm alone.</summary>
+    internal ReadOnlySpan<float> SwishBeta => _swishBeta == null ? default : new(_swishBeta, _channels);
 
     internal GroupNormSwish(int channels, float* gamma, float* beta, float* swishBeta)
     {

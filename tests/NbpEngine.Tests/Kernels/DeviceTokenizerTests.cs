@@ -1,0 +1,43 @@
+using NbpEngine.Kernels;
+using NbpEngine.Tests.Support;
+using NbpEngine.Tokenizer;
+using NbpEngine.Tokenizer.Device;
+using Xunit.Abstractions;
+
+namespace NbpEngine.Tests.Kernels;
+
+/// <summary>
+/// The whole tokenizer through the ILGPU kernels on the CPU accelerator against the CPU tokenizer
+/// (itself checked against PyTorch): small latents, since every GPU thread is emulated.
+/// </summary>
+public class DeviceTokenizerTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void DeviceDecodeAndEncodeMatchTheCpuTokenizer()
+    {
+        using var model = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        using var device = new DeviceTokenizer(model, IlgpuDeviceKind.Cpu);
+        var (codes, _) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
+        var latent = codes.Take(2 * 2 * 2).ToArray(); // 2 latent frames of 2x2 -> 5 frames of 16x16
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var onDevice = device.Decode(latent, 2, 2, 2);
+        output.WriteLine($"device decode [2,2,2] in {clock.ElapsedMilliseconds} ms");
+        var onCpu = model.Decode(latent, 2, 2, 2, threads: 2);
+        Assert.Equal(onCpu.Length, onDevice.Length);
+        double maxDiff = onCpu.Zip(onDevice).Max(p => Math.Abs(p.First - p.Second));
+        output.WriteLine($"decode max |diff| {maxDiff:E3}");
+        Assert.True(maxDiff <= 1e-4, $"device decode differs from the CPU tokenizer by {maxDiff:E3}");
+
+        clock.Restart();
+        var encodedOnDevice = device.Encode(onCpu, 5, 16, 16);
+        output.WriteLine($"device encode [3,5,16,16] in {clock.ElapsedMilliseconds} ms");
+        var bounded = new float[encodedOnDevice.Length * Fsq.Dimensions];
+        var encodedOnCpu = model.Encode(onCpu, 5, 16, 16, threads: 2, bounded);
+        for (int p = 0; p < encodedOnCpu.Length; p++)
+        {
+            if (encodedOnCpu[p] == encodedOnDevice[p]) continue;
+            bool near = Enumerable.Range(0, Fsq.Dimensions).Any(d => Math.Abs(Math.Abs(bounded[p * 6 + d] - MathF.Floor(bounded[p * 6 + d])) - 0.5) < 1e-4);
+            Assert.True(near, $"code {p}: device {encodedOnDevice[p]}, cpu {encodedOnCpu[p]}, not at a rounding boundary");
+        }
+    }
+}
