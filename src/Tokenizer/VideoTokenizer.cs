@@ -11,7 +11,6 @@ public sealed unsafe class VideoTokenizer : IDisposable
 {
     private readonly TokenizerWeights _weights;
     private readonly List<TokenizerLayer> _decoder = new(), _encoder = new();
-    private readonly float* _encoderOutBias;
 
     public string SourcePath => _weights.Path;
     internal IReadOnlyList<TokenizerLayer> DecoderLayers => _decoder;

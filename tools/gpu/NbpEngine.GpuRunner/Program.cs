@@ -11,6 +11,8 @@ using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tokenizer;
+using NbpEngine.Tokenizer.Device;
 
 // nbp-gpu-check: on a CUDA machine, run the kernel parity suite, whole-model parity against the
 // PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.
@@ -71,6 +73,24 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
     }
 }
 
+Report("");
+Report("## Tokenizer parity against the PyTorch fixture (narrow tokenizer, 17 frames of 32x32)");
+using (var tokenizer = new VideoTokenizer(Path.Combine(fixtures, "tokenizer_model.safetensors")))
+using (var deviceTokenizer = new DeviceTokenizer(tokenizer, kind))
+{
+    var codes = NpyInts(Path.Combine(fixtures, "tokenizer_codes.npy"));
+    var expected = NpyFloats(Path.Combine(fixtures, "tokenizer_decoded.npy"));
+    var pixels = deviceTokenizer.Decode(codes, 5, 4, 4);
+    double maxDiff = pixels.Zip(expected).Max(p => Math.Abs(p.First - p.Second));
+    if (maxDiff > 1e-4) failures++;
+    Report($"{(maxDiff <= 1e-4 ? "ok  " : "FAIL")} decode on {deviceTokenizer.Name}: max |diff| {maxDiff:E3} (bound 1e-4)");
+    var video = NpyFloats(Path.Combine(fixtures, "tokenizer_video.npy"));
+    var encoded = deviceTokenizer.Encode(video, 17, 32, 32);
+    int same = encoded.Zip(codes).Count(p => p.First == p.Second);
+    if (same != codes.Length) failures++;
+    Report($"{(same == codes.Length ? "ok  " : "FAIL")} encode on {deviceTokenizer.Name}: {same}/{codes.Length} codes equal (fixture codes are all >= 7e-4 from a rounding boundary)");
+}
+
 if (!skipBench) await Bench();
 File.WriteAllText(Path.Combine(outDir, "summary.md"), summary.ToString());
 Report($"{failures} failures; results in {outDir}/summary.md");
@@ -86,6 +106,8 @@ async Task Bench()
     Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
     using var model = await NbpModel.LoadAsync(weights);
     var prompt = Enumerable.Range(0, 512).Select(i => (i * 7919) % 64000).ToArray();
+    Report("");
+    TokenizerBench();
     Report("");
     Report("| weights | B | steps | prefill ms | mean step ms | total s | weight bytes/step | floor ms/step | step / floor |");
     Report("|---|---|---|---|---|---|---|---|---|");
@@ -118,6 +140,25 @@ async Task Bench()
     }
 }
 
+void TokenizerBench()
+{
+    Report("");
+    Report("## Full-size tokenizer (512/256/128 widths, random weights)");
+    string path = Path.Combine(Path.GetTempPath(), "nbp-tokenizer-random.safetensors");
+    if (!File.Exists(path)) RandomTokenizer.Write(path);
+    using var tokenizer = new VideoTokenizer(path);
+    using var device = new DeviceTokenizer(tokenizer, kind);
+    var codes = Enumerable.Range(0, 5 * 16 * 16).Select(i => i * 7919 % 64000).ToArray();
+    device.Decode(codes, 2, 16, 16); // warm-up: kernel compilation
+    var clock = Stopwatch.StartNew();
+    var pixels = device.Decode(codes, 5, 16, 16);
+    double decode = clock.Elapsed.TotalSeconds;
+    clock.Restart();
+    device.Encode(pixels.AsSpan(0, 3 * 5 * 128 * 128).ToArray(), 5, 128, 128);
+    double encode = clock.Elapsed.TotalSeconds;
+    Report($"decode 5 latent frames -> 17 frames of 128x128: {decode * 1e3:F1} ms (~6.2 TFLOP: {6.2e12 / decode / 1e12:F1} TFLOP/s); encode 5 frames: {encode * 1e3:F1} ms");
+}
+
 static double CopyBandwidth(IlgpuDeviceKind kind)
 {
     using var device = new IlgpuDevice(kind);
@@ -137,6 +178,17 @@ string? Arg(string name)
 {
     int i = Array.IndexOf(args, name);
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+}
+
+static float[] NpyFloats(string path) => NpyData<float>(path);
+static int[] NpyInts(string path) => NpyData<int>(path);
+static T[] NpyData<T>(string path) where T : unmanaged
+{
+    var bytes = File.ReadAllBytes(path);
+    int header = BitConverter.ToUInt16(bytes, 8);
+    var data = new T[(bytes.Length - 10 - header) / System.Runtime.CompilerServices.Unsafe.SizeOf<T>()];
+    Buffer.BlockCopy(bytes, 10 + header, data, 0, bytes.Length - 10 - header);
+    return data;
 }
 
 static int[] Tokens(string path) => File.ReadAllText(path).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
