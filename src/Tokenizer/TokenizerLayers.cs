@@ -12,7 +12,7 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
     private readonly NativeArena _arena = new();
 
     public WorkerPool Pool { get; }
-    public MatMulJob MatMul { get; } = new();
+    public PackedMatMulJob PackedMatMul { get; } = new();
     internal GatherJob Gather { get; } = new();
     /// <summary>Per-worker GroupNorm scratch, 4 x the widest channel count.</summary>
     internal float*[] NormScratch { get; }
@@ -49,6 +49,8 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
 /// <summary>One entry of the decoder/encoder layer list. Run consumes its input (disposes it) unless it returns it.</summary>
 internal abstract class TokenizerLayer
 {
+    /// <summary>The convolutions this layer owns (to release their packed weights).</summary>
+    public virtual IEnumerable<Conv3d> Convs => [];
     public abstract int InChannels { get; }
     public abstract int OutChannels { get; }
     public abstract Volume Run(TokenizerWorkspace ws, Volume x);
@@ -57,6 +59,7 @@ internal abstract class TokenizerLayer
 internal sealed class ConvLayer(Conv3d conv) : TokenizerLayer
 {
     public Conv3d Conv { get; } = conv;
+    public override IEnumerable<Conv3d> Convs => [Conv];
     public override int InChannels => Conv.InChannels;
     public override int OutChannels => Conv.OutChannels;
 
@@ -105,6 +108,7 @@ internal sealed class Depth2SpaceLayer(int bt, int bh, int bw, int inChannels) :
 internal sealed class ResidualLayer(GroupNormSwish norm1, Conv3d conv1, GroupNormSwish norm2, Conv3d conv2, Conv3d? residual) : TokenizerLayer
 {
     public (GroupNormSwish Norm1, Conv3d Conv1, GroupNormSwish Norm2, Conv3d Conv2, Conv3d? Residual) Parts => (norm1, conv1, norm2, conv2, residual);
+    public override IEnumerable<Conv3d> Convs => residual is null ? [conv1, conv2] : [conv1, conv2, residual];
     public override int InChannels => conv1.InChannels;
     public override int OutChannels => conv2.OutChannels;
 

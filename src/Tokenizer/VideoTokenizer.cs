@@ -38,6 +38,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         }
     }
 
+    /// <remarks>Each conv also keeps a packed copy of its weights for the CPU GEMM (released on Dispose).</remarks>
     private Conv3d Conv(string key, (int, int, int) stride, bool causal = true)
     {
         float* w = _weights.ConvWeight(key + ".weight", out int cout, out int cin, out int kt, out int kh, out int kw);
@@ -176,5 +177,9 @@ public sealed unsafe class VideoTokenizer : IDisposable
         return x;
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        foreach (var conv in _decoder.Concat(_encoder).SelectMany(l => l.Convs)) conv.ReleasePacked();
+        _weights.Dispose();
+    }
 }

@@ -7,8 +7,9 @@ namespace NbpEngine.Tokenizer.Cpu;
 /// CausalConv3d (TOKENIZER.md): replicate padding kw/2 and kh/2 on both sides, 2·(kt/2) frames in
 /// front and none after, then a plain strided conv. Computed as a blocked implicit GEMM: for a block
 /// of output positions the im2col rows are gathered (contiguous channel runs, thanks to channels-last)
-/// into a scratch block, then the L2-blocked GEMM of the transformer multiplies it with the weights
-/// permuted once to [cout, kt, kh, kw, cin]. No im2col of the whole volume ever exists.
+/// into a scratch block, then the packed outer-product GEMM (Runtime/Cpu/PackedGemm.cs) multiplies it with
+/// the weights, permuted once to [cout, kt, kh, kw, cin] and packed into 32-column panels. No im2col of
+/// the whole volume ever exists.
 /// </summary>
 public sealed unsafe class Conv3d
 {
@@ -25,6 +26,7 @@ public sealed unsafe class Conv3d
     public bool Causal { get; }
     private readonly float* _weight; // [cout, kt, kh, kw, cin]
     private readonly float* _bias;   // [cout]
+    private readonly PackedWeights _packed; // the same weights in 32-column panels for the CPU GEMM
 
     public int K => KT * KH * KW * InChannels;
 
@@ -35,7 +37,11 @@ public sealed unsafe class Conv3d
     internal Conv3d(int cin, int cout, int kt, int kh, int kw, (int, int, int) stride, float* weight, float* bias, bool causal = true)
     {
         InChannels = cin; OutChannels = cout; KT = kt; KH = kh; KW = kw; Stride = stride; _weight = weight; _bias = bias; Causal = causal;
+        _packed = new PackedWeights(weight, cout, K);
     }
+
+    /// <summary>Frees the packed copy (the [cout, K] weights belong to the tokenizer's weights).</summary>
+    internal void ReleasePacked() => _packed.Dispose();
 
     public (int T, int H, int W) OutputShape(Volume x) =>
         ((x.Frames + 2 * (KT / 2) - KT) / Stride.T + 1, (x.Height + 2 * (KH / 2) - KH) / Stride.H + 1, (x.Width + 2 * (KW / 2) - KW) / Stride.W + 1);
@@ -50,7 +56,7 @@ public sealed unsafe class Conv3d
         if (KT == 1 && KH == 1 && KW == 1 && Stride == (1, 1, 1))
         {
             // pointwise: the volume already is the [positions, cin] matrix
-            ws.MatMul.Run(ws.Pool, x.Data, checked((int)x.Positions), InChannels, _weight, OutChannels, _bias, y.Data, OutChannels, store);
+            ws.PackedMatMul.Run(ws.Pool, x.Data, checked((int)x.Positions), InChannels, _packed, _bias, y.Data, OutChannels, store);
             return;
         }
         long positions = y.Positions;
@@ -59,7 +65,7 @@ public sealed unsafe class Conv3d
         {
             int count = (int)Math.Min(BlockPositions, positions - p0);
             ws.Gather.Run(ws.Pool, this, x, y, p0, count, block);
-            ws.MatMul.Run(ws.Pool, block, count, K, _weight, OutChannels, _bias, y.Data + p0 * OutChannels, OutChannels, store);
+            ws.PackedMatMul.Run(ws.Pool, block, count, K, _packed, _bias, y.Data + p0 * OutChannels, OutChannels, store);
         }
     }
 
