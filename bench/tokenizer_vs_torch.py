@@ -46,17 +46,17 @@ def main():
     threads = os.cpu_count()
 
     rows = []
-    cmd = [args.exe, "decode", "--tokenizer", weights, "--tokens", codes_file, "--out", os.path.join(args.out, "tokenizer-decoded"), "--threads", str(threads)]
+    cmd = [args.exe, "decode", "--tokenizer", weights, "--tokens", codes_file, "--out", os.path.join(args.out, "tokenizer-decoded"), "--threads", str(threads), "--backend", "cpu"]
     print("+ " + " ".join(cmd), flush=True)
     err = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
-    decode_s = float(re.search(r"decode took ([0-9.]+) s", err).group(1))
-    peak = re.search(r"decode took .* peak (\d+) MiB", err).group(1)
+    decode_s = float(re.search(r"decode on \S+ took ([0-9.]+) s", err).group(1))
+    peak = re.search(r"decode on .* peak (\d+) MiB", err).group(1)
     # encode: 5 frames of the decoded output
     cmd = [args.exe, "encode", "--tokenizer", weights, "--input", os.path.join(args.out, "tokenizer-decoded"), "--frames", "5",
-           "--tokens-out", os.path.join(args.out, "tokenizer-encoded.txt"), "--threads", str(threads)]
+           "--tokens-out", os.path.join(args.out, "tokenizer-encoded.txt"), "--threads", str(threads), "--backend", "cpu"]
     print("+ " + " ".join(cmd), flush=True)
     err = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
-    encode_s = float(re.search(r"encode took ([0-9.]+) s", err).group(1))
+    encode_s = float(re.search(r"encode on \S+ took ([0-9.]+) s", err).group(1))
     rows.append(("nbp-run (C#)", threads, decode_s, encode_s))
     print(rows[-1], flush=True)
 
