@@ -167,6 +167,33 @@ public sealed unsafe class VideoTokenizer : IDisposable
         return indices;
     }
 
+    /// <summary>Floating-point operations (2 x multiply-adds of every conv) of decoding a [t, h, w] latent.</summary>
+    public double DecodeFlops(int latentFrames, int latentHeight, int latentWidth) => Flops(_decoder, (latentFrames, latentHeight, latentWidth));
+
+    /// <summary>Floating-point operations of encoding <paramref name="frames"/> frames of height x width.</summary>
+    public double EncodeFlops(int frames, int height, int width) => Flops(_encoder, (frames, height, width));
+
+    private static double Flops(List<TokenizerLayer> layers, (int T, int H, int W) shape)
+    {
+        double flops = 0;
+        foreach (var layer in layers)
+        {
+            if (layer is Depth2SpaceLayer d)
+            {
+                shape = (shape.T * d.Factors.T - (d.Factors.T - 1), shape.H * d.Factors.H, shape.W * d.Factors.W);
+                continue;
+            }
+            foreach (var conv in layer.Convs)
+            {
+                var o = ((shape.T + 2 * (conv.KT / 2) - conv.KT) / conv.Stride.T + 1, (shape.H + 2 * (conv.KH / 2) - conv.KH) / conv.Stride.H + 1,
+                    (shape.W + 2 * (conv.KW / 2) - conv.KW) / conv.Stride.W + 1);
+                flops += 2.0 * o.Item1 * o.Item2 * o.Item3 * conv.OutChannels * conv.K;
+                if (conv.Stride != (1, 1, 1)) shape = o; // only strided convs change the shape
+            }
+        }
+        return flops;
+    }
+
     private static Volume RunLayers(List<TokenizerLayer> layers, TokenizerWorkspace ws, Volume x, IProgress<float>? progress)
     {
         for (int i = 0; i < layers.Count; i++)

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using ILGPU;
 using ILGPU.Runtime;
-using NbpEngine.GpuRunner;
+
 using NbpEngine.Kernels;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Parity;

@@ -1,9 +1,9 @@
 using NbpEngine.Loader.Safetensors;
 
-namespace NbpEngine.GpuRunner;
+namespace NbpEngine.Parity;
 
 /// <summary>A K600-shaped (or smaller) random-weight checkpoint for timing; values do not matter for speed.</summary>
-internal static class RandomCheckpoint
+public static class RandomCheckpoint
 {
     public static void Write(string path, int layers, int heads, int width, int vocab, int positions)
     {
@@ -52,7 +52,7 @@ internal static class RandomCheckpoint
 }
 
 /// <summary>A full-size (or narrower) random tokenizer with the TOKENIZER.md layer list and key names, for timing.</summary>
-internal static class RandomTokenizer
+public static class RandomTokenizer
 {
     public static void Write(string path, int a = 512, int b = 256, int c = 128)
     {

@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using NbpEngine.Bench;
+using NbpEngine.Parity;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tokenizer;
+
+// nbp-bench: the K600 workload end to end (encode 5 frames, generate 768 tokens, decode 17 frames) for
+// each block size, one table, a chart beside the paper's Figure 7, and a roofline line per phase.
+// Usage: nbp-bench --random-weights [--quick] [--backend cpu|cuda|ilgpu-cpu|auto] [--blocks 1,8,16,32,64,256]
+//        [--threads N] [--out DIR] [--cache DIR]    or    nbp-bench --weights W --tokenizer T ...
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
+bool quick = args.Contains("--quick");
+int threads = int.Parse(Arg("--threads") ?? Environment.ProcessorCount.ToString());
+string outDir = Arg("--out") ?? Path.Combine("bench", "out");
+string cache = Arg("--cache") ?? outDir;
+var blocks = (Arg("--blocks") ?? "1,8,16,32,64,256").Split(',').Select(int.Parse).ToArray();
+var backend = Arg("--backend") switch { "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, "cpu" => BackendKind.Cpu, _ => BackendKind.Auto };
+Directory.CreateDirectory(outDir);
+Directory.CreateDirectory(cache);
+
+// --quick keeps every shape of the K600 workload but the depth: 4 transformer layers instead of 24 and a
+// tokenizer at half width (1/4 of the FLOPs); the floors are computed for what actually runs.
+int layers = quick ? 4 : 24;
+(int A, int B, int C) widths = quick ? (256, 128, 64) : (512, 256, 128);
+string weights = Arg("--weights") ?? Path.Combine(cache, $"nbp-bench-transformer-{layers}.safetensors");
+string tokenizerPath = Arg("--tokenizer") ?? Path.Combine(cache, $"nbp-bench-tokenizer-{widths.A}.safetensors");
+if (args.Contains("--random-weights"))
+{
+    if (!File.Exists(weights)) { Console.Error.WriteLine($"nbp-bench: writing random weights {weights}"); RandomCheckpoint.Write(weights, layers, 16, 1536, 64000, 5120); }
+    if (!File.Exists(tokenizerPath)) { Console.Error.WriteLine($"nbp-bench: writing random tokenizer {tokenizerPath}"); RandomTokenizer.Write(tokenizerPath, widths.A, widths.B, widths.C); }
+}
+
+Console.Error.WriteLine("nbp-bench: measuring the machine (copy bandwidth, GEMM rate)");
+double bandwidth = Machine.CopyBandwidth(threads), peak = Machine.GemmPeak(threads);
+using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { Overrides = new() { Resolution = 128, SequenceLength = 17 } });
+using var tokenizer = new VideoTokenizer(tokenizerPath);
+var cfg = model.Config;
+
+// 5 conditioning frames: a moving pattern (no input file needed)
+var frames = new float[3 * 5 * 128 * 128];
+for (int c = 0; c < 3; c++)
+    for (int t = 0; t < 5; t++)
+        for (int y = 0; y < 128; y++)
+            for (int x = 0; x < 128; x++)
+                frames[((c * 5 + t) * 128 + y) * 128 + x] = 0.5f + 0.4f * MathF.Sin(0.1f * x + 0.3f * t + c) * MathF.Cos(0.08f * y - 0.2f * t);
+var clock = Stopwatch.StartNew();
+var promptCodes = tokenizer.Encode(frames, 5, 128, 128, threads);
+double encodeSeconds = clock.Elapsed.TotalSeconds;
+var prompt = promptCodes.Select(code => Math.Min(code, cfg.VocabSize - 1)).ToArray();
+
+var rows = new List<(int Block, int Steps, double Prefill, double Steps_)>();
+int[]? generated16 = null;
+using (var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = threads, Capacity = 1280, MaxBlockSize = blocks.Max() }))
+{
+    foreach (int block in blocks)
+    {
+        var request = new GenerationRequest
+        {
+            Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = 768 / block,
+            Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
+        };
+        var warm = session.CreateGenerator(request with { Steps = Math.Min(2, 768 / block) });
+        var scratch = new int[768];
+        while (!warm.IsComplete) warm.Step(scratch);
+        var generator = session.CreateGenerator(request);
+        int written = 0;
+        clock.Restart();
+        written += generator.Step(scratch);
+        double prefill = clock.Elapsed.TotalSeconds;
+        while (!generator.IsComplete) written += generator.Step(scratch.AsSpan(written));
+        double total = clock.Elapsed.TotalSeconds;
+        rows.Add((block, request.Steps!.Value, prefill, total - prefill));
+        if (block == 16 || generated16 is null) generated16 = scratch[..written];
+        Console.Error.WriteLine($"nbp-bench: B = {block}: prefill {prefill:F2} s, {request.Steps - 1} steps {total - prefill:F2} s ({session.BackendName})");
+    }
+}
+clock.Restart();
+var all = prompt.Concat(generated16!).Select(id => Math.Clamp(id, 0, 63999)).ToArray();
+tokenizer.Decode(all, 5, 16, 16, threads);
+double decodeSeconds = clock.Elapsed.TotalSeconds;
+
+double[] paper = [0.80, 5.24, 8.89, 10.81, 14.12, 17.14];
+int[] paperBlocks = [1, 8, 16, 32, 64, 256];
+double Paper(int b) => Array.IndexOf(paperBlocks, b) is int i and >= 0 ? paper[i] : double.NaN;
+double totalOf((int Block, int Steps, double Prefill, double Steps_) r) => encodeSeconds + r.Prefill + r.Steps_ + decodeSeconds;
+var baseRow = rows.FirstOrDefault(r => r.Block == 1);
+var md = new StringBuilder();
+md.AppendLine($"# nbp-bench {(quick ? "--quick " : "")}({DateTime.UtcNow:yyyy-MM-dd}, {Environment.MachineName}, {threads} threads, backend {backend}, {layers} layers x {cfg.EmbeddingSize}, V {cfg.VocabSize}, tokenizer widths {widths})");
+md.AppendLine();
+md.AppendLine("Encode (5 frames) and decode (17 frames) do not depend on the block size: measured once, included in every row's total and frames/s (the paper's timing includes tokenization).");
+md.AppendLine();
+md.AppendLine("| block | steps | encode s | prefill s | steps s | decode s | total s | generated frames/s | speedup vs block 1 | paper frames/s (A100, Fig. 7) |");
+md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+foreach (var r in rows)
+{
+    double total = totalOf(r);
+    string speedup = baseRow.Block == 1 ? $"{totalOf(baseRow) / total:F2}x" : "-";
+    md.AppendLine($"| {r.Block} | {r.Steps} | {encodeSeconds:F2} | {r.Prefill:F2} | {r.Steps_:F2} | {decodeSeconds:F2} | {total:F2} | {12 / total:F3} | {speedup} | {Paper(r.Block):F2} |");
+}
+// roofline: steps read every weight once; prefill and the tokenizer are FLOP-bound
+long width = cfg.EmbeddingSize;
+double weightBytes = (cfg.LayerCount * 12.0 * width * width + (double)cfg.VocabSize * width) * 4;
+double prefillFlops = 2.0 * prompt.Length * cfg.LayerCount * 12.0 * width * width + 2.0 * cfg.VocabSize * width * 16;
+var row16 = rows.FirstOrDefault(r => r.Block == 16);
+md.AppendLine();
+md.AppendLine("Chart (nbp-bench.png): generated frames/s against block size, this run in blue, the paper's Figure 7 (A100) in orange.");
+md.AppendLine();
+md.AppendLine($"Machine, measured by this command: copy bandwidth {bandwidth / 1e9:F1} GB/s (read + write), packed-GEMM rate {peak / 1e9:F0} GFLOP/s (fp32).");
+md.AppendLine();
+md.AppendLine("| phase (block 16) | measured s | floor s | measured / floor | floor from |");
+md.AppendLine("|---|---|---|---|---|");
+if (row16.Block == 16)
+{
+    double stepsFloor = (row16.Steps - 1) * weightBytes / bandwidth;
+    md.AppendLine($"| steps ({row16.Steps - 1}) | {row16.Steps_:F2} | {stepsFloor:F2} | {row16.Steps_ / stepsFloor:F2}x | {weightBytes / 1e9:F2} GB of fp32 weights per step / bandwidth |");
+    md.AppendLine($"| prefill | {row16.Prefill:F2} | {prefillFlops / peak:F2} | {row16.Prefill / (prefillFlops / peak):F2}x | {prefillFlops / 1e12:F2} TFLOP / GEMM rate |");
+}
+double encodeFlops = tokenizer.EncodeFlops(5, 128, 128), decodeFlops = tokenizer.DecodeFlops(5, 16, 16);
+md.AppendLine($"| encode | {encodeSeconds:F2} | {encodeFlops / peak:F2} | {encodeSeconds / (encodeFlops / peak):F2}x | {encodeFlops / 1e12:F2} TFLOP / GEMM rate |");
+md.AppendLine($"| decode | {decodeSeconds:F2} | {decodeFlops / peak:F2} | {decodeSeconds / (decodeFlops / peak):F2}x | {decodeFlops / 1e12:F2} TFLOP / GEMM rate |");
+string report = md.ToString();
+Console.WriteLine(report);
+File.WriteAllText(Path.Combine(outDir, "nbp-bench.md"), report);
+Chart.Write(Path.Combine(outDir, "nbp-bench.png"), rows.Select(r => (r.Block, 12 / totalOf(r))).ToArray(), paperBlocks.Zip(paper).ToArray());
+Console.Error.WriteLine($"nbp-bench: table -> {Path.Combine(outDir, "nbp-bench.md")}, chart -> {Path.Combine(outDir, "nbp-bench.png")}");
