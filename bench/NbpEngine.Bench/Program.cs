@@ -41,6 +41,10 @@ Console.Error.WriteLine("nbp-bench: measuring the machine (copy bandwidth, GEMM 
 double bandwidth = Machine.CopyBandwidth(threads), peak = Machine.GemmPeak(threads);
 using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { Overrides = new() { Resolution = 128, SequenceLength = 17 } });
 using var tokenizer = new VideoTokenizer(tokenizerPath);
+// the tokenizer runs where the transformer runs (the ILGPU kernels for cuda / ilgpu-cpu)
+bool onDevice = backend is BackendKind.Cuda or BackendKind.IlgpuCpu || (backend == BackendKind.Auto && NbpEngine.Kernels.IlgpuDevice.CudaAvailable());
+using var deviceTokenizer = !onDevice ? null
+    : new NbpEngine.Tokenizer.Device.DeviceTokenizer(tokenizer, backend == BackendKind.IlgpuCpu ? NbpEngine.Kernels.IlgpuDeviceKind.Cpu : NbpEngine.Kernels.IlgpuDeviceKind.Cuda);
 var cfg = model.Config;
 
 // 5 conditioning frames: a moving pattern (no input file needed)
@@ -51,7 +55,7 @@ for (int c = 0; c < 3; c++)
             for (int x = 0; x < 128; x++)
                 frames[((c * 5 + t) * 128 + y) * 128 + x] = 0.5f + 0.4f * MathF.Sin(0.1f * x + 0.3f * t + c) * MathF.Cos(0.08f * y - 0.2f * t);
 var clock = Stopwatch.StartNew();
-var promptCodes = tokenizer.Encode(frames, 5, 128, 128, threads);
+var promptCodes = deviceTokenizer?.Encode(frames, 5, 128, 128) ?? tokenizer.Encode(frames, 5, 128, 128, threads);
 double encodeSeconds = clock.Elapsed.TotalSeconds;
 var prompt = promptCodes.Select(code => Math.Min(code, cfg.VocabSize - 1)).ToArray();
 
@@ -83,7 +87,8 @@ using (var session = model.CreateSession(new SessionOptions { Backend = backend,
 }
 clock.Restart();
 var all = prompt.Concat(generated16!).Select(id => Math.Clamp(id, 0, 63999)).ToArray();
-tokenizer.Decode(all, 5, 16, 16, threads);
+if (deviceTokenizer is not null) deviceTokenizer.Decode(all, 5, 16, 16);
+else tokenizer.Decode(all, 5, 16, 16, threads);
 double decodeSeconds = clock.Elapsed.TotalSeconds;
 
 double[] paper = [0.80, 5.24, 8.89, 10.81, 14.12, 17.14];
@@ -110,9 +115,18 @@ double weightBytes = (cfg.LayerCount * 12.0 * width * width + (double)cfg.VocabS
 double prefillFlops = 2.0 * prompt.Length * cfg.LayerCount * 12.0 * width * width + 2.0 * cfg.VocabSize * width * 16;
 var row16 = rows.FirstOrDefault(r => r.Block == 16);
 md.AppendLine();
+var nbp = rows.FirstOrDefault(r => r.Block == 16);
+if (nbp.Block == 16 && baseRow.Block == 1)
+{
+    md.AppendLine($"NBP (block 16) vs NTP (block 1), whole pipeline: {totalOf(baseRow) / totalOf(nbp):F2}x; generation alone (prefill + steps): " +
+                  $"{(baseRow.Prefill + baseRow.Steps_) / (nbp.Prefill + nbp.Steps_):F2}x. Paper (A100, Table 1): 11.1x (15.04 s vs 1.35 s per video).");
+    md.AppendLine();
+}
 md.AppendLine("Chart (nbp-bench.png): generated frames/s against block size, this run in blue, the paper's Figure 7 (A100) in orange.");
 md.AppendLine();
-md.AppendLine($"Machine, measured by this command: copy bandwidth {bandwidth / 1e9:F1} GB/s (read + write), packed-GEMM rate {peak / 1e9:F0} GFLOP/s (fp32).");
+if (backend != BackendKind.Cpu)
+    md.AppendLine("The ceilings below are this host CPU's; for a GPU run use tools/gpu's device bandwidth floor instead.");
+md.AppendLine($"Machine (CPU), measured by this command: copy bandwidth {bandwidth / 1e9:F1} GB/s (read + write), packed-GEMM rate {peak / 1e9:F0} GFLOP/s (fp32).");
 md.AppendLine();
 md.AppendLine("| phase (block 16) | measured s | floor s | measured / floor | floor from |");
 md.AppendLine("|---|---|---|---|---|");
