@@ -4,8 +4,6 @@
 # make the comparison meaningless), builds nbp-run in Release, runs bench/cpu_vs_torch.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! /usr/bin/python3 -c "import torch, numpy" 2>/dev/null || ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy libopenblas0-pthread
-fi
+bash bench/install-reference.sh
 dotnet build -c Release src/Cli -v q -nologo
 exec /usr/bin/python3 bench/cpu_vs_torch.py --exe src/Cli/bin/Release/net10.0/nbp-run "$@"

@@ -13,21 +13,7 @@ public class CliTests : IDisposable
     private readonly TempDir _dir = new();
     public void Dispose() => _dir.Dispose();
 
-    private static async Task<(int Code, string Stderr)> Run(params string[] args)
-    {
-        var previous = Console.Error;
-        var capture = new StringWriter();
-        Console.SetError(capture);
-        try
-        {
-            int code = await GenerateCommand.Build().Parse(args).InvokeAsync();
-            return (code, capture.ToString());
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
-    }
+    private static Task<(int Code, string Stderr)> Run(params string[] args) => CliRunner.Run(args);
 
     private string[] Base(string model = "frame_model.safetensors", string prompt = "frame_prompt.txt") =>
         ["--weights", Fixtures.PathOf(model), "--prompt-tokens", Fixtures.PathOf(prompt), "--tokens-out", _dir.File("out.txt"), "--quiet"];

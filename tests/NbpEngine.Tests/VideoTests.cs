@@ -23,20 +23,7 @@ public class VideoTests : IDisposable
     private readonly TempDir _dir = new();
     public void Dispose() => _dir.Dispose();
 
-    private static async Task<(int Code, string Stderr)> Run(params string[] args)
-    {
-        var previous = Console.Error;
-        var capture = new StringWriter();
-        Console.SetError(capture);
-        try
-        {
-            return (await GenerateCommand.Build().Parse(args).InvokeAsync(), capture.ToString());
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
-    }
+    private static Task<(int Code, string Stderr)> Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void PngRoundTrips()

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using NbpEngine.Kernels.Ops;
 
 namespace NbpEngine.Kernels.Tokenizer;
 
@@ -26,14 +27,14 @@ public static class GroupNormSwishKernel
         float sum = 0;
         for (long e = Group.IdxX; e < count; e += Group.DimX)
             sum += x[frameBase + (e / perGroup) * v.C + g * perGroup + e % perGroup];
-        float mean = Reduce(sums, sum) / count;
+        float mean = LayerNormKernel.GroupSum(sums, sum) / count;
         float square = 0;
         for (long e = Group.IdxX; e < count; e += Group.DimX)
         {
             float d = x[frameBase + (e / perGroup) * v.C + g * perGroup + e % perGroup] - mean;
             square += d * d;
         }
-        float rstd = 1f / XMath.Sqrt(Reduce(squares, square) / count + 1e-5f);
+        float rstd = 1f / XMath.Sqrt(LayerNormKernel.GroupSum(squares, square) / count + 1e-5f);
         for (long e = Group.IdxX; e < count; e += Group.DimX)
         {
             int c = g * perGroup + (int)(e % perGroup);
@@ -42,16 +43,6 @@ public static class GroupNormSwishKernel
             if (swish != 0) value /= 1f + XMath.Exp(-swishBeta[c] * value);
             y[at] = value;
         }
-    }
-
-    /// <summary>Group-wide sum with one barrier; every thread adds the partials in the same order.</summary>
-    private static float Reduce(ArrayView<float> partial, float value)
-    {
-        partial[Group.IdxX] = value;
-        Group.Barrier();
-        float sum = 0;
-        for (int i = 0; i < Group.DimX; i++) sum += partial[i];
-        return sum;
     }
 }
 
