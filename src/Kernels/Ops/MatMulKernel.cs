@@ -26,7 +26,24 @@ public struct MatMulArgs
 public static class MatMulKernel
 {
     public const int TileM = 16, TileN = 32, TileK = 64;
-    private const int Pad = TileK + 1; // row stride in shared memory, avoids bank conflicts
+    /// <summary>Row stride of the staged tiles in shared memory (avoids bank conflicts).</summary>
+    public const int Pad = TileK + 1;
+
+    /// <summary>
+    /// acc[o] += Σ_p aTile[r, p]·wTile[col, p] over one staged k step for each output the thread owns
+    /// (output e = thread + o·groupSize, row e / TileN, column e % TileN: consecutive threads, consecutive
+    /// columns). Shared by the matmul and the tokenizer's implicit-GEMM conv.
+    /// </summary>
+    public static void AccumulateTile(ArrayView<float> aTile, ArrayView<float> wTile, ArrayView<float> acc, int owned)
+    {
+        for (int o = 0; o < owned; o++)
+        {
+            int e = Group.IdxX + o * Group.DimX, r = e / TileN, col = e % TileN;
+            float sum = acc[o];
+            for (int p = 0; p < TileK; p++) sum += aTile[r * Pad + p] * wTile[col * Pad + p];
+            acc[o] = sum;
+        }
+    }
 
     /// <param name="a">[M, Lda]</param><param name="w">[N, K]</param><param name="bias">[N] (read only if HasBias)</param>
     /// <param name="c">[M, Ldc]</param>
@@ -55,13 +72,7 @@ public static class MatMulKernel
                 wTile[r * Pad + e % TileK] = n0 + r < args.N && k < args.K ? w.Load((long)(n0 + r) * args.K + k) : 0f;
             }
             Group.Barrier();
-            for (int o = 0; o < owned; o++)
-            {
-                int e = t + o * threads, r = e / TileN, col = e % TileN; // consecutive threads: consecutive columns
-                float sum = acc[o];
-                for (int p = 0; p < TileK; p++) sum += aTile[r * Pad + p] * wTile[col * Pad + p];
-                acc[o] = sum;
-            }
+            AccumulateTile(aTile, wTile, acc, owned);
             Group.Barrier();
         }
         for (int o = 0; o < owned; o++)

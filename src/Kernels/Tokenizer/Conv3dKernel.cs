@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using NbpEngine.Kernels.Ops;
 
 namespace NbpEngine.Kernels.Tokenizer;
 
@@ -22,8 +23,9 @@ public struct Conv3dArgs
 /// </summary>
 public static class Conv3dKernel
 {
-    public const int TileM = 16, TileN = 32, TileK = 64;
-    private const int Pad = TileK + 1;
+    // the matmul's tiling, so both share MatMulKernel.AccumulateTile
+    public const int TileM = MatMulKernel.TileM, TileN = MatMulKernel.TileN, TileK = MatMulKernel.TileK;
+    private const int Pad = MatMulKernel.Pad;
 
     public static void Conv(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y, Conv3dArgs a)
     {
@@ -61,13 +63,7 @@ public static class Conv3dKernel
                 wTile[r * Pad + e % TileK] = n0 + r < a.Cout && kk < k ? weight[(long)(n0 + r) * k + kk] : 0f;
             }
             Group.Barrier();
-            for (int o = 0; o < owned; o++)
-            {
-                int e = t + o * threads, r = e / TileN, col = e % TileN;
-                float sum = acc[o];
-                for (int p = 0; p < TileK; p++) sum += aTile[r * Pad + p] * wTile[col * Pad + p];
-                acc[o] = sum;
-            }
+            MatMulKernel.AccumulateTile(aTile, wTile, acc, owned);
             Group.Barrier();
         }
         for (int o = 0; o < owned; o++)
