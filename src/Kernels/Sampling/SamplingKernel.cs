@@ -95,17 +95,17 @@ public static class SamplingKernel
         int cutIndex = int.MaxValue;
         if (args.TopP < 1f)
         {
-            double total = MassAll(sharedDouble, result, MassOfKeysFrom(z, begin, end, 0u, threshold, max));
+            double total = MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, 0u, threshold, max));
             double target = args.TopP * total;
             uint key = 0;
             for (int bit = 31; bit >= 0; bit--)
             {
                 uint candidate = key | (1u << bit);
-                if (MassAll(sharedDouble, result, MassOfKeysFrom(z, begin, end, candidate, threshold, max)) > target) key = candidate;
+                if (MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, candidate, threshold, max)) > target) key = candidate;
             }
             cutValue = DeviceMath.FromOrderedKey(key);
             uint above = key + 1;
-            double before = key == uint.MaxValue ? 0 : MassAll(sharedDouble, result, MassOfKeysFrom(z, begin, end, above, threshold, max));
+            double before = key == uint.MaxValue ? 0 : MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, above, threshold, max));
             double each = XMath.Exp((double)cutValue - max);
             int needed = (int)XMath.Floor((target - before) / each) + 1; // tied entries kept, in index order
             int ties = 0;
@@ -177,7 +177,7 @@ public static class SamplingKernel
     }
 
     /// <summary>Sum of the threads' chunk masses in thread order (fixed, so deterministic); all threads get it.</summary>
-    private static double MassAll(ArrayView<double> partial, ArrayView<double> result, double value)
+    private static double MassAll(ArrayView<double> partial, double value)
     {
         partial[Group.IdxX] = value;
         Group.Barrier();
