@@ -43,4 +43,34 @@ public unsafe class PackedGemmTests
                 Assert.True(Math.Abs(result[i * n + j] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"[{i},{j}] {result[i * n + j]} vs {expected}");
             }
     }
+
+    /// <summary>K split in three segments stored apart (the Winograd conv's three frames) equals one contiguous A.</summary>
+    [Theory]
+    [InlineData(9, 40, 16)]
+    [InlineData(64, 32, 400)]  // segments longer than a K block
+    public void SegmentedRowsEqualContiguousRows(int m, int n, int segmentK)
+    {
+        var rng = new Random(m + n + segmentK);
+        int k = 3 * segmentK;
+        var a = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var w = Enumerable.Range(0, n * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        // the same values as three [m, segmentK] blocks, 5 rows of slack apart
+        long stride = (long)(m + 5) * segmentK;
+        var segmented = new float[3 * stride];
+        for (int s = 0; s < 3; s++)
+            for (int i = 0; i < m; i++)
+                Array.Copy(a, i * k + s * segmentK, segmented, s * stride + (long)i * segmentK, segmentK);
+        var expected = new float[m * n];
+        var result = new float[m * n];
+        fixed (float* pa = a, pw = w, ps = segmented, pe = expected, pr = result)
+        {
+            using var packed = new PackedWeights(pw, n, k);
+            for (int panel = 0; panel < packed.Panels; panel++)
+            {
+                PackedGemm.ComputePanel(pa, k, packed, panel, pe, n, 0, m, null, GemmStore.Overwrite);
+                PackedGemm.ComputePanel(new SegmentedRows(ps, segmentK, segmentK, stride), packed, panel, pr, n, 0, m, null, GemmStore.Overwrite);
+            }
+        }
+        Assert.Equal(expected, result);
+    }
 }
