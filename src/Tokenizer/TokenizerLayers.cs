@@ -4,44 +4,68 @@ using NbpEngine.Tokenizer.Cpu;
 
 namespace NbpEngine.Tokenizer;
 
-/// <summary>Per-run resources shared by the layers: threads, GEMM/gather jobs, im2col scratch.</summary>
+/// <summary>How the CPU runs the 3x3x3 convs.</summary>
+public enum ConvAlgorithm
+{
+    /// <summary>Winograd where it applies and the frame is big enough to pay for it (<see cref="TokenizerWorkspace.WinogradMinPixels"/>), else im2col.</summary>
+    Auto,
+    /// <summary>Blocked implicit GEMM everywhere (27·cin-long dot products per output).</summary>
+    Im2Col,
+    /// <summary>Winograd F(4x4, 3x3) for every stride-1 3x3x3 conv with channel counts divisible by 16.</summary>
+    Winograd,
+}
+
+/// <summary>Per-run resources shared by the layers: threads, GEMM/gather jobs, scratch buffers.</summary>
 public sealed unsafe class TokenizerWorkspace : IDisposable
 {
-    private float* _im2col;
-    private long _im2colLength;
+    internal const int Im2ColSlot = 0, WinogradInputSlot = 1, WinogradOutputSlot = 2;
+    /// <summary>
+    /// Auto uses Winograd from 32x32 output frames up. Below that the frames are few pixels but the convs
+    /// are the 512-wide ones, whose transformed weights would cost ~2.7 GB for ~7% of the decode.
+    /// </summary>
+    public const int WinogradMinPixels = 32 * 32;
+    private readonly float*[] _scratch = new float*[3];
+    private readonly long[] _scratchLength = new long[3];
     private readonly NativeArena _arena = new();
 
     public WorkerPool Pool { get; }
+    public ConvAlgorithm Algorithm { get; }
+    /// <summary>Upper bound for a Winograd conv's transformed input plus GEMM output (it works a chunk of frames at a time).</summary>
+    public long WinogradBudgetBytes { get; }
     public PackedMatMulJob PackedMatMul { get; } = new();
     internal GatherJob Gather { get; } = new();
+    internal WinogradJobs Winograd { get; } = new();
     /// <summary>Per-worker GroupNorm scratch, 4 x the widest channel count.</summary>
     internal float*[] NormScratch { get; }
 
-    public TokenizerWorkspace(int threads, int maxChannels)
+    public TokenizerWorkspace(int threads, int maxChannels, ConvAlgorithm algorithm = ConvAlgorithm.Auto, long winogradBudgetBytes = 256L << 20)
     {
         Pool = new WorkerPool(threads);
+        Algorithm = algorithm;
+        WinogradBudgetBytes = winogradBudgetBytes;
         NormScratch = new float*[threads];
         for (int i = 0; i < threads; i++) NormScratch[i] = _arena.Floats(4L * maxChannels);
     }
 
-    /// <summary>The im2col block, grown on demand (the largest conv decides; reused by all).</summary>
-    public float* Im2Col(long length)
+    /// <summary>Scratch buffer <paramref name="slot"/>, grown on demand (the largest user decides; reused by all).</summary>
+    internal float* Scratch(int slot, long length)
     {
-        if (length > _im2colLength)
+        if (length > _scratchLength[slot])
         {
-            if (_im2col != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_im2col);
-            _im2col = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
-            _im2colLength = length;
+            if (_scratch[slot] != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_scratch[slot]);
+            _scratch[slot] = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
+            _scratchLength[slot] = length;
         }
-        return _im2col;
+        return _scratch[slot];
     }
 
-    public long ScratchBytes => _im2colLength * sizeof(float) + _arena.Bytes;
+    public long ScratchBytes => _scratchLength.Sum() * sizeof(float) + _arena.Bytes;
 
     public void Dispose()
     {
         Pool.Dispose();
-        if (_im2col != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_im2col);
+        foreach (var p in _scratch)
+            if (p != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
         _arena.Dispose();
     }
 }

@@ -20,6 +20,10 @@ public sealed unsafe class VideoTokenizer : IDisposable
     /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>
     public const int SpatialFactor = 8;
     public int MaxChannels { get; }
+    /// <summary>How the CPU runs the 3x3x3 convs (Auto: Winograd where it pays). For benchmarks and tests.</summary>
+    public ConvAlgorithm ConvAlgorithm { get; set; } = ConvAlgorithm.Auto;
+    /// <summary>Bytes of CPU weight copies the convs have made so far (packed panels, Winograd transforms).</summary>
+    public long CpuWeightBytes => _decoder.Concat(_encoder).SelectMany(l => l.Convs).Sum(c => c.CpuWeightBytes);
 
     public VideoTokenizer(string path)
     {
@@ -38,7 +42,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         }
     }
 
-    /// <remarks>Each conv also keeps a packed copy of its weights for the CPU GEMM (released on Dispose).</remarks>
+    /// <remarks>Each conv makes CPU copies of its weights on first use (released on Dispose).</remarks>
     private Conv3d Conv(string key, (int, int, int) stride, bool causal = true)
     {
         float* w = _weights.ConvWeight(key + ".weight", out int cout, out int cin, out int kt, out int kh, out int kw);
@@ -128,7 +132,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
             throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         var x = new Volume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
         for (int i = 0; i < indices.Length; i++) Fsq.Code(indices[i], new Span<float>(x.Data + (long)i * Fsq.Dimensions, Fsq.Dimensions));
-        using var ws = new TokenizerWorkspace(threads, MaxChannels);
+        using var ws = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
         x = RunLayers(_decoder, ws, x, progress);
         using (x)
         {
@@ -151,7 +155,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         long plane = (long)frames * height * width;
         for (long p = 0; p < plane; p++)
             for (int c = 0; c < 3; c++) x.Data[p * 3 + c] = pixels[(int)(c * plane + p)];
-        using var ws = new TokenizerWorkspace(threads, MaxChannels);
+        using var ws = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
         using var z = RunLayers(_encoder, ws, x, progress);
         var indices = new int[z.Positions];
         Span<float> values = stackalloc float[Fsq.Dimensions];
@@ -173,9 +177,20 @@ public sealed unsafe class VideoTokenizer : IDisposable
     /// <summary>Floating-point operations of encoding <paramref name="frames"/> frames of height x width.</summary>
     public double EncodeFlops(int frames, int height, int width) => Flops(_encoder, (frames, height, width));
 
-    private static double Flops(List<TokenizerLayer> layers, (int T, int H, int W) shape)
+    /// <summary>Floating-point operations the CPU GEMMs execute for that decode under <see cref="ConvAlgorithm"/> (fewer than <see cref="DecodeFlops"/> with Winograd).</summary>
+    public double DecodeGemmFlops(int latentFrames, int latentHeight, int latentWidth) =>
+        ConvOutputs(_decoder, (latentFrames, latentHeight, latentWidth)).Sum(c => c.Conv.GemmFlops(ConvAlgorithm, c.Output));
+
+    /// <summary>As <see cref="DecodeGemmFlops"/> for encoding.</summary>
+    public double EncodeGemmFlops(int frames, int height, int width) =>
+        ConvOutputs(_encoder, (frames, height, width)).Sum(c => c.Conv.GemmFlops(ConvAlgorithm, c.Output));
+
+    private static double Flops(List<TokenizerLayer> layers, (int T, int H, int W) shape) =>
+        ConvOutputs(layers, shape).Sum(c => 2.0 * c.Output.T * c.Output.H * c.Output.W * c.Conv.OutChannels * c.Conv.K);
+
+    /// <summary>Every conv of the layer list with its output shape, for an input of <paramref name="shape"/>.</summary>
+    private static IEnumerable<(Conv3d Conv, (int T, int H, int W) Output)> ConvOutputs(List<TokenizerLayer> layers, (int T, int H, int W) shape)
     {
-        double flops = 0;
         foreach (var layer in layers)
         {
             if (layer is Depth2SpaceLayer d)
@@ -187,11 +202,26 @@ public sealed unsafe class VideoTokenizer : IDisposable
             {
                 var o = ((shape.T + 2 * (conv.KT / 2) - conv.KT) / conv.Stride.T + 1, (shape.H + 2 * (conv.KH / 2) - conv.KH) / conv.Stride.H + 1,
                     (shape.W + 2 * (conv.KW / 2) - conv.KW) / conv.Stride.W + 1);
-                flops += 2.0 * o.Item1 * o.Item2 * o.Item3 * conv.OutChannels * conv.K;
+                yield return (conv, o);
                 if (conv.Stride != (1, 1, 1)) shape = o; // only strided convs change the shape
             }
         }
-        return flops;
+    }
+
+    /// <summary>
+    /// Makes the CPU weight copies (packed panels, Winograd transforms) a decode of this latent size will
+    /// use, so they are not made during the first decode. Returns the seconds it took (~0 when done before).
+    /// </summary>
+    public double PrepareDecode(int latentFrames, int latentHeight, int latentWidth) => Prepare(_decoder, (latentFrames, latentHeight, latentWidth));
+
+    /// <summary>As <see cref="PrepareDecode"/> for encoding <paramref name="frames"/> frames of height x width.</summary>
+    public double PrepareEncode(int frames, int height, int width) => Prepare(_encoder, (frames, height, width));
+
+    private double Prepare(List<TokenizerLayer> layers, (int T, int H, int W) shape)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var (conv, output) in ConvOutputs(layers, shape)) conv.Prepare(ConvAlgorithm, output.H, output.W);
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static Volume RunLayers(List<TokenizerLayer> layers, TokenizerWorkspace ws, Volume x, IProgress<float>? progress)

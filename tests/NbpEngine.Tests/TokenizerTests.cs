@@ -13,10 +13,13 @@ public class TokenizerTests(ITestOutputHelper output)
 {
     private const string Regenerate = "/usr/bin/python3 tools/reference/make_tokenizer_fixtures.py";
 
-    [Fact]
-    public void DecodedPixelsMatchPyTorch()
+    [Theory]
+    [InlineData(ConvAlgorithm.Auto)]
+    [InlineData(ConvAlgorithm.Im2Col)]
+    [InlineData(ConvAlgorithm.Winograd)]
+    public void DecodedPixelsMatchPyTorch(ConvAlgorithm algorithm)
     {
-        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors")) { ConvAlgorithm = algorithm };
         var (codes, codeShape) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
         var (expected, shape) = Fixtures.Npy(Fixtures.PathOf("tokenizer_decoded.npy"));
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -31,10 +34,12 @@ public class TokenizerTests(ITestOutputHelper output)
         Assert.True(maxDiff <= 1e-4, $"decoded pixels: max |diff| {maxDiff:E3} at {worst} ({pixels[worst]} vs {expected[worst]}); regenerate with: {Regenerate}");
     }
 
-    [Fact]
-    public void EncodedCodesMatchPyTorch()
+    [Theory]
+    [InlineData(ConvAlgorithm.Im2Col)]
+    [InlineData(ConvAlgorithm.Winograd)]
+    public void EncodedCodesMatchPyTorch(ConvAlgorithm algorithm)
     {
-        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        using var tokenizer = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors")) { ConvAlgorithm = algorithm };
         var (video, shape) = Fixtures.Npy(Fixtures.PathOf("tokenizer_video.npy"));
         var (expected, codeShape) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
         var (referenceBounded, _) = Fixtures.Npy(Fixtures.PathOf("tokenizer_bounded.npy")); // [6, t, h, w]

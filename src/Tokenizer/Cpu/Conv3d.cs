@@ -9,7 +9,8 @@ namespace NbpEngine.Tokenizer.Cpu;
 /// of output positions the im2col rows are gathered (contiguous channel runs, thanks to channels-last)
 /// into a scratch block, then the packed outer-product GEMM (Runtime/Cpu/PackedGemm.cs) multiplies it with
 /// the weights, permuted once to [cout, kt, kh, kw, cin] and packed into 32-column panels. No im2col of
-/// the whole volume ever exists.
+/// the whole volume ever exists. Stride-1 3x3x3 convs on big enough frames go the Winograd way instead
+/// (<see cref="WinogradConv"/>, 4x fewer multiplies).
 /// </summary>
 public sealed unsafe class Conv3d
 {
@@ -26,7 +27,10 @@ public sealed unsafe class Conv3d
     public bool Causal { get; }
     private readonly float* _weight; // [cout, kt, kh, kw, cin]
     private readonly float* _bias;   // [cout]
-    private readonly PackedWeights _packed; // the same weights in 32-column panels for the CPU GEMM
+    // CPU copies of the weights, made on first use: 32-column panels for the im2col GEMM, and the
+    // Winograd-transformed ones (4x the size) for the convs that run that way
+    private readonly Lazy<PackedWeights> _packed;
+    private readonly Lazy<WinogradConv>? _winograd;
 
     public int K => KT * KH * KW * InChannels;
 
@@ -37,11 +41,48 @@ public sealed unsafe class Conv3d
     internal Conv3d(int cin, int cout, int kt, int kh, int kw, (int, int, int) stride, float* weight, float* bias, bool causal = true)
     {
         InChannels = cin; OutChannels = cout; KT = kt; KH = kh; KW = kw; Stride = stride; _weight = weight; _bias = bias; Causal = causal;
-        _packed = new PackedWeights(weight, cout, K);
+        _packed = new(() => new PackedWeights(_weight, OutChannels, K));
+        if (WinogradApplies) _winograd = new(() => new WinogradConv(_weight, _bias, InChannels, OutChannels));
     }
 
-    /// <summary>Frees the packed copy (the [cout, K] weights belong to the tokenizer's weights).</summary>
-    internal void ReleasePacked() => _packed.Dispose();
+    /// <summary>Stride-1 causal 3x3x3 with channel counts the Winograd transforms handle (multiples of 16).</summary>
+    public bool WinogradApplies => KT == 3 && KH == 3 && KW == 3 && Stride == (1, 1, 1) && Causal && InChannels % 16 == 0 && OutChannels % 16 == 0;
+
+    /// <summary>Whether <see cref="Run"/> takes the Winograd path for this output frame size under <paramref name="algorithm"/>.</summary>
+    public bool UsesWinograd(ConvAlgorithm algorithm, int height, int width) => WinogradApplies && algorithm switch
+    {
+        ConvAlgorithm.Winograd => true,
+        ConvAlgorithm.Auto => height * width >= TokenizerWorkspace.WinogradMinPixels,
+        _ => false,
+    };
+
+    /// <summary>Makes the CPU weight copy <see cref="Run"/> will use for this frame size now rather than on first use.</summary>
+    public void Prepare(ConvAlgorithm algorithm, int height, int width)
+    {
+        if (UsesWinograd(algorithm, height, width)) _ = _winograd!.Value;
+        else _ = _packed.Value;
+    }
+
+    /// <summary>
+    /// Floating-point operations the CPU's GEMMs execute for an output of this shape: 2·positions·cout·K
+    /// for im2col, 2·tiles·36·3·cin·cout for Winograd (transforms not counted: they are adds).
+    /// </summary>
+    public double GemmFlops(ConvAlgorithm algorithm, (int T, int H, int W) output)
+    {
+        if (!UsesWinograd(algorithm, output.H, output.W)) return 2.0 * output.T * output.H * output.W * OutChannels * K;
+        var tiles = new TileGeometry(output.H, output.W).Tiles;
+        return 2.0 * output.T * tiles * WinogradF43.Points * 3.0 * InChannels * OutChannels;
+    }
+
+    /// <summary>Bytes of the CPU weight copies made so far (packed and Winograd).</summary>
+    public long CpuWeightBytes => (_packed.IsValueCreated ? _packed.Value.Bytes : 0) + (_winograd is { IsValueCreated: true } ? _winograd.Value.WeightBytes : 0);
+
+    /// <summary>Frees the CPU weight copies (the [cout, K] weights belong to the tokenizer's weights).</summary>
+    internal void ReleasePacked()
+    {
+        if (_packed.IsValueCreated) _packed.Value.Dispose();
+        if (_winograd is { IsValueCreated: true }) _winograd.Value.Dispose();
+    }
 
     public (int T, int H, int W) OutputShape(Volume x) =>
         ((x.Frames + 2 * (KT / 2) - KT) / Stride.T + 1, (x.Height + 2 * (KH / 2) - KH) / Stride.H + 1, (x.Width + 2 * (KW / 2) - KW) / Stride.W + 1);
@@ -56,16 +97,21 @@ public sealed unsafe class Conv3d
         if (KT == 1 && KH == 1 && KW == 1 && Stride == (1, 1, 1))
         {
             // pointwise: the volume already is the [positions, cin] matrix
-            ws.PackedMatMul.Run(ws.Pool, x.Data, checked((int)x.Positions), InChannels, _packed, _bias, y.Data, OutChannels, store);
+            ws.PackedMatMul.Run(ws.Pool, x.Data, checked((int)x.Positions), InChannels, _packed.Value, _bias, y.Data, OutChannels, store);
+            return;
+        }
+        if (UsesWinograd(ws.Algorithm, y.Height, y.Width))
+        {
+            _winograd!.Value.Run(ws, x, y, store);
             return;
         }
         long positions = y.Positions;
-        float* block = ws.Im2Col(BlockPositions * (long)K);
+        float* block = ws.Scratch(TokenizerWorkspace.Im2ColSlot, BlockPositions * (long)K);
         for (long p0 = 0; p0 < positions; p0 += BlockPositions)
         {
             int count = (int)Math.Min(BlockPositions, positions - p0);
             ws.Gather.Run(ws.Pool, this, x, y, p0, count, block);
-            ws.PackedMatMul.Run(ws.Pool, block, count, K, _packed, _bias, y.Data + p0 * OutChannels, OutChannels, store);
+            ws.PackedMatMul.Run(ws.Pool, block, count, K, _packed.Value, _bias, y.Data + p0 * OutChannels, OutChannels, store);
         }
     }
 
