@@ -21,14 +21,15 @@ public static class TokenizerCommands
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
         var fps = new Option<int>("--fps") { Description = "frame rate of a video output", DefaultValueFactory = _ => 8 };
         var backend = BackendOption();
-        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend };
+        var conv = ConvOption();
+        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             var codes = TokenFile.Read(parse.GetValue(tokens)!);
             int size = parse.GetValue(latent);
             if (size < 1 || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
-            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
+            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
             using var device = OpenDevice(model, parse.GetValue(backend)!);
             var (pixels, frames, height, width) = DecodeCodes(model, device, codes, size, parse.GetValue(threads));
             if (parse.GetValue(rawOut) is { } raw) NpyWriter.WriteFloat32(raw, pixels, 3, frames, height, width);
@@ -47,10 +48,11 @@ public static class TokenizerCommands
         var size = new Option<int>("--size") { Description = "frame size after scaling the short side and centre-cropping", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
         var backend = BackendOption();
-        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend };
+        var conv = ConvOption();
+        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
-            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!);
+            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
             using var device = OpenDevice(model, parse.GetValue(backend)!);
             var (codes, _) = EncodeInput(model, device, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
             TokenFile.Write(parse.GetValue(tokensOut)!, codes, parse.GetValue(size) / VideoTokenizer.SpatialFactor);
@@ -60,12 +62,23 @@ public static class TokenizerCommands
         return command;
     }
 
-    /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
     private static Option<string> BackendOption()
     {
         var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto (CUDA when present, else cpu)", DefaultValueFactory = _ => "auto" };
         backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
         return backend;
+    }
+
+    /// <summary>The CPU tokenizer's conv algorithm (the device kernels have one: implicit GEMM).</summary>
+    private static Option<ConvAlgorithm> ConvOption()
+    {
+        var conv = new Option<ConvAlgorithm>("--conv")
+        {
+            Description = "CPU 3x3x3 convs: auto (Winograd F(4x4,3x3) from 32x32 frames up) | im2col | winograd",
+            DefaultValueFactory = _ => ConvAlgorithm.Auto,
+        };
+        conv.AcceptOnlyFromAmong("auto", "im2col", "winograd");
+        return conv;
     }
 
     /// <summary>The ILGPU tokenizer for cuda / ilgpu-cpu (and auto with a GPU); null means the CPU tokenizer.</summary>
@@ -77,18 +90,21 @@ public static class TokenizerCommands
         _ => null,
     };
 
+    /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
     internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, DeviceTokenizer? device, string input, int frames, int size, int? threads)
     {
         VideoTokenizer.LatentFrames(frames);
         var (pixels, read) = VideoIO.Read(input, size, frames);
         if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");
         Console.Error.WriteLine($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
+        if (device is null) Console.Error.WriteLine($"nbp-run: CPU weight preparation took {model.PrepareEncode(frames, size, size):F3} s");
         Cpu.Volume.ResetPeak();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var codes = device is not null
             ? device.Encode(pixels, frames, size, size, Progress("encode"))
             : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
-        Console.Error.WriteLine($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
+        Console.Error.WriteLine($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
+            + (device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : ""));
         return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
     }
 
@@ -97,12 +113,14 @@ public static class TokenizerCommands
         int latentFrames = codes.Length / (latentSize * latentSize);
         int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
         Console.Error.WriteLine($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
+        if (device is null) Console.Error.WriteLine($"nbp-run: CPU weight preparation took {model.PrepareDecode(latentFrames, latentSize, latentSize):F3} s");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Cpu.Volume.ResetPeak();
         var pixels = device is not null
             ? device.Decode(codes, latentFrames, latentSize, latentSize, Progress("decode"))
             : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
-        Console.Error.WriteLine($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB");
+        Console.Error.WriteLine($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
+            + (device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : ""));
         return (pixels, frames, size, size);
     }
 
