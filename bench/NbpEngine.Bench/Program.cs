@@ -12,7 +12,9 @@ using NbpEngine.Tokenizer;
 // nbp-bench: the K600 workload end to end (encode 5 frames, generate 768 tokens, decode 17 frames) for
 // each block size, one table, a chart beside the paper's Figure 7, and a roofline line per phase.
 // Usage: nbp-bench --random-weights [--quick] [--backend cpu|cuda|ilgpu-cpu|auto] [--blocks 1,8,16,32,64,256]
-//        [--threads N] [--out DIR] [--cache DIR]    or    nbp-bench --weights W --tokenizer T ...
+//        [--threads N] [--out DIR] [--cache DIR] [--torch [--python PATH]]    or    nbp-bench --weights W --tokenizer T ...
+// --torch: the same workload through the PyTorch reference (bench/torch_pipeline.py, tools/reference) in the
+// same run, on the same weight files, as a second table with the C#/PyTorch ratio per block.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
@@ -149,8 +151,66 @@ foreach (var (phase, seconds, direct, executed) in new[]
              ("decode", decodeSeconds, tokenizer.DecodeFlops(5, 16, 16), tokenizer.DecodeGemmFlops(5, 16, 16)),
          })
     md.AppendLine($"| {phase} | {seconds:F2} | {executed / peak:F2} | {seconds / (executed / peak):F2}x | {executed / 1e12:F2} TFLOP executed by the GEMMs ({direct / 1e12:F2} as direct convolution) / GEMM rate |");
+if (args.Contains("--torch")) TorchTable();
 string report = md.ToString();
 Console.WriteLine(report);
 File.WriteAllText(Path.Combine(outDir, "nbp-bench.md"), report);
 Chart.Write(Path.Combine(outDir, "nbp-bench.png"), rows.Select(r => (r.Block, 12 / totalOf(r))).ToArray(), paperBlocks.Zip(paper).ToArray());
 Console.Error.WriteLine($"nbp-bench: table -> {Path.Combine(outDir, "nbp-bench.md")}, chart -> {Path.Combine(outDir, "nbp-bench.png")}");
+
+// The PyTorch reference pipeline on the same files (bench/torch_pipeline.py), appended as a second table.
+void TorchTable()
+{
+    string python = Arg("--python") ?? "/usr/bin/python3";
+    // the script imports tools/reference from the repository, so run it where it lies: the checkout
+    // around the working directory or around this binary
+    string? script = new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory }
+        .SelectMany(start => Ancestors(new DirectoryInfo(start)))
+        .Select(d => Path.Combine(d.FullName, "bench", "torch_pipeline.py"))
+        .FirstOrDefault(File.Exists)
+        ?? throw new FileNotFoundException("--torch: bench/torch_pipeline.py not found above the working directory or nbp-bench's folder");
+    string json = Path.Combine(outDir, "torch-pipeline.json");
+    var psi = new ProcessStartInfo(python) { RedirectStandardError = false };
+    foreach (var a in new[] { script, "--weights", weights, "--tokenizer", tokenizerPath, "--heads", cfg.HeadCount.ToString(),
+                 "--widths", $"{widths.A},{widths.B},{widths.C}", "--blocks", string.Join(",", blocks), "--threads", threads.ToString(), "--json", json })
+        psi.ArgumentList.Add(a);
+    Console.Error.WriteLine($"nbp-bench: running the PyTorch reference pipeline: {python} {string.Join(" ", psi.ArgumentList)}");
+    using (var process = Process.Start(psi)!)
+    {
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{script} exited with {process.ExitCode} (PyTorch installed? bash bench/install-reference.sh)");
+    }
+    using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+    var root = doc.RootElement;
+    double tEncode = root.GetProperty("encode").GetDouble(), tDecode = root.GetProperty("decode").GetDouble();
+    var torchRows = root.GetProperty("rows").EnumerateArray()
+        .Select(r => (Block: r.GetProperty("block").GetInt32(), Steps: r.GetProperty("steps").GetInt32(), Prefill: r.GetProperty("prefill").GetDouble(), Steps_: r.GetProperty("step_seconds").GetDouble()))
+        .ToList();
+    double torchTotal((int Block, int Steps, double Prefill, double Steps_) r) => tEncode + r.Prefill + r.Steps_ + tDecode;
+    var torchBase = torchRows.FirstOrDefault(r => r.Block == 1);
+    md.AppendLine();
+    md.AppendLine($"## The same workload in the PyTorch reference (tools/reference, torch {root.GetProperty("torch").GetString()}, {root.GetProperty("threads").GetInt32()} threads), same run, same weight files");
+    md.AppendLine();
+    md.AppendLine("| block | steps | encode s | prefill s | steps s | decode s | total s | generated frames/s | speedup vs block 1 | nbp-bench faster by |");
+    md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+    foreach (var r in torchRows)
+    {
+        var ours = rows.FirstOrDefault(x => x.Block == r.Block);
+        string speedup = torchBase.Block == 1 ? $"{torchTotal(torchBase) / torchTotal(r):F2}x" : "-";
+        string vs = ours.Block == r.Block ? $"{torchTotal(r) / totalOf(ours):F2}x" : "-";
+        md.AppendLine($"| {r.Block} | {r.Steps} | {tEncode:F2} | {r.Prefill:F2} | {r.Steps_:F2} | {tDecode:F2} | {torchTotal(r):F2} | {12 / torchTotal(r):F3} | {speedup} | {vs} |");
+    }
+    var t16 = torchRows.FirstOrDefault(r => r.Block == 16);
+    if (t16.Block == 16 && torchBase.Block == 1)
+    {
+        md.AppendLine();
+        md.AppendLine($"PyTorch NBP (block 16) vs NTP (block 1): {torchTotal(torchBase) / torchTotal(t16):F2}x whole pipeline, " +
+                      $"{(torchBase.Prefill + torchBase.Steps_) / (t16.Prefill + t16.Steps_):F2}x generation alone.");
+    }
+}
+
+static IEnumerable<DirectoryInfo> Ancestors(DirectoryInfo? d)
+{
+    for (; d is not null; d = d.Parent) yield return d;
+}
