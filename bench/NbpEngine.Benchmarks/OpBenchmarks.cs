@@ -154,30 +154,39 @@ public class SamplingBenchmarks
     }
 }
 
-/// <summary>A decoder conv stage, one frame: CausalConv3d(128 -> 128, 3) at 128x128 (the widest-resolution stage).</summary>
+/// <summary>
+/// A decoder conv stage: CausalConv3d(128 -> 128, 3) at 128x128 over 3 frames (the widest-resolution stage),
+/// im2col GEMM vs Winograd F(4x4, 3x3).
+/// </summary>
 public unsafe class ConvBenchmarks : NativeBench
 {
     private Conv3d _conv = null!;
     private Volume _x = null!, _y = null!;
-    private TokenizerWorkspace _ws = null!;
+    private TokenizerWorkspace _ws = null!, _winogradWs = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         const int c = 128, k = 3;
         _conv = new Conv3d(c, c, k, k, k, (1, 1, 1), Random((long)c * c * k * k * k, 0.02f), Random(c));
-        _x = new Volume(1, 128, 128, c);
+        _x = new Volume(3, 128, 128, c);
         new Span<float>(_x.Data, (int)_x.Length).Fill(0.5f);
-        _y = new Volume(1, 128, 128, c);
-        _ws = new TokenizerWorkspace(Environment.ProcessorCount, c);
+        _y = new Volume(3, 128, 128, c);
+        _ws = new TokenizerWorkspace(Environment.ProcessorCount, c, ConvAlgorithm.Im2Col);
+        _winogradWs = new TokenizerWorkspace(Environment.ProcessorCount, c, ConvAlgorithm.Winograd);
+        _conv.Prepare(ConvAlgorithm.Im2Col, 128, 128);
+        _conv.Prepare(ConvAlgorithm.Winograd, 128, 128);
     }
 
-    [Benchmark(Description = "CPU implicit-GEMM conv3d 128->128 k3, 1 frame 128x128")]
+    [Benchmark(Baseline = true, Description = "CPU implicit-GEMM (im2col) conv3d 128->128 k3, 3 frames 128x128")]
     public void Conv() => _conv.Run(_ws, _x, _y, accumulate: false);
+
+    [Benchmark(Description = "CPU Winograd F(4x4,3x3) conv3d 128->128 k3, 3 frames 128x128")]
+    public void Winograd() => _conv.Run(_winogradWs, _x, _y, accumulate: false);
 
     protected override void Free()
     {
-        _conv.ReleasePacked(); _x.Dispose(); _y.Dispose(); _ws.Dispose();
+        _conv.ReleasePacked(); _x.Dispose(); _y.Dispose(); _ws.Dispose(); _winogradWs.Dispose();
     }
 }
 

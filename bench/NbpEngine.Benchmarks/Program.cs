@@ -15,4 +15,10 @@ var config = ManualConfig.CreateEmpty()
     .AddDiagnoser(MemoryDiagnoser.Default)
     .AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(5))
     .WithArtifactsPath(Path.Combine("bench", "results", "artifacts"));
-BenchmarkSwitcher.FromAssembly(typeof(NbpEngine.Benchmarks.MatMulBenchmarks).Assembly).Run(args, config);
+// The CUDA/cuBLAS class runs only where a CUDA device is present (without one its setup would fail).
+var types = typeof(NbpEngine.Benchmarks.MatMulBenchmarks).Assembly.GetTypes()
+    .Where(t => t.IsPublic && !t.IsAbstract && t.GetMethods().Any(m => m.IsDefined(typeof(BenchmarkDotNet.Attributes.BenchmarkAttribute), false)))
+    .Where(t => t != typeof(NbpEngine.Benchmarks.DeviceBenchmarks) || NbpEngine.Kernels.IlgpuDevice.CudaAvailable())
+    .ToArray();
+if (!NbpEngine.Kernels.IlgpuDevice.CudaAvailable()) Console.WriteLine("NbpEngine.Benchmarks: no CUDA device, DeviceBenchmarks (CUDA kernels vs cuBLAS) left out");
+BenchmarkSwitcher.FromTypes(types).Run(args, config);
