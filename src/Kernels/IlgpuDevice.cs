@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using NbpEngine.Kernels.Device;
 
 namespace NbpEngine.Kernels;
 
@@ -74,6 +75,50 @@ public sealed class IlgpuDevice : IDisposable
     public LaunchShape Shape => Kind == IlgpuDeviceKind.Cuda ? new LaunchShape(256, 4) : new LaunchShape(32, 1);
 
     public string Describe() => $"{Kind} ({Accelerator.Name}, warp {Accelerator.WarpSize})";
+
+    /// <summary>
+    /// Device memory bandwidth, read + write bytes per second, of repeated device-to-device copies
+    /// (1 GiB of floats on CUDA, 16 MiB on the CPU accelerator). The steps' roofline floor divides by it.
+    /// </summary>
+    public double CopyBandwidth()
+    {
+        long count = Kind == IlgpuDeviceKind.Cuda ? 1L << 28 : 1L << 22;
+        using var a = Accelerator.Allocate1D<float>(count);
+        using var b = Accelerator.Allocate1D<float>(count);
+        a.View.CopyTo(b.View);
+        Accelerator.Synchronize();
+        const int repeats = 10;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < repeats; i++) a.View.CopyTo(b.View);
+        Accelerator.Synchronize();
+        return 2.0 * count * sizeof(float) * repeats / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// FLOP/s of this engine's own fp32 tiled matmul kernel on a 2048 x 2048 x 2048 product (64 on the
+    /// CPU accelerator): the rate the FLOP-bound phases' floors divide by, as the CPU side uses its
+    /// packed GEMM's rate.
+    /// </summary>
+    public double MatMulRate()
+    {
+        int n = Kind == IlgpuDeviceKind.Cuda ? 2048 : 64;
+        var kernels = new KernelSet<F32Weights>(Accelerator);
+        using var stream = Accelerator.CreateStream();
+        using var a = Accelerator.Allocate1D<float>((long)n * n);
+        using var w = Accelerator.Allocate1D<float>((long)n * n);
+        using var bias = Accelerator.Allocate1D<float>(n);
+        using var c = Accelerator.Allocate1D<float>((long)n * n);
+        a.MemSetToZero(stream); w.MemSetToZero(stream); bias.MemSetToZero(stream);
+        var grid = new KernelConfig((n / Ops.MatMulKernel.TileN) * (n / Ops.MatMulKernel.TileM), Shape.GroupSize);
+        var args = new Ops.MatMulArgs { M = n, N = n, K = n, Lda = n, Ldc = n, HasBias = 1 };
+        kernels.MatMul(stream, grid, a.View, new F32Weights(w.View), bias.View, c.View, args);
+        stream.Synchronize();
+        int repeats = Kind == IlgpuDeviceKind.Cuda ? 10 : 1;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < repeats; i++) kernels.MatMul(stream, grid, a.View, new F32Weights(w.View), bias.View, c.View, args);
+        stream.Synchronize();
+        return 2.0 * n * n * n * repeats / clock.Elapsed.TotalSeconds;
+    }
 
     public void Dispose()
     {

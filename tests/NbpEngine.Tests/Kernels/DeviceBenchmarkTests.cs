@@ -22,4 +22,14 @@ public class DeviceBenchmarkTests
         var error = Assert.Throws<InvalidOperationException>(bench.CuBlasSgemm);
         Assert.Contains("CUDA", error.Message);
     }
+
+    /// <summary>nbp-bench's device ceilings (copy bandwidth, own matmul rate) measure something finite and positive.</summary>
+    [Fact]
+    public void DeviceCeilingsAreMeasured()
+    {
+        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+        double bandwidth = device.CopyBandwidth(), rate = device.MatMulRate();
+        Assert.True(double.IsFinite(bandwidth) && bandwidth > 1e6, $"copy bandwidth {bandwidth}");
+        Assert.True(double.IsFinite(rate) && rate > 1e3, $"matmul rate {rate}");
+    }
 }

@@ -102,7 +102,8 @@ async Task Bench()
     Report($"## K600-shaped timings ({benchLayers} layers x 1536, 16 heads, V 64000, 512-token prompt, 768 new tokens, top-k 16000, top-p 0.9)");
     string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
     if (!File.Exists(weights)) RandomCheckpoint.Write(weights, benchLayers, 16, 1536, 64000, 5120);
-    double bandwidth = CopyBandwidth(kind);
+    double bandwidth;
+    using (var probe = new IlgpuDevice(kind)) bandwidth = probe.CopyBandwidth();
     Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
     using var model = await NbpModel.LoadAsync(weights);
     var prompt = Enumerable.Range(0, 512).Select(i => (i * 7919) % 64000).ToArray();
@@ -157,21 +158,6 @@ void TokenizerBench()
     device.Encode(pixels.AsSpan(0, 3 * 5 * 128 * 128).ToArray(), 5, 128, 128);
     double encode = clock.Elapsed.TotalSeconds;
     Report($"decode 5 latent frames -> 17 frames of 128x128: {decode * 1e3:F1} ms (~6.2 TFLOP: {6.2e12 / decode / 1e12:F1} TFLOP/s); encode 5 frames: {encode * 1e3:F1} ms");
-}
-
-static double CopyBandwidth(IlgpuDeviceKind kind)
-{
-    using var device = new IlgpuDevice(kind);
-    long count = (kind == IlgpuDeviceKind.Cuda ? 1L << 28 : 1L << 22); // 1 GiB of floats on CUDA
-    using var a = device.Accelerator.Allocate1D<float>(count);
-    using var b = device.Accelerator.Allocate1D<float>(count);
-    a.View.CopyTo(b.View);
-    device.Accelerator.Synchronize();
-    const int repeats = 10;
-    var clock = Stopwatch.StartNew();
-    for (int i = 0; i < repeats; i++) a.View.CopyTo(b.View);
-    device.Accelerator.Synchronize();
-    return 2.0 * count * sizeof(float) * repeats / clock.Elapsed.TotalSeconds;
 }
 
 string? Arg(string name)
