@@ -151,6 +151,7 @@ public unsafe class KernelTests
     [InlineData(16, 24, 37)]
     [InlineData(5, 16, 9)]
     [InlineData(16, 96, 300)]
+    [InlineData(7, 48, 33)]   // a 32-wide block, then 16 (row groups of 4 and 3)
     public void AttentionTileMatchesNaiveSoftmax(int rows, int headSize, int keys)
     {
         int stride = headSize * 2; // two heads interleaved as in the [position, C] cache
