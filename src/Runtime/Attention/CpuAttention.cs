@@ -28,7 +28,7 @@ public static unsafe class CpuAttention
         // scores[r, j] = q_r · k_j for j < maxEnd: the GEMM core with keys as the "weight" rows.
         Gemm.Compute(query, stride, keys, stride, scores, maxEnd, rows, maxEnd, headSize, null, GemmStore.Overwrite);
         float scale = 1f / MathF.Sqrt(headSize);
-        Span<float> inverse = stackalloc float[TileRows];
+        Span<float> inverse = rows <= 256 ? stackalloc float[rows] : new float[rows]; // callers normally pass TileRows
         for (int r = 0; r < rows; r++)
         {
             int end = keyEnds[r];
