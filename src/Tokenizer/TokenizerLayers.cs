@@ -29,6 +29,9 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
     private readonly NativeArena _arena = new();
 
     public WorkerPool Pool { get; }
+    public int Threads { get; }
+    /// <summary>Activation buffers reused between layers (see <see cref="VolumePool"/>).</summary>
+    public VolumePool Volumes { get; } = new();
     public ConvAlgorithm Algorithm { get; }
     /// <summary>Upper bound for a Winograd conv's transformed input plus GEMM output (it works a chunk of frames at a time).</summary>
     public long WinogradBudgetBytes { get; }
@@ -41,6 +44,7 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
     public TokenizerWorkspace(int threads, int maxChannels, ConvAlgorithm algorithm = ConvAlgorithm.Auto, long winogradBudgetBytes = 256L << 20)
     {
         Pool = new WorkerPool(threads);
+        Threads = threads;
         Algorithm = algorithm;
         WinogradBudgetBytes = winogradBudgetBytes;
         NormScratch = new float*[threads];
@@ -61,9 +65,13 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
 
     public long ScratchBytes => _scratchLength.Sum() * sizeof(float) + _arena.Bytes;
 
+    /// <summary>A volume whose buffer comes from, and returns to, <see cref="Volumes"/>.</summary>
+    public Volume NewVolume(int frames, int height, int width, int channels) => new(frames, height, width, channels, Volumes);
+
     public void Dispose()
     {
         Pool.Dispose();
+        Volumes.Dispose();
         foreach (var p in _scratch)
             if (p != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
         _arena.Dispose();
@@ -90,7 +98,7 @@ internal sealed class ConvLayer(Conv3d conv) : TokenizerLayer
     public override Volume Run(TokenizerWorkspace ws, Volume x)
     {
         var (t, h, w) = Conv.OutputShape(x);
-        var y = new Volume(t, h, w, Conv.OutChannels);
+        var y = ws.NewVolume(t, h, w, Conv.OutChannels);
         Conv.Run(ws, x, y, accumulate: false);
         x.Dispose();
         return y;
@@ -119,7 +127,7 @@ internal sealed class Depth2SpaceLayer(int bt, int bh, int bw, int inChannels) :
 
     public override Volume Run(TokenizerWorkspace ws, Volume x)
     {
-        var y = Depth2Space.Run(x, bt, bh, bw);
+        var y = Depth2Space.Run(x, bt, bh, bw, ws);
         x.Dispose();
         return y;
     }
@@ -138,9 +146,9 @@ internal sealed class ResidualLayer(GroupNormSwish norm1, Conv3d conv1, GroupNor
 
     public override Volume Run(TokenizerWorkspace ws, Volume x)
     {
-        var h = new Volume(x.Frames, x.Height, x.Width, x.Channels);
+        var h = ws.NewVolume(x.Frames, x.Height, x.Width, x.Channels);
         norm1.Run(ws, x, h);
-        var h2 = new Volume(x.Frames, x.Height, x.Width, conv1.OutChannels);
+        var h2 = ws.NewVolume(x.Frames, x.Height, x.Width, conv1.OutChannels);
         conv1.Run(ws, h, h2, accumulate: false);
         h.Dispose();
         norm2.Run(ws, h2, h2);
@@ -148,7 +156,7 @@ internal sealed class ResidualLayer(GroupNormSwish norm1, Conv3d conv1, GroupNor
         if (residual is null) output = x;
         else
         {
-            output = new Volume(x.Frames, x.Height, x.Width, residual.OutChannels);
+            output = ws.NewVolume(x.Frames, x.Height, x.Width, residual.OutChannels);
             residual.Run(ws, x, output, accumulate: false);
             x.Dispose();
         }

@@ -5,7 +5,7 @@ namespace NbpEngine.Tokenizer;
 /// <summary>
 /// The MAGVIT-v2/FSQ video tokenizer on the CPU (TOKENIZER.md): pixels [3, T, H, W] in [0, 1] to FSQ
 /// indices [t, h, w] and back. Layer widths come from the weights, so narrow test tokenizers load
-/// through the same code. Thread-safe for one call at a time; dispose to free the weights.
+/// through the same code. One call at a time (calls share a kept workspace); dispose to free the weights.
 /// </summary>
 public sealed unsafe class VideoTokenizer : IDisposable
 {
@@ -132,7 +132,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
             throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         var x = new Volume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
         for (int i = 0; i < indices.Length; i++) Fsq.Code(indices[i], new Span<float>(x.Data + (long)i * Fsq.Dimensions, Fsq.Dimensions));
-        using var ws = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
+        var ws = Workspace(threads);
         x = RunLayers(_decoder, ws, x, progress);
         using (x)
         {
@@ -155,7 +155,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         long plane = (long)frames * height * width;
         for (long p = 0; p < plane; p++)
             for (int c = 0; c < 3; c++) x.Data[p * 3 + c] = pixels[(int)(c * plane + p)];
-        using var ws = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
+        var ws = Workspace(threads);
         using var z = RunLayers(_encoder, ws, x, progress);
         var indices = new int[z.Positions];
         Span<float> values = stackalloc float[Fsq.Dimensions];
@@ -224,6 +224,27 @@ public sealed unsafe class VideoTokenizer : IDisposable
         return clock.Elapsed.TotalSeconds;
     }
 
+    private TokenizerWorkspace? _workspace;
+
+    /// <summary>
+    /// The workspace (threads, scratch, pooled activation buffers) is kept between calls: a fresh one per
+    /// call re-faulted ~2.7 GB of pages per full decode (seconds of system time on the development VM).
+    /// Remade when the thread count or conv algorithm changes; <see cref="TrimMemory"/> or Dispose frees it.
+    /// </summary>
+    private TokenizerWorkspace Workspace(int threads)
+    {
+        if (_workspace is { } ws && ws.Threads == threads && ws.Algorithm == ConvAlgorithm) return ws;
+        _workspace?.Dispose();
+        return _workspace = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
+    }
+
+    /// <summary>Frees the kept workspace (scratch and pooled activations, up to ~1.3 GB at full size) until the next call.</summary>
+    public void TrimMemory()
+    {
+        _workspace?.Dispose();
+        _workspace = null;
+    }
+
     private static Volume RunLayers(List<TokenizerLayer> layers, TokenizerWorkspace ws, Volume x, IProgress<float>? progress)
     {
         for (int i = 0; i < layers.Count; i++)
@@ -236,6 +257,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
 
     public void Dispose()
     {
+        TrimMemory();
         foreach (var conv in _decoder.Concat(_encoder).SelectMany(l => l.Convs)) conv.ReleasePacked();
         _weights.Dispose();
     }

@@ -19,11 +19,14 @@ public sealed unsafe class Volume : IDisposable
     public long Length => (long)Frames * Height * Width * Channels;
     public long Positions => (long)Frames * Height * Width;
 
-    public Volume(int frames, int height, int width, int channels)
+    private readonly VolumePool? _pool;
+
+    /// <param name="pool">where the buffer comes from and goes back to on Dispose (null: the native heap)</param>
+    public Volume(int frames, int height, int width, int channels, VolumePool? pool = null)
     {
-        Frames = frames; Height = height; Width = width; Channels = channels;
+        Frames = frames; Height = height; Width = width; Channels = channels; _pool = pool;
         long bytes = Length * sizeof(float);
-        Data = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+        Data = pool is null ? (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64) : pool.Rent(bytes);
         long live = Interlocked.Add(ref _liveBytes, bytes);
         long peak;
         while (live > (peak = Volatile.Read(ref _peakBytes)) && Interlocked.CompareExchange(ref _peakBytes, live, peak) != peak) { }
@@ -39,7 +42,8 @@ public sealed unsafe class Volume : IDisposable
     public void Dispose()
     {
         if (Data == null) return;
-        NativeMemory.AlignedFree(Data);
+        if (_pool is null) NativeMemory.AlignedFree(Data);
+        else _pool.Return(Data, Length * sizeof(float));
         Data = null;
         Interlocked.Add(ref _liveBytes, -Length * sizeof(float));
     }
