@@ -253,7 +253,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         int width = heads * headSize, total = start + rows;
         var expected = new float[rows * width];
         var ends = Enumerable.Range(0, rows).Select(r => mask.KeyEnd(start + r, total)).ToArray();
-        var scores = new float[rows * total];
+        var scores = new float[Math.Max(rows, CpuAttention.TileRows) * total];
         fixed (float* pq = q, pk = k, pv = v, pe = expected, ps = scores)
             for (int h = 0; h < heads; h++)
                 CpuAttention.Tile(pq + h * headSize, pk + h * headSize, pv + h * headSize, pe + h * headSize, width, headSize, rows, ends, ps);

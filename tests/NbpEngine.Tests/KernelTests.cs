@@ -151,7 +151,8 @@ public unsafe class KernelTests
     [InlineData(16, 24, 37)]
     [InlineData(5, 16, 9)]
     [InlineData(16, 96, 300)]
-    [InlineData(7, 48, 33)]   // a 32-wide block, then 16 (row groups of 4 and 3)
+    [InlineData(7, 48, 33)]   // a 32-wide block, then the rest (row groups of 4 and 3)
+    [InlineData(37, 64, 90)]  // more rows than one tile: tiles of 16, 16, 5
     public void AttentionTileMatchesNaiveSoftmax(int rows, int headSize, int keys)
     {
         int stride = headSize * 2; // two heads interleaved as in the [position, C] cache
@@ -160,7 +161,7 @@ public unsafe class KernelTests
         var v = Random(keys * stride, 3);
         var output = new float[rows * stride];
         var ends = Enumerable.Range(0, rows).Select(r => Math.Max(1, keys - 3 * r)).ToArray();
-        var scores = new float[rows * keys];
+        var scores = new float[CpuAttention.TileRows * keys];
         fixed (float* pq = q, pk = k, pv = v, po = output, ps = scores)
             CpuAttention.Tile(pq + headSize, pk + headSize, pv + headSize, po + headSize, stride, headSize, rows, ends, ps);
         for (int r = 0; r < rows; r++)

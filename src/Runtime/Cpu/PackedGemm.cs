@@ -84,9 +84,19 @@ public static unsafe class PackedGemm
     /// </summary>
     public static void ComputePanel(SegmentedRows a, PackedWeights w, int panel, float* c, int ldc, int row0, int rows, float* bias, GemmStore store)
     {
-        if (w.K % a.SegmentK != 0) throw new ArgumentException($"K = {w.K} is not a whole number of {a.SegmentK}-column segments");
-        int n0 = panel * PanelWidth, width = Math.Min(PanelWidth, w.N - n0);
-        float* panelData = w.Data + (long)panel * w.K * PanelWidth;
+        int n0 = panel * PanelWidth;
+        ComputePanel(a, w.Data + (long)panel * w.K * PanelWidth, w.K, Math.Min(PanelWidth, w.N - n0), c + n0, ldc, row0, rows, bias == null ? null : bias + n0, store);
+    }
+
+    /// <summary>
+    /// The core: rows [row0, row0 + rows) of the <paramref name="width"/> (≤ 32) columns starting at
+    /// <paramref name="c"/>, from one panel [k, 32] laid out as in <see cref="PackedWeights"/> (columns
+    /// past <paramref name="width"/> are computed and dropped). For callers that pack a small operand
+    /// themselves (the attention's query rows) without a <see cref="PackedWeights"/>.
+    /// </summary>
+    public static void ComputePanel(SegmentedRows a, float* panelData, int k, int width, float* c, int ldc, int row0, int rows, float* bias, GemmStore store)
+    {
+        if (k % a.SegmentK != 0) throw new ArgumentException($"K = {k} is not a whole number of {a.SegmentK}-column segments");
         Span<float> tile = stackalloc float[RowTile * PanelWidth];
         for (int r0 = row0; r0 < row0 + rows; r0 += RowTile)
         {
@@ -96,9 +106,9 @@ public static unsafe class PackedGemm
                 // initial tile: bias, plus the existing C when accumulating
                 for (int r = 0; r < mr; r++)
                     for (int j = 0; j < PanelWidth; j++)
-                        t[r * PanelWidth + j] = (bias == null || j >= width ? 0f : bias[n0 + j])
-                                              + (store == GemmStore.Accumulate && j < width ? c[(long)(r0 + r) * ldc + n0 + j] : 0f);
-                for (int s = 0; s < w.K / a.SegmentK; s++)
+                        t[r * PanelWidth + j] = (bias == null || j >= width ? 0f : bias[j])
+                                              + (store == GemmStore.Accumulate && j < width ? c[(long)(r0 + r) * ldc + j] : 0f);
+                for (int s = 0; s < k / a.SegmentK; s++)
                 {
                     float* rowsOfSegment = a.Segment(s) + (long)r0 * a.Lda;
                     for (int k0 = 0; k0 < a.SegmentK; k0 += KBlock)
@@ -110,7 +120,7 @@ public static unsafe class PackedGemm
                     }
                 }
                 for (int r = 0; r < mr; r++)
-                    new ReadOnlySpan<float>(t + r * PanelWidth, width).CopyTo(new Span<float>(c + (long)(r0 + r) * ldc + n0, width));
+                    new ReadOnlySpan<float>(t + r * PanelWidth, width).CopyTo(new Span<float>(c + (long)(r0 + r) * ldc, width));
             }
         }
     }
