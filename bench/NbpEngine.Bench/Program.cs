@@ -81,8 +81,12 @@ var prompt = promptCodes.Select(code => Math.Min(code, cfg.VocabSize - 1)).ToArr
 
 var rows = new List<(int Block, int Steps, double Prefill, double Steps_)>();
 int[]? generated16 = null;
+double sessionSeconds = 0;
+var sessionClock = Stopwatch.StartNew();
 using (var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = threads, Capacity = 1280, MaxBlockSize = blocks.Max(), DeviceWeights = deviceWeights, TensorCores = tensorCores }))
 {
+    // the first session makes the backend: packed CPU weight copies or the device upload, once per model
+    sessionSeconds = sessionClock.Elapsed.TotalSeconds;
     foreach (int block in blocks)
     {
         var request = new GenerationRequest
@@ -120,6 +124,7 @@ var md = new StringBuilder();
 md.AppendLine($"# nbp-bench {(quick ? "--quick " : "")}({DateTime.UtcNow:yyyy-MM-dd}, {Environment.MachineName}, {threads} threads, backend {backend}, {layers} layers x {cfg.EmbeddingSize}, V {cfg.VocabSize}, tokenizer widths {widths})");
 md.AppendLine();
 md.AppendLine("Encode (5 frames) and decode (17 frames) do not depend on the block size: measured once, included in every row's total and frames/s (the paper's timing includes tokenization).");
+md.AppendLine($"The first session (the transformer's packed CPU weight copies, or the device upload) took {sessionSeconds:F2} s before the timings, once per loaded model.");
 if (deviceTokenizer is null)
     md.AppendLine($"The CPU tokenizer's one-time weight preparation (conv algorithm {tokenizer.ConvAlgorithm.ToString().ToLowerInvariant()}: packed and Winograd-transformed copies, {tokenizer.CpuWeightBytes / (1 << 20)} MiB) took {tokenizerPrep:F2} s before the timings, once per loaded model.");
 md.AppendLine();

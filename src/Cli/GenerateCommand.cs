@@ -8,6 +8,7 @@ using NbpEngine.Kernels.Device;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
@@ -48,6 +49,10 @@ public static class GenerateCommand
         var deviceWeights = new Option<string>("--device-weights") { Description = "weight storage on an ILGPU device: f32 | f16 | bf16", DefaultValueFactory = _ => "f32" };
         deviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var tensorCores = new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls on tensor cores (fp16-rounded operands)" };
+        // in-place by default here: one run of nbp-run generates one video, and packing K600's 3.1 GB of
+        // matrices (~5 s on the 2-core VM) costs more than it saves (~2.4 s); long-lived hosts pack (the API default)
+        var cpuWeights = new Option<string>("--cpu-weights") { Description = "CPU backend: in-place (no extra memory) | packed (a packed copy of the matrices: ~25% faster generation after a one-time packing)", DefaultValueFactory = _ => "in-place" };
+        cpuWeights.AcceptOnlyFromAmong("packed", "in-place");
         var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
         var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
         // Config overrides (MODEL.md §2: the CLI can override any metadata value).
@@ -62,7 +67,7 @@ public static class GenerateCommand
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
             weights, promptTokens, tokensOut, tokenizer, input, output, fps, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
-            logitsOut, threads, backend, deviceWeights, tensorCores, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
+            logitsOut, threads, backend, deviceWeights, tensorCores, cpuWeights, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
         root.Subcommands.Add(TokenizerCommands.Decode());
         root.Subcommands.Add(TokenizerCommands.Encode());
@@ -93,7 +98,7 @@ public static class GenerateCommand
                     parse.GetValue(threads),
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-                    parse.GetValue(tensorCores), parse.GetValue(quiet),
+                    parse.GetValue(tensorCores), parse.GetValue(cpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed, parse.GetValue(quiet),
                     parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps));
                 return await RunAsync(options, ct);
             }
@@ -112,7 +117,7 @@ public static class GenerateCommand
 
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
-        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, bool Quiet,
+        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, CpuWeightLayout CpuWeights, bool Quiet,
         string? Tokenizer, string? Input, string? Output, int Fps);
 
     /// <summary>Runs a subcommand body with the same one-line error reporting as generation.</summary>
@@ -141,7 +146,7 @@ public static class GenerateCommand
         });
         using var loggers = new StderrLoggerFactory(LogLevel.Information);
         var clock = Stopwatch.StartNew();
-        using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers }, null, ct);
+        using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers, CpuWeights = o.CpuWeights }, null, ct);
         double loadSeconds = clock.Elapsed.TotalSeconds;
         var cfg = model.Config;
         Console.Error.WriteLine($"nbp-run: {o.Weights}: {cfg.LayerCount} layers, {cfg.HeadCount} heads, C = {cfg.EmbeddingSize}, V = {cfg.VocabSize}, " +
@@ -165,10 +170,14 @@ public static class GenerateCommand
             Prompt = prompt, Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,
         };
         var plan = GenerationPlan.Resolve(request, cfg);
+        clock.Restart();
         using var session = model.CreateSession(new SessionOptions
         {
             Backend = o.Backend, DeviceWeights = o.DeviceWeights, TensorCores = o.TensorCores, Threads = o.Threads, Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
         });
+        // the first session of a model makes its backend: weight upload on a device, packed copies on the CPU
+        double sessionSeconds = clock.Elapsed.TotalSeconds;
+        Console.Error.WriteLine($"nbp-run: session on {session.BackendName} ready in {sessionSeconds:F2} s (KV cache; first session: packed CPU weights or device upload)");
         var generator = session.CreateGenerator(request);
         Console.Error.WriteLine($"nbp-run: {plan.Mode} generation on {session.BackendName}: prompt {plan.PromptLength}, B = {plan.BlockSize}, " +
                                 $"{plan.Steps} steps, {plan.TokenCount} tokens, {o.Sampling}, seed {o.Seed}");
@@ -206,7 +215,7 @@ public static class GenerateCommand
             var stats = new Dictionary<string, object>
             {
                 ["backend"] = session.BackendName, ["block_size"] = plan.BlockSize, ["steps"] = plan.Steps, ["tokens"] = written,
-                ["threads"] = o.Threads ?? Environment.ProcessorCount, ["load_seconds"] = loadSeconds, ["prefill_seconds"] = prefillSeconds,
+                ["threads"] = o.Threads ?? Environment.ProcessorCount, ["load_seconds"] = loadSeconds, ["session_seconds"] = sessionSeconds, ["prefill_seconds"] = prefillSeconds,
                 ["step_seconds"] = total - prefillSeconds, ["total_seconds"] = total,
             };
             await File.WriteAllTextAsync(o.StatsJson, JsonSerializer.Serialize(stats), ct);

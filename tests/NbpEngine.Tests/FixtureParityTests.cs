@@ -1,3 +1,4 @@
+using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
@@ -24,6 +25,15 @@ public class FixtureParityTests(ITestOutputHelper output)
         AssertMatchesFixture(name, tokens, logits, logitRows, vocab, output);
     }
 
+    /// <summary>The CPU backend with the loaded matrices in place (dot-product GEMM) instead of packed copies.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task GreedyTokensMatchPyTorchWithInPlaceWeights(string name)
+    {
+        var (tokens, logits, logitRows, vocab) = await GenerateAsync(Fixtures.Get(name), BackendKind.Cpu, cpuWeights: CpuWeightLayout.InPlace);
+        AssertMatchesFixture(name, tokens, logits, logitRows, vocab, output);
+    }
+
     /// <summary>Exact greedy tokens, and step-0 logits within <see cref="LogitTolerance"/> relative error.</summary>
     internal static void AssertMatchesFixture(string name, int[] tokens, float[] logits, int logitRows, int vocab, ITestOutputHelper output)
     {
@@ -46,9 +56,10 @@ public class FixtureParityTests(ITestOutputHelper output)
             $"{name}: step-0 logits relative error {maxDiff / maxRef:E3} > {LogitTolerance:E0} (max |diff| {maxDiff:E3}); regenerate with: {Fixtures.Regenerate}");
     }
 
-    internal static async Task<(int[] Tokens, float[] Logits, int LogitRows, int Vocab)> GenerateAsync(Fixtures.Case fixture, BackendKind backend, int threads = 2)
+    internal static async Task<(int[] Tokens, float[] Logits, int LogitRows, int Vocab)> GenerateAsync(Fixtures.Case fixture, BackendKind backend, int threads = 2,
+        CpuWeightLayout cpuWeights = CpuWeightLayout.Packed)
     {
-        using var model = await NbpModel.LoadAsync(Fixtures.PathOf(fixture.Model));
+        using var model = await NbpModel.LoadAsync(Fixtures.PathOf(fixture.Model), new NbpModelOptions { CpuWeights = cpuWeights });
         using var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = threads });
         var generator = session.CreateGenerator(Request(fixture));
         var tokens = new int[generator.Plan.TokenCount];

@@ -14,6 +14,8 @@ public sealed record NbpModelOptions
 {
     public ModelConfigOverrides Overrides { get; init; } = new();
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+    /// <summary>CPU backend: packed copies of the matrices (faster, +1 copy in memory) or the loaded ones in place.</summary>
+    public CpuWeightLayout CpuWeights { get; init; } = CpuWeightLayout.Packed;
 }
 
 /// <summary>
@@ -33,12 +35,12 @@ public sealed class NbpModel : IDisposable
     /// <summary>Parameters in the transformer (weights mapped or converted).</summary>
     public long ParameterCount => _weights.ParameterCount;
 
-    private NbpModel(TransformerWeights weights, string path, ILogger logger)
+    private NbpModel(TransformerWeights weights, string path, ILogger logger, CpuWeightLayout cpuWeights)
     {
         _weights = weights;
         SourcePath = path;
         _logger = logger;
-        _cpu = new Lazy<CpuBackend>(() => new CpuBackend(_weights));
+        _cpu = new Lazy<CpuBackend>(() => new CpuBackend(_weights, cpuWeights));
     }
 
     /// <summary>Opens, validates and maps a safetensors checkpoint (MODEL.md §2).</summary>
@@ -53,7 +55,7 @@ public sealed class NbpModel : IDisposable
             {
                 var config = ModelConfigReader.Read(file, options.Overrides, logger);
                 var weights = TransformerWeights.Load(file, config, logger, progress, cancellationToken);
-                return new NbpModel(weights, path, logger);
+                return new NbpModel(weights, path, logger, options.CpuWeights);
             }
             catch
             {
@@ -105,6 +107,7 @@ public sealed class NbpModel : IDisposable
     public void Dispose()
     {
         foreach (var backend in _devices.Values) backend.Dispose();
+        if (_cpu.IsValueCreated) _cpu.Value.Dispose();
         _weights.Dispose();
     }
 }

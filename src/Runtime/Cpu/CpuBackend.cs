@@ -3,12 +3,23 @@ using NbpEngine.Runtime.Backends;
 
 namespace NbpEngine.Runtime.Cpu;
 
-/// <summary>The SIMD CPU backend. Weights are used where the loader put them (memory map or converted).</summary>
+/// <summary>
+/// The SIMD CPU backend. Weights are used where the loader put them (memory map or converted), plus, with
+/// <see cref="CpuWeightLayout.Packed"/>, packed copies of the matrices made when the first session is.
+/// </summary>
 public sealed class CpuBackend : IComputeBackend
 {
     private readonly TransformerWeights _weights;
+    private readonly Lazy<PackedTransformerWeights>? _packed;
 
-    public CpuBackend(TransformerWeights weights) => _weights = weights;
+    public CpuBackend(TransformerWeights weights, CpuWeightLayout layout = CpuWeightLayout.Packed)
+    {
+        _weights = weights;
+        if (layout == CpuWeightLayout.Packed) _packed = new(() => new PackedTransformerWeights(_weights));
+    }
+
+    /// <summary>Bytes of the packed copies made so far (0 in place or before the first session).</summary>
+    public long PackedBytes => _packed is { IsValueCreated: true } ? _packed.Value.Bytes : 0;
 
     public string Name => "cpu";
 
@@ -20,8 +31,11 @@ public sealed class CpuBackend : IComputeBackend
     };
 
     public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
-        => new CpuBackendSession(_weights, capacity, maxRows, maxLogitRows, threads);
+        => new CpuBackendSession(_weights, _packed?.Value, capacity, maxRows, maxLogitRows, threads);
 
-    /// <summary>The weights belong to the model, not to the backend.</summary>
-    public void Dispose() { }
+    /// <summary>The loader's weights belong to the model; the packed copies to the backend.</summary>
+    public void Dispose()
+    {
+        if (_packed is { IsValueCreated: true }) _packed.Value.Dispose();
+    }
 }

@@ -14,6 +14,7 @@ namespace NbpEngine.Runtime.Cpu;
 public sealed unsafe class CpuBackendSession : IBackendSession
 {
     private readonly TransformerWeights _w;
+    private readonly PackedTransformerWeights? _packed; // null: the dot-product GEMM on _w's matrices
     private readonly ModelConfig _config;
     private readonly NativeArena _arena = new();
     private readonly WorkerPool _pool;
@@ -28,6 +29,7 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     private readonly int* _sampled;                         // [maxRows]
 
     private readonly MatMulJob _matMul = new();
+    private readonly PackedMatMulJob _packedMatMul = new();
     private readonly LayerNormJob _layerNorm = new();
     private readonly AttentionJob _attention;
     private readonly SampleJob _sample;
@@ -38,9 +40,10 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     /// <summary>Native bytes this session holds (cache + activations + scratch).</summary>
     public long NativeBytes => _arena.Bytes;
 
-    public CpuBackendSession(TransformerWeights weights, int capacity, int maxRows, int maxLogitRows, int threads)
+    public CpuBackendSession(TransformerWeights weights, PackedTransformerWeights? packed, int capacity, int maxRows, int maxLogitRows, int threads)
     {
         _w = weights;
+        _packed = packed;
         _config = weights.Config;
         if (capacity < 1 || capacity > _config.PositionCount)
             throw new ArgumentOutOfRangeException(nameof(capacity), capacity, $"KV cache capacity must be in [1, {_config.PositionCount}] (learned positions)");
@@ -114,22 +117,30 @@ public sealed unsafe class CpuBackendSession : IBackendSession
             ref readonly var L = ref _w.Layers[layer];
             float* kCache = _keyCache + (long)layer * Capacity * c, vCache = _valueCache + (long)layer * Capacity * c;
             _layerNorm.Run(_pool, _x, rows, c, L.Ln1Weight, L.Ln1Bias, _normed);
-            _matMul.Run(_pool, _normed, rows, c, L.QueryWeight, c, L.QueryBias, _query, c, GemmStore.Overwrite);
-            _matMul.Run(_pool, _normed, rows, c, L.KeyWeight, c, L.KeyBias, kCache + (long)start * c, c, GemmStore.Overwrite);
-            _matMul.Run(_pool, _normed, rows, c, L.ValueWeight, c, L.ValueBias, vCache + (long)start * c, c, GemmStore.Overwrite);
+            var P = _packed?.Layers[layer];
+            Linear(_normed, rows, c, L.QueryWeight, P?.Query, c, L.QueryBias, _query, c, GemmStore.Overwrite);
+            Linear(_normed, rows, c, L.KeyWeight, P?.Key, c, L.KeyBias, kCache + (long)start * c, c, GemmStore.Overwrite);
+            Linear(_normed, rows, c, L.ValueWeight, P?.Value, c, L.ValueBias, vCache + (long)start * c, c, GemmStore.Overwrite);
             _attention.Run(_pool, _query, rows, kCache, vCache, _keyEnds, heads, hd, _attended);
-            _matMul.Run(_pool, _attended, rows, c, L.ProjWeight, c, L.ProjBias, _x, c, GemmStore.Accumulate);
+            Linear(_attended, rows, c, L.ProjWeight, P?.Proj, c, L.ProjBias, _x, c, GemmStore.Accumulate);
             _layerNorm.Run(_pool, _x, rows, c, L.Ln2Weight, L.Ln2Bias, _normed);
-            _matMul.Run(_pool, _normed, rows, c, L.FcWeight, 4 * c, L.FcBias, _hidden, 4 * c, GemmStore.Overwrite, gelu: true);
-            _matMul.Run(_pool, _hidden, rows, 4 * c, L.OutWeight, c, L.OutBias, _x, c, GemmStore.Accumulate);
+            Linear(_normed, rows, c, L.FcWeight, P?.Fc, 4 * c, L.FcBias, _hidden, 4 * c, GemmStore.Overwrite, gelu: true);
+            Linear(_hidden, rows, 4 * c, L.OutWeight, P?.Out, c, L.OutBias, _x, c, GemmStore.Accumulate);
         }
         Length = total;
 
         // Only the rows that are sampled need the final norm and the vocabulary head.
         float* last = _x + (long)(rows - logitRows) * c;
         _layerNorm.Run(_pool, last, logitRows, c, _w.LnFinalWeight, _w.LnFinalBias, _normed);
-        _matMul.Run(_pool, _normed, logitRows, c, _w.Head, v, null, _logits, v, GemmStore.Overwrite);
+        Linear(_normed, logitRows, c, _w.Head, _packed?.Head, v, null, _logits, v, GemmStore.Overwrite);
         LogitRows = logitRows;
+    }
+
+    /// <summary>c = a·Wᵀ + bias through the packed copy when there is one, else the in-place matrix.</summary>
+    private void Linear(float* a, int m, int k, float* w, PackedWeights? packed, int n, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
+    {
+        if (packed is not null) _packedMatMul.Run(_pool, a, m, k, packed, bias, c, ldc, store, gelu);
+        else _matMul.Run(_pool, a, m, k, w, n, bias, c, ldc, store, gelu);
     }
 
     public void Sample(in SamplingSettings settings, ulong seed, int step, Span<int> destination)

@@ -184,10 +184,12 @@ public sealed unsafe class PackedMatMulJob : IParallelWork
     private int _m, _lda, _ldc, _rowBlocks;
     private PackedWeights _w = null!;
     private GemmStore _store;
+    private bool _gelu;
 
-    public void Run(WorkerPool pool, float* a, int m, int lda, PackedWeights w, float* bias, float* c, int ldc, GemmStore store)
+    /// <param name="gelu">apply GELU (erf form) to the result, as the MLP's first layer needs</param>
+    public void Run(WorkerPool pool, float* a, int m, int lda, PackedWeights w, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
     {
-        _a = a; _m = m; _lda = lda; _w = w; _bias = bias; _c = c; _ldc = ldc; _store = store;
+        _a = a; _m = m; _lda = lda; _w = w; _bias = bias; _c = c; _ldc = ldc; _store = store; _gelu = gelu;
         _rowBlocks = (m + RowsPerTask - 1) / RowsPerTask;
         pool.Run(this, w.Panels * _rowBlocks);
     }
@@ -195,8 +197,11 @@ public sealed unsafe class PackedMatMulJob : IParallelWork
     public void Execute(int task, int worker)
     {
         int panel = task % _w.Panels, block = task / _w.Panels;
-        int row0 = block * RowsPerTask;
-        PackedGemm.ComputePanel(_a, _lda, _w, panel, _c, _ldc, row0, Math.Min(RowsPerTask, _m - row0), _bias, _store);
+        int row0 = block * RowsPerTask, rows = Math.Min(RowsPerTask, _m - row0);
+        PackedGemm.ComputePanel(_a, _lda, _w, panel, _c, _ldc, row0, rows, _bias, _store);
+        if (!_gelu) return;
+        int n0 = panel * PackedGemm.PanelWidth, width = Math.Min(PackedGemm.PanelWidth, _w.N - n0);
+        for (int r = row0; r < row0 + rows; r++) Activations.GeluInPlace(_c + (long)r * _ldc + n0, width);
     }
 }
 
