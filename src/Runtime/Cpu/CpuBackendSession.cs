@@ -136,10 +136,14 @@ public sealed unsafe class CpuBackendSession : IBackendSession
         LogitRows = logitRows;
     }
 
-    /// <summary>c = a·Wᵀ + bias through the packed copy when there is one, else the in-place matrix.</summary>
+    /// <summary>
+    /// c = a·Wᵀ + bias through the packed copy when there is one and the call has at least one full 8-row
+    /// register tile, else the in-place matrix: for one or a few rows (NTP steps, hybrid mode's first
+    /// block) the packed kernel's single-row path was ~30% slower in nbp-bench (block 1: 68.4 s vs 51.3 s).
+    /// </summary>
     private void Linear(float* a, int m, int k, float* w, PackedWeights? packed, int n, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
     {
-        if (packed is not null) _packedMatMul.Run(_pool, a, m, k, packed, bias, c, ldc, store, gelu);
+        if (packed is not null && m >= PackedGemm.RowTile) _packedMatMul.Run(_pool, a, m, k, packed, bias, c, ldc, store, gelu);
         else _matMul.Run(_pool, a, m, k, w, n, bias, c, ldc, store, gelu);
     }
 
