@@ -43,20 +43,45 @@ public static unsafe class CpuAttention
     {
         int maxEnd = 0;
         for (int r = 0; r < rows; r++) maxEnd = Math.Max(maxEnd, keyEnds[r]);
-        // the query rows as one packed panel [headSize, 32]: column r = row r (columns >= rows zero)
-        float* panel = stackalloc float[MaxHeadSize * PackedGemm.PanelWidth];
-        new Span<float>(panel, headSize * PackedGemm.PanelWidth).Clear();
-        for (int r = 0; r < rows; r++)
-            for (int d = 0; d < headSize; d++) panel[d * PackedGemm.PanelWidth + r] = query[(long)r * stride + d];
-        // scoresᵀ[j, r] = k_j · q_r for j < maxEnd
-        PackedGemm.ComputePanel(new SegmentedRows(keys, stride, headSize, 0), panel, headSize, TileRows, scores, TileRows, 0, maxEnd, null, GemmStore.Overwrite);
+        // scoresᵀ[j, r] = k_j · q_r for j < maxEnd; a full tile keeps 16 lanes per key, a partial one
+        // (NTP's single row, tails) only its rows, so its softmax does not pay for 16
+        int ld = rows == TileRows ? TileRows : rows;
+        if (rows == 1)
+        {
+            // one row (NTP steps): dot products; the packed panel would compute 32 columns to use one
+            // ([1, keys] and [keys, 1] are the same layout)
+            Gemm.Compute(query, stride, keys, stride, scores, maxEnd, 1, maxEnd, headSize, null, GemmStore.Overwrite);
+        }
+        else
+        {
+            // the query rows as one packed panel [headSize, 32]: column r = row r (columns >= rows zero)
+            float* panel = stackalloc float[MaxHeadSize * PackedGemm.PanelWidth];
+            new Span<float>(panel, headSize * PackedGemm.PanelWidth).Clear();
+            for (int r = 0; r < rows; r++)
+                for (int d = 0; d < headSize; d++) panel[d * PackedGemm.PanelWidth + r] = query[(long)r * stride + d];
+            PackedGemm.ComputePanel(new SegmentedRows(keys, stride, headSize, 0), panel, headSize, ld, scores, ld, 0, maxEnd, null, GemmStore.Overwrite);
+        }
+        Span<float> inverse = stackalloc float[TileRows];
+        if (rows == TileRows) SoftmaxLanes(scores, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
+        else SoftmaxRows(scores, ld, rows, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
 
-        // lane-wise softmax: lane r of key j is row r's score; keys past a row's end (and lanes past the
-        // tile's rows) become -inf, so they weigh exactly 0 after exp
-        var scale = Vector512.Create(1f / MathF.Sqrt(headSize));
-        Span<int> endLanes = stackalloc int[TileRows];
-        for (int r = 0; r < TileRows; r++) endLanes[r] = r < rows ? keyEnds[r] : 0;
-        var ends = Vector512.Create<int>(endLanes);
+        for (int r0 = 0; r0 < rows; r0 += 4)
+        {
+            int n = Math.Min(4, rows - r0), groupEnd = 0;
+            for (int r = r0; r < r0 + n; r++) groupEnd = Math.Max(groupEnd, keyEnds[r]);
+            WeightedSums(scores + r0, ld, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
+        }
+    }
+
+    /// <summary>
+    /// Softmax of 16 rows at once over scores [key, 16]: lane r of key j is row r's score; keys past a
+    /// row's end become -inf, so they weigh exactly 0 after exp. Leaves exp(s - max) in place and the
+    /// rows' 1/sum in <paramref name="inverse"/>.
+    /// </summary>
+    private static void SoftmaxLanes(float* scores, int maxEnd, ReadOnlySpan<int> keyEnds, float scaleValue, Span<float> inverse)
+    {
+        var scale = Vector512.Create(scaleValue);
+        var ends = Vector512.Create<int>(keyEnds[..TileRows]);
         var negativeInfinity = Vector512.Create(float.NegativeInfinity);
         var max = negativeInfinity;
         for (int j = 0; j < maxEnd; j++)
@@ -66,21 +91,34 @@ public static unsafe class CpuAttention
             s.Store(scores + j * TileRows);
             max = Vector512.Max(max, s);
         }
-        // lanes without rows have max -inf; give them 0 so exp sees -inf - 0, not NaN
-        max = Vector512.ConditionalSelect(Vector512.Equals(max, negativeInfinity), Vector512<float>.Zero, max);
         for (int j = 0; j < maxEnd; j++) (Vector512.Load(scores + j * TileRows) - max).Store(scores + j * TileRows);
         var all = new Span<float>(scores, maxEnd * TileRows);
         TensorPrimitives.Exp(all, all);
         var sum = Vector512<float>.Zero;
         for (int j = 0; j < maxEnd; j++) sum += Vector512.Load(scores + j * TileRows);
-        Span<float> inverse = stackalloc float[TileRows];
-        for (int r = 0; r < rows; r++) inverse[r] = 1f / sum[r];
+        for (int r = 0; r < TileRows; r++) inverse[r] = 1f / sum[r];
+    }
 
-        for (int r0 = 0; r0 < rows; r0 += 4)
+    /// <summary>
+    /// The same for fewer than 16 rows over scores [key, rows]: each row is gathered into the scratch
+    /// past the scores (there is room: the scratch holds 16 x maxEnd), softmaxed contiguously, scattered
+    /// back, and zeroed past its end.
+    /// </summary>
+    private static void SoftmaxRows(float* scores, int ld, int rows, int maxEnd, ReadOnlySpan<int> keyEnds, float scale, Span<float> inverse)
+    {
+        float* temp = scores + (long)ld * maxEnd;
+        for (int r = 0; r < rows; r++)
         {
-            int n = Math.Min(4, rows - r0), groupEnd = 0;
-            for (int r = r0; r < r0 + n; r++) groupEnd = Math.Max(groupEnd, keyEnds[r]);
-            WeightedSums(scores + r0, TileRows, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
+            int end = keyEnds[r];
+            for (int j = 0; j < end; j++) temp[j] = scores[(long)j * ld + r];
+            var row = new Span<float>(temp, end);
+            TensorPrimitives.Multiply(row, scale, row);
+            float max = TensorPrimitives.Max(row);
+            TensorPrimitives.Subtract(row, max, row);
+            TensorPrimitives.Exp(row, row);
+            inverse[r] = 1f / TensorPrimitives.Sum(row);
+            for (int j = 0; j < end; j++) scores[(long)j * ld + r] = temp[j];
+            for (int j = end; j < maxEnd; j++) scores[(long)j * ld + r] = 0;
         }
     }
 
