@@ -153,6 +153,7 @@ public unsafe class KernelTests
     [InlineData(16, 96, 300)]
     [InlineData(7, 48, 33)]   // a 32-wide block, then the rest (row groups of 4 and 3)
     [InlineData(37, 64, 90)]  // more rows than one tile: tiles of 16, 16, 5
+    [InlineData(1, 96, 300)]  // one row (NTP): the dot-product scores
     public void AttentionTileMatchesNaiveSoftmax(int rows, int headSize, int keys)
     {
         int stride = headSize * 2; // two heads interleaved as in the [position, C] cache
