@@ -72,18 +72,14 @@ public class DeviceBenchmarks : IDisposable
     [Benchmark(Baseline = true, Description = "ILGPU tiled matmul (fp32)")]
     public void TiledMatMul()
     {
-        var grid = new KernelConfig(((Out + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((Rows + MatMulKernel.TileM - 1) / MatMulKernel.TileM), _device.Shape.GroupSize);
-        _kernels.MatMul(_stream, grid, _a, new F32Weights(_w), _bias, _c, new MatMulArgs { M = Rows, N = Out, K = In, Lda = In, Ldc = Out, HasBias = 1 });
+        _kernels.MatMul(_stream, MatMulKernel.Launch(Rows, Out, _device.Shape.GroupSize), _a, new F32Weights(_w), _bias, _c, new MatMulArgs { M = Rows, N = Out, K = In, Lda = In, Ldc = Out, HasBias = 1 });
         _stream.Synchronize();
     }
 
     [Benchmark(Description = "ILGPU tensor-core matmul (mma.sync, fp16 operands)")]
     public void TensorCoreMatMul()
     {
-        int warps = Math.Min(TensorCoreMatMulKernel.MaxWarps, _device.Shape.GroupSize / 32);
-        int tilesN = (Out + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
-        int tilesM = (Rows + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
-        _kernels.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), _a, new F32Weights(_w), _bias, _c,
+        _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(Rows, Out, TensorCoreMatMulKernel.Warps(_device.Shape.GroupSize)), _a, new F32Weights(_w), _bias, _c,
             new MatMulArgs { M = Rows, N = Out, K = In, Lda = In, Ldc = Out, HasBias = 1 });
         _stream.Synchronize();
     }

@@ -223,7 +223,7 @@ public unsafe class IlgpuCpuBenchmarks : NativeBench
     [Benchmark(Description = "ILGPU CPU accelerator matmul 16x96x96")]
     public void IlgpuCpu()
     {
-        _kernels.MatMul(_stream, new KernelConfig(((96 + MatMulKernel.TileN - 1) / MatMulKernel.TileN), 32), _a.View, new F32Weights(_w.View), _bias.View, _c.View,
+        _kernels.MatMul(_stream, MatMulKernel.Launch(16, 96, 32), _a.View, new F32Weights(_w.View), _bias.View, _c.View,
             new MatMulArgs { M = 16, N = 96, K = 96, Lda = 96, Ldc = 96, HasBias = 1 });
         _stream.Synchronize();
     }

@@ -133,7 +133,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         var last = _x.SubView((long)(rows - logitRows) * c, (long)logitRows * c);
         LayerNorm(last, logitRows, _w.LnFinalWeight, _w.LnFinalBias, _normed);
         var head = new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize };
-        _kernels.MatMul(_stream, MatMulGrid(logitRows, cfg.VocabSize), _normed, _w.Head, _w.NoBias, _logits, head);
+        _kernels.MatMul(_stream, MatMulKernel.Launch(logitRows, cfg.VocabSize, _shape.GroupSize), _normed, _w.Head, _w.NoBias, _logits, head);
         LogitRows = logitRows;
     }
 
@@ -146,16 +146,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         var args = new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 };
         if (_tensorCores && m >= TensorCoreMinRows)
         {
-            int warps = Math.Min(TensorCoreMatMulKernel.MaxWarps, _shape.GroupSize / 32);
-            int tilesN = (n + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
-            int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
-            _kernels.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), a, w, bias, c, args);
+            _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(m, n, TensorCoreMatMulKernel.Warps(_shape.GroupSize)), a, w, bias, c, args);
         }
-        else _kernels.MatMul(_stream, MatMulGrid(m, n), a, w, bias, c, args);
+        else _kernels.MatMul(_stream, MatMulKernel.Launch(m, n, _shape.GroupSize), a, w, bias, c, args);
     }
-
-    private KernelConfig MatMulGrid(int m, int n)
-        => new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), _shape.GroupSize);
 
     /// <summary>Samples every logits row on the device and copies the ids back (the step's one read-back).</summary>
     public void Sample(SamplingArgs args, Span<int> destination)

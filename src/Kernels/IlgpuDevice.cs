@@ -109,7 +109,7 @@ public sealed class IlgpuDevice : IDisposable
         using var bias = Accelerator.Allocate1D<float>(n);
         using var c = Accelerator.Allocate1D<float>((long)n * n);
         a.MemSetToZero(stream); w.MemSetToZero(stream); bias.MemSetToZero(stream);
-        var grid = new KernelConfig((n / Ops.MatMulKernel.TileN) * (n / Ops.MatMulKernel.TileM), Shape.GroupSize);
+        var grid = Ops.MatMulKernel.Launch(n, n, Shape.GroupSize);
         var args = new Ops.MatMulArgs { M = n, N = n, K = n, Lda = n, Ldc = n, HasBias = 1 };
         kernels.MatMul(stream, grid, a.View, new F32Weights(w.View), bias.View, c.View, args);
         stream.Synchronize();

@@ -148,9 +148,6 @@ public sealed unsafe partial class KernelParity : IDisposable
         return result;
     }
 
-    private static KernelConfig MatMulGrid(int m, int n, int group) =>
-        new(((n + MatMulKernel.TileN - 1) / MatMulKernel.TileN) * ((m + MatMulKernel.TileM - 1) / MatMulKernel.TileM), group);
-
     private static MatMulArgs Args(int m, int n, int k, int store, bool gelu) =>
         new() { M = m, N = n, K = k, Lda = k, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
 
@@ -161,7 +158,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
         var cv = Upload(c);
-        _f32.MatMul(_stream, MatMulGrid(m, n, group), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
+        _f32.MatMul(_stream, MatMulKernel.Launch(m, n, group), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
         return new("matmul", $"{m}x{n}x{k} g{group}", Nmse.Of(Download(cv, m * n), CpuMatMul(a, w, bias, c, m, n, k, store, gelu)), Nmse.F32);
     }
 
@@ -175,12 +172,12 @@ public sealed unsafe partial class KernelParity : IDisposable
 
         var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
         var outHalf = Upload(zero);
-        _f16.MatMul(_stream, MatMulGrid(m, n, GroupSize), Upload(a), new F16Weights(Upload(half)), Upload(bias), outHalf, Args(m, n, k, 0, false));
+        _f16.MatMul(_stream, MatMulKernel.Launch(m, n, GroupSize), Upload(a), new F16Weights(Upload(half)), Upload(bias), outHalf, Args(m, n, k, 0, false));
         var f16 = Download(outHalf, m * n);
 
         var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
         var outBf = Upload(zero);
-        _bf16.MatMul(_stream, MatMulGrid(m, n, GroupSize), Upload(a), new BF16Weights(Upload(bf)), Upload(bias), outBf, Args(m, n, k, 0, false));
+        _bf16.MatMul(_stream, MatMulKernel.Launch(m, n, GroupSize), Upload(a), new BF16Weights(Upload(bf)), Upload(bias), outBf, Args(m, n, k, 0, false));
         var bf16 = Download(outBf, m * n);
         string shape = $"{m}x{n}x{k}";
         return
@@ -203,9 +200,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
         var cv = Upload(c);
-        int tilesN = (n + TensorCoreMatMulKernel.TileN - 1) / TensorCoreMatMulKernel.TileN;
-        int tilesM = (m + TensorCoreMatMulKernel.WarpTileM * warps - 1) / (TensorCoreMatMulKernel.WarpTileM * warps);
-        _f32.TensorCoreMatMul(_stream, new KernelConfig(tilesN * tilesM, warps * 32), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
+        _f32.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(m, n, warps), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
         var result = Download(cv, m * n);
         static float[] Round(float[] x) => x.Select(v => (float)(System.Half)v).ToArray();
         string shape = $"{m}x{n}x{k} w{warps}";

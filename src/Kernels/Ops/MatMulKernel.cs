@@ -29,6 +29,10 @@ public static class MatMulKernel
     /// <summary>Row stride of the staged tiles in shared memory (avoids bank conflicts).</summary>
     public const int Pad = TileK + 1;
 
+    /// <summary>The launch for C[m, n]: ceil(n/TileN) x ceil(m/TileM) groups of <paramref name="groupSize"/> threads.</summary>
+    public static KernelConfig Launch(int m, int n, int groupSize) =>
+        new(((n + TileN - 1) / TileN) * ((m + TileM - 1) / TileM), groupSize);
+
     /// <summary>
     /// acc[o] += Σ_p aTile[r, p]·wTile[col, p] over one staged k step for each output the thread owns
     /// (output e = thread + o·groupSize, row e / TileN, column e % TileN: consecutive threads, consecutive

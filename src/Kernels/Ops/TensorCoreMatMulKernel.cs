@@ -22,6 +22,13 @@ public static class TensorCoreMatMulKernel
     public const int WarpTileM = 16, TileN = 32, StepK = 16, MaxWarps = 4;
     private const int Pad = StepK + 2;
 
+    /// <summary>Warps per group for a device whose row kernels use <paramref name="groupSize"/> threads.</summary>
+    public static int Warps(int groupSize) => Math.Min(MaxWarps, groupSize / 32);
+
+    /// <summary>The launch for C[m, n]: ceil(n/32) x ceil(m/(16·warps)) groups of warps x 32 threads.</summary>
+    public static KernelConfig Launch(int m, int n, int warps) =>
+        new(((n + TileN - 1) / TileN) * ((m + WarpTileM * warps - 1) / (WarpTileM * warps)), warps * 32);
+
     public static void TensorCore<TW>(ArrayView<float> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args) where TW : struct, IWeightView
     {
         var aTile = SharedMemory.Allocate<float>(MaxWarps * WarpTileM * Pad);
