@@ -104,7 +104,7 @@ public static class TokenizerCommands
             ? device.Encode(pixels, frames, size, size, Progress("encode"))
             : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
         Console.Error.WriteLine($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
-            + (device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : ""));
+            + CpuDetails(model, device));
         return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
     }
 
@@ -120,9 +120,13 @@ public static class TokenizerCommands
             ? device.Decode(codes, latentFrames, latentSize, latentSize, Progress("decode"))
             : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
         Console.Error.WriteLine($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
-            + (device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : ""));
+            + CpuDetails(model, device));
         return (pixels, frames, size, size);
     }
+
+    /// <summary>The CPU tokenizer's conv algorithm and weight copies, for the timing lines (nothing on a device).</summary>
+    private static string CpuDetails(VideoTokenizer model, DeviceTokenizer? device) =>
+        device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : "";
 
     /// <summary>
     /// PNG frames always; a video file too when the output names one (and ffmpeg exists); strip.png with

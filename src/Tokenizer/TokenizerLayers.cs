@@ -29,7 +29,6 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
     private readonly NativeArena _arena = new();
 
     public WorkerPool Pool { get; }
-    public int Threads { get; }
     /// <summary>Activation buffers reused between layers (see <see cref="VolumePool"/>).</summary>
     public VolumePool Volumes { get; } = new();
     public ConvAlgorithm Algorithm { get; }
@@ -44,7 +43,6 @@ public sealed unsafe class TokenizerWorkspace : IDisposable
     public TokenizerWorkspace(int threads, int maxChannels, ConvAlgorithm algorithm = ConvAlgorithm.Auto, long winogradBudgetBytes = 256L << 20)
     {
         Pool = new WorkerPool(threads);
-        Threads = threads;
         Algorithm = algorithm;
         WinogradBudgetBytes = winogradBudgetBytes;
         NormScratch = new float*[threads];

@@ -186,7 +186,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         ConvOutputs(_encoder, (frames, height, width)).Sum(c => c.Conv.GemmFlops(ConvAlgorithm, c.Output));
 
     private static double Flops(List<TokenizerLayer> layers, (int T, int H, int W) shape) =>
-        ConvOutputs(layers, shape).Sum(c => 2.0 * c.Output.T * c.Output.H * c.Output.W * c.Conv.OutChannels * c.Conv.K);
+        ConvOutputs(layers, shape).Sum(c => c.Conv.DirectFlops(c.Output));
 
     /// <summary>Every conv of the layer list with its output shape, for an input of <paramref name="shape"/>.</summary>
     private static IEnumerable<(Conv3d Conv, (int T, int H, int W) Output)> ConvOutputs(List<TokenizerLayer> layers, (int T, int H, int W) shape)
@@ -233,7 +233,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
     /// </summary>
     private TokenizerWorkspace Workspace(int threads)
     {
-        if (_workspace is { } ws && ws.Threads == threads && ws.Algorithm == ConvAlgorithm) return ws;
+        if (_workspace is { } ws && ws.Pool.ThreadCount == threads && ws.Algorithm == ConvAlgorithm) return ws;
         _workspace?.Dispose();
         return _workspace = new TokenizerWorkspace(threads, MaxChannels, ConvAlgorithm);
     }

@@ -43,9 +43,8 @@ public static unsafe class CpuAttention
     {
         int maxEnd = 0;
         for (int r = 0; r < rows; r++) maxEnd = Math.Max(maxEnd, keyEnds[r]);
-        // scoresᵀ[j, r] = k_j · q_r for j < maxEnd; a full tile keeps 16 lanes per key, a partial one
-        // (NTP's single row, tails) only its rows, so its softmax does not pay for 16
-        int ld = rows == TileRows ? TileRows : rows;
+        // scoresᵀ[j, r] = k_j · q_r for j < maxEnd, [key, rows]: a full tile's 16 lanes per key are one
+        // Vector512; a partial one (NTP's single row, tails) keeps only its rows, so its softmax does not pay for 16
         if (rows == 1)
         {
             // one row (NTP steps): dot products; the packed panel would compute 32 columns to use one
@@ -59,17 +58,17 @@ public static unsafe class CpuAttention
             new Span<float>(panel, headSize * PackedGemm.PanelWidth).Clear();
             for (int r = 0; r < rows; r++)
                 for (int d = 0; d < headSize; d++) panel[d * PackedGemm.PanelWidth + r] = query[(long)r * stride + d];
-            PackedGemm.ComputePanel(new SegmentedRows(keys, stride, headSize, 0), panel, headSize, ld, scores, ld, 0, maxEnd, null, GemmStore.Overwrite);
+            PackedGemm.ComputePanel(new SegmentedRows(keys, stride, headSize, 0), panel, headSize, rows, scores, rows, 0, maxEnd, null, GemmStore.Overwrite);
         }
         Span<float> inverse = stackalloc float[TileRows];
         if (rows == TileRows) SoftmaxLanes(scores, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
-        else SoftmaxRows(scores, ld, rows, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
+        else SoftmaxRows(scores, rows, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
 
         for (int r0 = 0; r0 < rows; r0 += 4)
         {
             int n = Math.Min(4, rows - r0), groupEnd = 0;
             for (int r = r0; r < r0 + n; r++) groupEnd = Math.Max(groupEnd, keyEnds[r]);
-            WeightedSums(scores + r0, ld, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
+            WeightedSums(scores + r0, rows, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
         }
     }
 
@@ -104,21 +103,21 @@ public static unsafe class CpuAttention
     /// past the scores (there is room: the scratch holds 16 x maxEnd), softmaxed contiguously, scattered
     /// back, and zeroed past its end.
     /// </summary>
-    private static void SoftmaxRows(float* scores, int ld, int rows, int maxEnd, ReadOnlySpan<int> keyEnds, float scale, Span<float> inverse)
+    private static void SoftmaxRows(float* scores, int rows, int maxEnd, ReadOnlySpan<int> keyEnds, float scale, Span<float> inverse)
     {
-        float* temp = scores + (long)ld * maxEnd;
+        float* temp = scores + (long)rows * maxEnd;
         for (int r = 0; r < rows; r++)
         {
             int end = keyEnds[r];
-            for (int j = 0; j < end; j++) temp[j] = scores[(long)j * ld + r];
+            for (int j = 0; j < end; j++) temp[j] = scores[(long)j * rows + r];
             var row = new Span<float>(temp, end);
             TensorPrimitives.Multiply(row, scale, row);
             float max = TensorPrimitives.Max(row);
             TensorPrimitives.Subtract(row, max, row);
             TensorPrimitives.Exp(row, row);
             inverse[r] = 1f / TensorPrimitives.Sum(row);
-            for (int j = 0; j < end; j++) scores[(long)j * ld + r] = temp[j];
-            for (int j = end; j < maxEnd; j++) scores[(long)j * ld + r] = 0;
+            for (int j = 0; j < end; j++) scores[(long)j * rows + r] = temp[j];
+            for (int j = end; j < maxEnd; j++) scores[(long)j * rows + r] = 0;
         }
     }
 

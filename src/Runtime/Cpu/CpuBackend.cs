@@ -18,9 +18,6 @@ public sealed class CpuBackend : IComputeBackend
         if (layout == CpuWeightLayout.Packed) _packed = new(() => new PackedTransformerWeights(_weights));
     }
 
-    /// <summary>Bytes of the packed copies made so far (0 in place or before the first session).</summary>
-    public long PackedBytes => _packed is { IsValueCreated: true } ? _packed.Value.Bytes : 0;
-
     public string Name => "cpu";
 
     public bool Supports(BackendCapability capability) => capability switch

@@ -31,7 +31,7 @@ public sealed unsafe class PackedWeights : IDisposable
         }
     }
 
-    /// <summary>Uninitialised except the padding past n; every W[col &lt; n, p] must be filled (<see cref="Set"/>, <see cref="PanelRow"/>).</summary>
+    /// <summary>Uninitialised except the padding past n; every W[col &lt; n, p] must be filled through <see cref="PanelRow"/>.</summary>
     public PackedWeights(int n, int k)
     {
         N = n; K = k;
@@ -47,10 +47,6 @@ public sealed unsafe class PackedWeights : IDisposable
 
     /// <summary>The 32 values W[panel·32 .. panel·32 + 31, p], contiguous (for filling in storage order).</summary>
     public float* PanelRow(int panel, int p) => Data + ((long)panel * K + p) * PackedGemm.PanelWidth;
-
-    /// <summary>W[col, p] = value.</summary>
-    public void Set(int col, int p, float value) =>
-        Data[((long)(col / PackedGemm.PanelWidth) * K + p) * PackedGemm.PanelWidth + col % PackedGemm.PanelWidth] = value;
 
     public void Dispose()
     {

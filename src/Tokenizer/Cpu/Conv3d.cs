@@ -45,8 +45,8 @@ public sealed unsafe class Conv3d
         if (WinogradApplies) _winograd = new(() => new WinogradConv(_weight, _bias, InChannels, OutChannels));
     }
 
-    /// <summary>Stride-1 causal 3x3x3 with channel counts the Winograd transforms handle (multiples of 16).</summary>
-    public bool WinogradApplies => KT == 3 && KH == 3 && KW == 3 && Stride == (1, 1, 1) && Causal && InChannels % 16 == 0 && OutChannels % 16 == 0;
+    /// <summary>Stride-1 causal 3x3x3 with channel counts the Winograd transforms handle (multiples of <see cref="WinogradF43.Lanes"/>).</summary>
+    public bool WinogradApplies => KT == 3 && KH == 3 && KW == 3 && Stride == (1, 1, 1) && Causal && InChannels % WinogradF43.Lanes == 0 && OutChannels % WinogradF43.Lanes == 0;
 
     /// <summary>Whether <see cref="Run"/> takes the Winograd path for this output frame size under <paramref name="algorithm"/>.</summary>
     public bool UsesWinograd(ConvAlgorithm algorithm, int height, int width) => WinogradApplies && algorithm switch
@@ -63,13 +63,16 @@ public sealed unsafe class Conv3d
         else _ = _packed.Value;
     }
 
+    /// <summary>Floating-point operations of the convolution as defined (2 per multiply-add) for an output of this shape.</summary>
+    public double DirectFlops((int T, int H, int W) output) => 2.0 * output.T * output.H * output.W * OutChannels * K;
+
     /// <summary>
-    /// Floating-point operations the CPU's GEMMs execute for an output of this shape: 2·positions·cout·K
+    /// Floating-point operations the CPU's GEMMs execute for an output of this shape: the direct count
     /// for im2col, 2·tiles·36·3·cin·cout for Winograd (transforms not counted: they are adds).
     /// </summary>
     public double GemmFlops(ConvAlgorithm algorithm, (int T, int H, int W) output)
     {
-        if (!UsesWinograd(algorithm, output.H, output.W)) return 2.0 * output.T * output.H * output.W * OutChannels * K;
+        if (!UsesWinograd(algorithm, output.H, output.W)) return DirectFlops(output);
         var tiles = new TileGeometry(output.H, output.W).Tiles;
         return 2.0 * output.T * tiles * WinogradF43.Points * 3.0 * InChannels * OutChannels;
     }

@@ -15,9 +15,6 @@ public sealed unsafe class VolumePool : IDisposable
     private readonly List<(nint Data, long Bytes)> _free = new();
     private long _pooledBytes;
 
-    /// <summary>Bytes held for reuse now (not counted as live activations).</summary>
-    public long PooledBytes => _pooledBytes;
-
     internal float* Rent(long bytes)
     {
         for (int i = _free.Count - 1; i >= 0; i--)

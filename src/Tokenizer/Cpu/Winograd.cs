@@ -19,6 +19,8 @@ internal static unsafe class WinogradF43
     public const int Tile = 4;   // outputs per side of a tile
     public const int Alpha = 6;  // inputs per side: Tile + 3 - 1
     public const int Points = Alpha * Alpha;
+    /// <summary>Channels per transform step: one Vector512; channel counts must be multiples of it.</summary>
+    public const int Lanes = 16;
 
     /// <summary>G·(g0, g1, g2): the weight transform of one column (G is 6x3; points 0, ±1, ±2 and ∞).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -15,7 +15,7 @@ namespace NbpEngine.Tokenizer.Cpu;
 /// </summary>
 internal sealed unsafe class WinogradConv
 {
-    private const int Lanes = 16;
+    private const int Lanes = WinogradF43.Lanes;
     private readonly PackedWeights[] _u;
     private readonly float* _bias;
     public int InChannels { get; }
@@ -76,7 +76,7 @@ internal sealed class WinogradJobs
 /// <summary>V_ξ[local frame, tile, cin] = (Bᵀ d B)_ξ for every 6x6 input tile d; a task is one row of tiles of one frame.</summary>
 internal sealed unsafe class WinogradInputJob : IParallelWork
 {
-    private const int Lanes = 16;
+    private const int Lanes = WinogradF43.Lanes;
     private Volume _x = null!;
     private TileGeometry _g;
     private int _t0;
@@ -161,7 +161,7 @@ internal sealed unsafe class WinogradGemmJob : IParallelWork
 /// <summary>y[t0 + j] (=|+=) Aᵀ M A + bias for every tile, dropping outputs past the frame's edge; a task is one row of tiles of one frame.</summary>
 internal sealed unsafe class WinogradOutputJob : IParallelWork
 {
-    private const int Lanes = 16;
+    private const int Lanes = WinogradF43.Lanes;
     private float* _m, _bias;
     private TileGeometry _g;
     private Volume _y = null!;
