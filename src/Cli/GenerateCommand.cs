@@ -6,7 +6,9 @@ using Microsoft.Extensions.Logging;
 using NbpEngine.Cli.IO;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Loader.IO;
 using NbpEngine.Loader.Safetensors;
+using NbpEngine.Loader.TorchCheckpoint;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Backends;
@@ -71,6 +73,7 @@ public static class GenerateCommand
         };
         root.Subcommands.Add(TokenizerCommands.Decode());
         root.Subcommands.Add(TokenizerCommands.Encode());
+        root.Subcommands.Add(ConvertCommand.Build());
         root.SetAction(async (parse, ct) =>
         {
             try
@@ -112,7 +115,7 @@ public static class GenerateCommand
     }
 
     private static bool IsInputError(Exception e) => e is CliInputException or InvalidDataException or SafetensorsFormatException or ModelConfigException
-        or WeightShapeException or GenerationException or FileNotFoundException or ArgumentException or NotSupportedException
+        or WeightShapeException or GenerationException or CheckpointFormatException or OutputPathException or FileNotFoundException or ArgumentException or NotSupportedException
         or InvalidOperationException;
 
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,

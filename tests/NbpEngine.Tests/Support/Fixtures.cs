@@ -9,6 +9,17 @@ public static class Fixtures
     public static string Directory => Path.Combine(AppContext.BaseDirectory, "fixtures");
     public static string PathOf(string name) => Path.Combine(Directory, name);
 
+    /// <summary>The checkout the tests were built from (the folder holding NbpEngine.sln above the test binaries).</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+                if (File.Exists(Path.Combine(dir.FullName, "NbpEngine.sln"))) return dir.FullName;
+            throw new DirectoryNotFoundException($"no NbpEngine.sln above {AppContext.BaseDirectory}");
+        }
+    }
+
     public sealed record Case(string Name, string Model, string Prompt, string Mode, int BlockSize, int Steps, int CondLength);
 
     public static Case Get(string name)
