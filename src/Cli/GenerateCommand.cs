@@ -140,6 +140,10 @@ public static class GenerateCommand
     private static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
         if (o.Threads is < 1) throw new CliInputException($"--threads must be >= 1, found {o.Threads}");
+        // every output checked before anything is loaded: a bad path must not cost a whole generation
+        string?[] inputs = [o.Weights, o.Tokenizer, o.PromptTokens, o.Input];
+        OutputChecks.Files(inputs, ("--tokens-out", o.TokensOut), ("--logits-out", o.LogitsOut), ("--stats-json", o.StatsJson));
+        if (o.Output is not null) OutputChecks.Frames(o.Output, o.Fps, inputs);
         VideoTokenizer? videoTokenizer = o.Tokenizer is null ? null : new VideoTokenizer(o.Tokenizer);
         using var disposeTokenizer = videoTokenizer;
         // the tokenizer runs where the transformer does: the ILGPU kernels for cuda / ilgpu-cpu
@@ -221,7 +225,7 @@ public static class GenerateCommand
                 ["threads"] = o.Threads ?? Environment.ProcessorCount, ["load_seconds"] = loadSeconds, ["session_seconds"] = sessionSeconds, ["prefill_seconds"] = prefillSeconds,
                 ["step_seconds"] = total - prefillSeconds, ["total_seconds"] = total,
             };
-            await File.WriteAllTextAsync(o.StatsJson, JsonSerializer.Serialize(stats), ct);
+            OutputPath.WriteAtomically(o.StatsJson, stream => JsonSerializer.Serialize(stream, stats));
         }
         return 0;
     }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using NbpEngine.Cli.IO;
+using NbpEngine.Loader.IO;
 using NbpEngine.Tokenizer;
 using NbpEngine.Kernels;
 using NbpEngine.Tokenizer.Device;
@@ -25,6 +26,9 @@ public static class TokenizerCommands
         var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
+            string?[] inputs = [parse.GetValue(tokenizer), parse.GetValue(tokens)];
+            OutputChecks.Frames(parse.GetValue(output)!, parse.GetValue(fps), inputs);
+            OutputChecks.Files(inputs, ("--raw-out", parse.GetValue(rawOut)));
             var codes = TokenFile.Read(parse.GetValue(tokens)!);
             int size = parse.GetValue(latent);
             if (size < 1 || codes.Length % (size * size) != 0)
@@ -52,6 +56,7 @@ public static class TokenizerCommands
         var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
+            OutputChecks.Files([parse.GetValue(tokenizer), parse.GetValue(input)], ("--tokens-out", parse.GetValue(tokensOut)));
             using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
             using var device = OpenDevice(model, parse.GetValue(backend)!);
             var (codes, _) = EncodeInput(model, device, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
@@ -134,12 +139,15 @@ public static class TokenizerCommands
     /// </summary>
     internal static void WriteFrames(string output, byte[][] frames, int height, int width, int fps, byte[][]? conditioning)
     {
-        string ext = Path.GetExtension(output).ToLowerInvariant();
-        bool video = ext is ".mp4" or ".gif" or ".apng";
-        string folder = video ? output + ".frames" : output;
-        VideoIO.WritePngFolder(folder, frames, height, width);
+        string folder = OutputChecks.FramesFolder(output);
+        bool video = folder != output;
         var strip = conditioning is null ? frames : conditioning.Concat(frames.Skip(conditioning.Length)).ToArray();
-        VideoIO.WriteStrip(Path.Combine(folder, "strip.png"), strip, height, width);
+        // the folder appears whole or not at all
+        OutputPath.WriteFolderAtomically(folder, temporary =>
+        {
+            VideoIO.WritePngFolder(temporary, frames, height, width);
+            VideoIO.WriteStrip(Path.Combine(temporary, "strip.png"), strip, height, width);
+        });
         Console.Error.WriteLine($"nbp-run: {frames.Length} PNG frames and strip.png -> {folder}");
         if (!video) return;
         if (!VideoIO.FfmpegAvailable)

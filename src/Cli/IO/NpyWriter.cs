@@ -1,12 +1,14 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using NbpEngine.Loader.IO;
 
 namespace NbpEngine.Cli.IO;
 
 /// <summary>Writes a little-endian float32 array as NumPy .npy (format 1.0).</summary>
 public static class NpyWriter
 {
-    public static void WriteFloat32(string path, ReadOnlySpan<float> data, params int[] shape)
+    /// <summary>Writes under a temporary name, renamed when complete.</summary>
+    public static void WriteFloat32(string path, float[] data, params int[] shape)
     {
         long count = 1;
         foreach (var d in shape) count *= d;
@@ -16,10 +18,12 @@ public static class NpyWriter
         int total = 10 + dict.Length + 1;
         int padded = (total + 63) / 64 * 64;
         string header = dict + new string(' ', padded - total) + "\n";
-        using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
-        file.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
-        file.Write(BitConverter.GetBytes((ushort)header.Length));
-        file.Write(Encoding.ASCII.GetBytes(header));
-        file.Write(MemoryMarshal.AsBytes(data));
+        OutputPath.WriteAtomically(path, file =>
+        {
+            file.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
+            file.Write(BitConverter.GetBytes((ushort)header.Length));
+            file.Write(Encoding.ASCII.GetBytes(header));
+            file.Write(MemoryMarshal.AsBytes(data.AsSpan()));
+        });
     }
 }

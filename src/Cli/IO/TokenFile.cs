@@ -1,4 +1,5 @@
 using System.Globalization;
+using NbpEngine.Loader.IO;
 
 namespace NbpEngine.Cli.IO;
 
@@ -18,16 +19,16 @@ public static class TokenFile
         return ids;
     }
 
-    /// <summary>Writes ids, one line per block of <paramref name="perLine"/>.</summary>
-    public static void Write(string path, ReadOnlySpan<int> ids, int perLine)
+    /// <summary>Writes ids, one line per block of <paramref name="perLine"/>, under a temporary name renamed when complete.</summary>
+    public static void Write(string path, int[] ids, int perLine) => OutputPath.WriteAtomically(path, stream =>
     {
-        using var writer = new StreamWriter(path);
+        using var writer = new StreamWriter(stream, leaveOpen: true);
         for (int i = 0; i < ids.Length; i++)
         {
             writer.Write(ids[i].ToString(CultureInfo.InvariantCulture));
             writer.Write((i + 1) % perLine == 0 || i == ids.Length - 1 ? '\n' : ' ');
         }
-    }
+    });
 }
 
 /// <summary>Bad input from the command line; reported as one line, exit code 2.</summary>

@@ -34,18 +34,38 @@ public static class OutputPath
         }
     }
 
+    /// <summary>
+    /// Throws <see cref="OutputPathException"/> unless <paramref name="folder"/> can be made: not a file, empty if it
+    /// exists (a folder of earlier results is never mixed with new ones), its parent exists and takes new entries,
+    /// and it is none of <paramref name="inputs"/>.
+    /// </summary>
+    public static void CheckFolderWritable(string folder, params string?[] inputs)
+    {
+        if (File.Exists(folder)) throw new OutputPathException($"{folder}: is a file, expected a folder for the frames");
+        if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any())
+            throw new OutputPathException($"{folder}: folder exists and is not empty; choose a new folder or empty it");
+        CheckWritable(folder, inputs);
+    }
+
     /// <summary>Writes through <paramref name="write"/> into a temporary file beside <paramref name="destination"/>, then renames it into place.</summary>
-    public static void WriteAtomically(string destination, Action<Stream> write)
+    public static void WriteAtomically(string destination, Action<Stream> write) => WriteAtomically(destination, (string temporary) =>
+    {
+        using var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        write(stream);
+        stream.Flush(flushToDisk: true);
+    });
+
+    /// <summary>
+    /// Has <paramref name="writeTo"/> write a file at the temporary path it is given (beside <paramref name="destination"/>,
+    /// with the same extension, for tools that go by it), then renames that into place.
+    /// </summary>
+    public static void WriteAtomically(string destination, Action<string> writeTo)
     {
         string full = Path.GetFullPath(destination);
         string temporary = TemporaryBeside(full);
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
+            writeTo(temporary);
             File.Move(temporary, full, overwrite: true);
         }
         catch
@@ -55,8 +75,31 @@ public static class OutputPath
         }
     }
 
+    /// <summary>Fills a temporary folder beside <paramref name="folder"/> through <paramref name="fill"/>, then renames it into place (an empty folder there is replaced).</summary>
+    public static void WriteFolderAtomically(string folder, Action<string> fill)
+    {
+        string full = Path.GetFullPath(folder);
+        string temporary = TemporaryBeside(full);
+        Directory.CreateDirectory(temporary);
+        try
+        {
+            fill(temporary);
+            if (Directory.Exists(full))
+            {
+                if (Directory.EnumerateFileSystemEntries(full).Any()) throw new OutputPathException($"{folder}: folder was filled by someone else meanwhile; results left in {temporary}");
+                Directory.Delete(full);
+            }
+            Directory.Move(temporary, full);
+        }
+        catch (Exception e) when (e is not OutputPathException)
+        {
+            Directory.Delete(temporary, recursive: true);
+            throw;
+        }
+    }
+
     private static string TemporaryBeside(string full) =>
-        Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.partial");
+        Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.partial{Path.GetExtension(full)}");
 
     /// <summary>The absolute path with every symbolic link on the way resolved (the path itself need not exist).</summary>
     private static string Resolve(string path)

@@ -1,3 +1,4 @@
+using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Kernels.Shared;
@@ -116,6 +117,13 @@ internal sealed unsafe class SampleJob : IParallelWork
     {
         var logits = new ReadOnlySpan<float>(_logits + (long)row * _vocab, _vocab);
         double u = CounterRandom.Uniform(_seed, _step, row);
-        _tokens[row] = RowSampler.Sample(logits, _settings, u, new Span<float>(_scaled[worker], _vocab), new Span<ulong>(_keys[worker], _vocab));
+        try
+        {
+            _tokens[row] = RowSampler.Sample(logits, _settings, u, new Span<float>(_scaled[worker], _vocab), new Span<ulong>(_keys[worker], _vocab));
+        }
+        catch (NonFiniteLogitsException e)
+        {
+            throw new GenerationException($"step {_step}, row {row}: {e.Message}");
+        }
     }
 }

@@ -13,6 +13,8 @@ public sealed record GenerationPlan
     public required int CondLength { get; init; }
     public required int Steps { get; init; }
     public required int PromptLength { get; init; }
+    /// <summary>Rows of the embedding: every sampled id must lie in [0, VocabSize).</summary>
+    public required int VocabSize { get; init; }
 
     /// <summary>Tokens sampled over all steps (the output; middle-bos are fed, never sampled).</summary>
     public int TokenCount => Mode == GenerationMode.Frame
@@ -65,7 +67,7 @@ public sealed record GenerationPlan
         }
         if (steps < 1) throw new GenerationException($"steps must be >= 1, found {steps}");
 
-        var plan = new GenerationPlan { Mode = mode, BlockSize = b, CondLength = cond, Steps = steps, PromptLength = promptLength };
+        var plan = new GenerationPlan { Mode = mode, BlockSize = b, CondLength = cond, Steps = steps, PromptLength = promptLength, VocabSize = config.VocabSize };
         if (plan.PositionsNeeded > config.PositionCount)
             throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, the model has {config.PositionCount} learned positions");
         return plan;

@@ -71,6 +71,10 @@ public sealed class Generator
         }
 
         _session.Sample(_request.Sampling, _request.Seed, step, _sampled.AsSpan(0, produce));
+        // a backend fed non-finite numbers could hand back anything: never pass on an id outside the vocabulary
+        for (int r = 0; r < produce; r++)
+            if ((uint)_sampled[r] >= (uint)Plan.VocabSize)
+                throw new GenerationException($"step {step}, row {r}: the backend sampled id {_sampled[r]}, outside the vocabulary [0, {Plan.VocabSize}) (non-finite logits?)");
         _sampledCount = produce;
         _sampled.AsSpan(0, produce).CopyTo(destination);
         StepIndex++;

@@ -18,12 +18,16 @@ public static class RowSampler
     /// <param name="u">uniform in [0, 1), from CounterRandom</param>
     /// <param name="scaled">scratch, at least vocabulary length</param>
     /// <param name="keys">scratch, at least vocabulary length</param>
+    /// <exception cref="NonFiniteLogitsException">a logit is NaN or infinite (broken weights): no token can be drawn honestly</exception>
     public static int Sample(ReadOnlySpan<float> logits, in SamplingSettings settings, double u, Span<float> scaled, Span<ulong> keys)
     {
+        if (!TensorPrimitives.IsFiniteAll(logits)) throw NonFiniteLogitsException.Of(logits);
         if (settings.Greedy) return ArgMax(logits);
         int vocab = logits.Length;
         var z = scaled[..vocab];
         TensorPrimitives.Divide(logits, settings.Temperature, z);
+        // a temperature so small that logits / T overflows float32: the draw is its T -> 0 limit, the argmax
+        if (!TensorPrimitives.IsFiniteAll<float>(z)) return ArgMax(logits);
 
         // top-k: the k-th largest value is the threshold; ties with it survive.
         float threshold = float.NegativeInfinity;

@@ -1,3 +1,4 @@
+using NbpEngine.Loader.IO;
 using System.Diagnostics;
 
 namespace NbpEngine.Tokenizer.Video;
@@ -140,15 +141,20 @@ public static class VideoIO
             ".apng" or ".png" => new[] { "-f", "apng", "-plays", "0" },
             _ => throw new ArgumentException($"{path}: output must end in .mp4, .gif or .apng (or be a folder for PNG frames)"),
         };
-        var psi = new ProcessStartInfo("ffmpeg") { RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", $"{width}x{height}", "-r", fps.ToString(), "-i", "-" }
-                     .Concat(codec).Append(path))
-            psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi)!;
-        var errors = process.StandardError.ReadToEndAsync();
-        using (var stdin = process.StandardInput.BaseStream)
-            foreach (var f in frames) stdin.Write(f);
-        process.WaitForExit();
-        if (process.ExitCode != 0) throw new InvalidDataException($"{path}: ffmpeg failed: {errors.Result.Trim()}");
+        if (fps < 1) throw new ArgumentOutOfRangeException(nameof(fps), fps, "frame rate must be >= 1");
+        // ffmpeg writes a temporary file (same extension, so it picks the same container), renamed when it succeeds
+        OutputPath.WriteAtomically(path, (string temporary) =>
+        {
+            var psi = new ProcessStartInfo("ffmpeg") { RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", $"{width}x{height}", "-r", fps.ToString(), "-i", "-" }
+                         .Concat(codec).Append(temporary))
+                psi.ArgumentList.Add(a);
+            using var process = Process.Start(psi)!;
+            var errors = process.StandardError.ReadToEndAsync();
+            using (var stdin = process.StandardInput.BaseStream)
+                foreach (var f in frames) stdin.Write(f);
+            process.WaitForExit();
+            if (process.ExitCode != 0) throw new InvalidDataException($"{path}: ffmpeg failed: {errors.Result.Trim()}");
+        });
     }
 }

@@ -1,0 +1,132 @@
+using NbpEngine.Loader.Safetensors;
+using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tests.Support;
+
+namespace NbpEngine.Tests;
+
+/// <summary>
+/// Nothing lost, nothing silent: every output checked before generation (exit 2, one line, inputs untouched),
+/// outputs written whole or not at all, non-finite logits a clear error instead of a wrong token.
+/// </summary>
+[Collection(nameof(ConsoleCollection))]
+public class OutputSafetyTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    private string Prompt()
+    {
+        string prompt = _dir.File("prompt.txt");
+        if (!File.Exists(prompt)) File.Copy(Fixtures.PathOf("frame_prompt.txt"), prompt);
+        return prompt;
+    }
+
+    private async Task<string> RefusedBeforeGeneration(params string[] args)
+    {
+        var (code, stderr) = await CliRunner.Run(args);
+        Assert.True(code == 2, stderr);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, stderr); // no load or step lines: refused before any work
+        return lines[0];
+    }
+
+    private string[] Generate(params string[] outputs) =>
+        ["--weights", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", Prompt(), "--greedy", "--block-size", "16", "--steps", "2", .. outputs];
+
+    [Fact]
+    public async Task TokensOutInAMissingFolder() =>
+        Assert.Contains("does not exist", await RefusedBeforeGeneration(Generate("--tokens-out", _dir.File("missing/o.txt"))));
+
+    [Fact]
+    public async Task TokensOutIsAFolder() =>
+        Assert.Contains("is a folder", await RefusedBeforeGeneration(Generate("--tokens-out", _dir.Path)));
+
+    [Fact]
+    public async Task TokensOutIsThePrompt()
+    {
+        string prompt = Prompt();
+        var before = File.ReadAllBytes(prompt);
+        Assert.Contains("is also an input", await RefusedBeforeGeneration(Generate("--tokens-out", prompt)));
+        Assert.Equal(before, File.ReadAllBytes(prompt));
+    }
+
+    [Fact]
+    public async Task LogitsOutIsTheWeights()
+    {
+        string weights = _dir.File("w.safetensors");
+        File.Copy(Fixtures.PathOf("frame_model.safetensors"), weights);
+        var before = File.ReadAllBytes(weights);
+        var (code, stderr) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--logits-out", weights);
+        Assert.Equal(2, code);
+        Assert.Contains("is also an input", stderr);
+        Assert.Equal(before, File.ReadAllBytes(weights));
+    }
+
+    [Fact]
+    public async Task TwoOutputsOnOneFile() =>
+        Assert.Contains("name the same file", await RefusedBeforeGeneration(Generate("--tokens-out", _dir.File("o.txt"), "--stats-json", _dir.File("o.txt"))));
+
+    [Theory]
+    [InlineData("pred.avi", "8", "unknown output type '.avi'")]
+    [InlineData("pred.mp4", "0", "--fps must be >= 1")]
+    [InlineData("full", "8", "not empty")]
+    public async Task DecodeOutputsAreCheckedFirst(string output, string fps, string reason)
+    {
+        Directory.CreateDirectory(_dir.File("full"));
+        File.WriteAllText(_dir.File("full/keep.txt"), "earlier results");
+        File.WriteAllText(_dir.File("codes.txt"), string.Join(' ', Enumerable.Repeat(5, 16)));
+        string line = await RefusedBeforeGeneration("decode", "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"), "--tokens", _dir.File("codes.txt"),
+            "--latent-size", "4", "--out", _dir.File(output), "--fps", fps);
+        Assert.Contains(reason, line);
+        Assert.Equal("earlier results", File.ReadAllText(_dir.File("full/keep.txt")));
+    }
+
+    [Fact]
+    public async Task OutputsAppearWholeWithNoTemporaryFilesLeft()
+    {
+        var (code, stderr) = await CliRunner.Run(Generate("--tokens-out", _dir.File("o.txt"), "--logits-out", _dir.File("l.npy"), "--stats-json", _dir.File("s.json"), "--quiet"));
+        Assert.True(code == 0, stderr);
+        Assert.Equal(new[] { "l.npy", "o.txt", "prompt.txt", "s.json" }, Directory.GetFiles(_dir.Path).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
+    public async Task ANaNWeightIsAClearErrorNotATokenSequence()
+    {
+        string weights = _dir.File("nan.safetensors");
+        using (var source = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")))
+        {
+            var tensors = source.Tensors.Select(t =>
+            {
+                var data = new float[t.ElementCount];
+                source.ReadAsFloat32(t, data);
+                if (t.Name == "transformer.head.weight") data[7] = float.NaN; // row 0 of the head: logit id 0
+                return (t.Name, t.Shape, data);
+            }).ToList();
+            SafetensorsWriter.Write(weights, tensors, source.Metadata.ToDictionary());
+        }
+        foreach (var sampling in new[] { new[] { "--greedy" }, new[] { "--top-p", "1" }, Array.Empty<string>() })
+        {
+            var (code, stderr) = await CliRunner.Run(["--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet", "--backend", "cpu", .. sampling]);
+            Assert.Equal(2, code);
+            Assert.Matches(@"error: step 0, row \d+: logits hold 1 NaN and 0 infinite values \(first at id 0\)", stderr);
+            Assert.False(File.Exists(_dir.File("o.txt")));
+        }
+    }
+
+    [Fact]
+    public void TheSamplerRefusesNonFiniteLogitsAndTakesTheLimitOfTinyTemperatures()
+    {
+        var logits = new float[] { 1f, 3f, 2f, -1f };
+        var scaled = new float[4];
+        var keys = new ulong[4];
+        var tiny = new SamplingSettings(false, 1e-45f, 0, 1f);
+        for (double u = 0; u < 1; u += 0.125) Assert.Equal(1, RowSampler.Sample(logits, tiny, u, scaled, keys));
+        foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+        {
+            logits[2] = bad;
+            var e = Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, SamplingSettings.GreedyDecoding, 0.5, scaled, keys));
+            Assert.Contains("first at id 2", e.Message);
+            Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, new SamplingSettings(false, 1f, 2, 0.9f), 0.5, scaled, keys));
+        }
+    }
+}
