@@ -171,7 +171,7 @@ public static class GenerateCommand
                 throw new CliInputException($"{o.Tokenizer}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
             prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
         }
-        else prompt = TokenFile.Read(o.PromptTokens!);
+        else prompt = TokenFile.Read(o.PromptTokens!, cfg.PositionCount, $" (the model has {cfg.PositionCount} positions)");
         var request = new GenerationRequest
         {
             Prompt = prompt, Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,

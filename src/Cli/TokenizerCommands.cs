@@ -29,7 +29,7 @@ public static class TokenizerCommands
             string?[] inputs = [parse.GetValue(tokenizer), parse.GetValue(tokens)];
             OutputChecks.Frames(parse.GetValue(output)!, parse.GetValue(fps), inputs);
             OutputChecks.Files(inputs, ("--raw-out", parse.GetValue(rawOut)));
-            var codes = TokenFile.Read(parse.GetValue(tokens)!);
+            var codes = TokenFile.Read(parse.GetValue(tokens)!, MaxDecodeCodes, $" (decode takes at most {MaxDecodeCodes} codes)");
             int size = parse.GetValue(latent);
             if (size < 1 || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
@@ -66,6 +66,9 @@ public static class TokenizerCommands
         }));
         return command;
     }
+
+    /// <summary>Most codes one decode takes: 64 latent frames of 64 x 64 (a 512 x 512, 253-frame video).</summary>
+    private const int MaxDecodeCodes = 64 * 64 * 64;
 
     private static Option<string> BackendOption()
     {

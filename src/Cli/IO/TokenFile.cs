@@ -6,17 +6,41 @@ namespace NbpEngine.Cli.IO;
 /// <summary>Token files: whitespace-separated model-vocabulary ids.</summary>
 public static class TokenFile
 {
-    public static int[] Read(string path)
+    /// <summary>Longest token text accepted (a 32-bit id has at most 10 digits; a sign or zeros may pad it).</summary>
+    private const int MaxTokenChars = 16;
+
+    /// <summary>
+    /// Reads the ids, streaming: stops with an error at the first bad token, or as soon as the file holds more
+    /// than <paramref name="maxTokens"/> (so a huge file is never read whole); <paramref name="limit"/> says why
+    /// the limit is what it is.
+    /// </summary>
+    public static int[] Read(string path, int maxTokens, string limit = "")
     {
         if (!File.Exists(path)) throw new CliInputException($"{path}: token file not found");
-        var text = File.ReadAllText(path);
-        var parts = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        var ids = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out ids[i]) || ids[i] < 0)
-                throw new CliInputException($"{path}: token {i} is '{parts[i]}', expected a non-negative integer id");
-        if (ids.Length == 0) throw new CliInputException($"{path}: no tokens in file");
-        return ids;
+        var ids = new List<int>();
+        var token = new System.Text.StringBuilder(MaxTokenChars + 1);
+        using var reader = new StreamReader(path);
+        while (true)
+        {
+            int c = reader.Read();
+            if (c >= 0 && !char.IsWhiteSpace((char)c))
+            {
+                if (token.Length == MaxTokenChars) throw new CliInputException($"{path}: token {ids.Count} starts '{token}...', longer than any id");
+                token.Append((char)c);
+                continue;
+            }
+            if (token.Length > 0)
+            {
+                if (!int.TryParse(token.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int id) || id < 0)
+                    throw new CliInputException($"{path}: token {ids.Count} is '{token}', expected a non-negative integer id");
+                if (ids.Count == maxTokens) throw new CliInputException($"{path}: holds more than {maxTokens} tokens{limit}");
+                ids.Add(id);
+                token.Clear();
+            }
+            if (c < 0) break;
+        }
+        if (ids.Count == 0) throw new CliInputException($"{path}: no tokens in file");
+        return [.. ids];
     }
 
     /// <summary>Writes ids, one line per block of <paramref name="perLine"/>, under a temporary name renamed when complete.</summary>
