@@ -16,6 +16,8 @@ public sealed record NbpModelOptions
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
     /// <summary>CPU backend: packed copies of the matrices (faster, +1 copy in memory) or the loaded ones in place.</summary>
     public CpuWeightLayout CpuWeights { get; init; } = CpuWeightLayout.Packed;
+    /// <summary>Scan the weights for NaN and infinities when loading (a vectorised pass; the default). Turn off only for trusted multi-GB files.</summary>
+    public bool CheckFinite { get; init; } = true;
 }
 
 /// <summary>
@@ -29,6 +31,9 @@ public sealed class NbpModel : IDisposable
     private readonly Lazy<CpuBackend> _cpu;
     private readonly Dictionary<(BackendKind, WeightStorage, bool), IComputeBackend> _devices = new();
     private readonly ILogger _logger;
+    private readonly object _lifetime = new();
+    private int _liveSessions;
+    private bool _disposed;
 
     public ModelConfig Config => _weights.Config;
     public string SourcePath { get; }
@@ -54,7 +59,7 @@ public sealed class NbpModel : IDisposable
             try
             {
                 var config = ModelConfigReader.Read(file, options.Overrides, logger);
-                var weights = TransformerWeights.Load(file, config, logger, progress, cancellationToken);
+                var weights = TransformerWeights.Load(file, config, logger, progress, cancellationToken, options.CheckFinite);
                 return new NbpModel(weights, path, logger, options.CpuWeights);
             }
             catch
@@ -69,6 +74,24 @@ public sealed class NbpModel : IDisposable
     public NbpSession CreateSession(SessionOptions? options = null)
     {
         options ??= new SessionOptions();
+        lock (_lifetime)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _liveSessions++; // counted before the backend is touched, so Dispose cannot free it under us
+        }
+        try
+        {
+            return OpenSession(options);
+        }
+        catch
+        {
+            SessionClosed();
+            throw;
+        }
+    }
+
+    private NbpSession OpenSession(SessionOptions options)
+    {
         var backend = ResolveBackend(options.Backend, options.DeviceWeights, options.TensorCores);
         int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
@@ -104,8 +127,25 @@ public sealed class NbpModel : IDisposable
         }
     }
 
+    /// <summary>A session of this model was disposed.</summary>
+    internal void SessionClosed()
+    {
+        lock (_lifetime) _liveSessions--;
+    }
+
+    /// <summary>
+    /// Frees the weights and device copies. Throws <see cref="InvalidOperationException"/> while sessions of this
+    /// model are alive (they use this memory): dispose them first.
+    /// </summary>
     public void Dispose()
     {
+        lock (_lifetime)
+        {
+            if (_disposed) return;
+            if (_liveSessions > 0)
+                throw new InvalidOperationException($"{_liveSessions} session(s) of this model are still alive; dispose them before the model");
+            _disposed = true;
+        }
         foreach (var backend in _devices.Values) backend.Dispose();
         if (_cpu.IsValueCreated) _cpu.Value.Dispose();
         _weights.Dispose();

@@ -21,6 +21,7 @@ public sealed class NbpSession : IDisposable
 {
     private readonly NbpModel _model;
     private readonly IBackendSession _backend;
+    private readonly SessionGuard _guard = new();
 
     public string BackendName { get; }
     public int Capacity => _backend.Capacity;
@@ -35,49 +36,69 @@ public sealed class NbpSession : IDisposable
     /// <summary>Validates <paramref name="request"/> against the model and this session.</summary>
     public GenerationPlan Plan(GenerationRequest request)
     {
+        ObjectDisposedException.ThrowIf(_guard.Disposed, this);
         var plan = GenerationPlan.Resolve(request, _model.Config);
         if (plan.PositionsNeeded > Capacity)
             throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, this session's KV cache holds {Capacity}; create the session with a larger Capacity");
         return plan;
     }
 
-    /// <summary>Step-level control: the allocation-free path for latency-critical hosts.</summary>
-    public Generator CreateGenerator(GenerationRequest request) => new(_backend, Plan(request), request);
+    /// <summary>
+    /// Step-level control: the allocation-free path for latency-critical hosts. Resets the session's KV cache:
+    /// a generator made earlier on this session becomes stale and throws on its next step.
+    /// </summary>
+    public Generator CreateGenerator(GenerationRequest request) => new(_backend, _guard, Plan(request), request);
 
     /// <summary>Runs the whole generation into <paramref name="destination"/> (at least plan.TokenCount long); returns the token count.</summary>
     public int Generate(GenerationRequest request, Span<int> destination, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var generator = CreateGenerator(request);
-        var plan = generator.Plan;
-        if (destination.Length < plan.TokenCount)
-            throw new ArgumentException($"destination holds {destination.Length} tokens, the generation produces {plan.TokenCount}", nameof(destination));
-        int written = 0;
-        while (!generator.IsComplete)
+        _guard.BeginRun();
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            written += generator.Step(destination[written..]);
-            progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
+            var generator = CreateGenerator(request);
+            var plan = generator.Plan;
+            if (destination.Length < plan.TokenCount)
+                throw new ArgumentException($"destination holds {destination.Length} tokens, the generation produces {plan.TokenCount}", nameof(destination));
+            int written = 0;
+            while (!generator.IsComplete)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                written += generator.Step(destination[written..]);
+                progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
+            }
+            return written;
         }
-        return written;
+        finally
+        {
+            _guard.EndRun();
+        }
     }
 
     /// <summary>Streams the generation block by block; each step runs on the thread pool.</summary>
     public async IAsyncEnumerable<GeneratedBlock> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var generator = CreateGenerator(request);
-        var plan = generator.Plan;
-        int written = 0;
-        var buffer = new int[plan.BlockSize];
-        while (!generator.IsComplete)
+        _guard.BeginRun();
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            int step = generator.StepIndex;
-            int count = await Task.Run(() => generator.Step(buffer), cancellationToken).ConfigureAwait(false);
-            var block = new GeneratedBlock(step, written, buffer.AsSpan(0, count).ToArray());
-            written += count;
-            progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
-            yield return block;
+            var generator = CreateGenerator(request);
+            var plan = generator.Plan;
+            int written = 0;
+            var buffer = new int[plan.BlockSize];
+            while (!generator.IsComplete)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int step = generator.StepIndex;
+                int count = await Task.Run(() => generator.Step(buffer), cancellationToken).ConfigureAwait(false);
+                var block = new GeneratedBlock(step, written, buffer.AsSpan(0, count).ToArray());
+                written += count;
+                progress?.Report(new GenerationProgress(generator.StepIndex, plan.Steps, written, plan.TokenCount));
+                yield return block;
+            }
+        }
+        finally
+        {
+            _guard.EndRun();
         }
     }
 
@@ -85,7 +106,14 @@ public sealed class NbpSession : IDisposable
     public int LogitRows => _backend.LogitRows;
 
     /// <summary>Copies the logits the last step sampled from, [LogitRows, vocab].</summary>
-    public void CopyLogits(Span<float> destination) => _backend.CopyLogits(destination);
+    public void CopyLogits(Span<float> destination)
+    {
+        lock (_guard.Gate)
+        {
+            ObjectDisposedException.ThrowIf(_guard.Disposed, this);
+            _backend.CopyLogits(destination);
+        }
+    }
 
     /// <summary>
     /// Managed bytes allocated by the session's own worker threads so far. Together with the caller's
@@ -93,5 +121,14 @@ public sealed class NbpSession : IDisposable
     /// </summary>
     public long WorkerAllocatedBytes => _backend.OwnThreadsAllocatedBytes;
 
-    public void Dispose() => _backend.Dispose();
+    /// <summary>Frees the KV cache; waits for a step in flight to finish first. Every later call throws ObjectDisposedException.</summary>
+    public void Dispose()
+    {
+        lock (_guard.Gate)
+        {
+            if (!_guard.MarkDisposed()) return;
+            _backend.Dispose();
+        }
+        _model.SessionClosed();
+    }
 }

@@ -13,6 +13,8 @@ namespace NbpEngine.Runtime.Generation;
 public sealed class Generator
 {
     private readonly IBackendSession _session;
+    private readonly SessionGuard _guard;
+    private readonly int _epoch;
     private readonly GenerationRequest _request;
     private readonly int[] _feed;      // tokens fed in the next step (B at most)
     private readonly int[] _sampled;   // tokens sampled in the last step
@@ -24,18 +26,37 @@ public sealed class Generator
     public bool IsComplete => StepIndex >= Plan.Steps;
 
     /// <summary>Made by <see cref="Api.NbpSession.CreateGenerator"/>, which checks the plan against the session.</summary>
-    internal Generator(IBackendSession session, GenerationPlan plan, GenerationRequest request)
+    internal Generator(IBackendSession session, SessionGuard guard, GenerationPlan plan, GenerationRequest request)
     {
         _session = session;
+        _guard = guard;
         _request = request;
         Plan = plan;
         _feed = new int[plan.BlockSize];
         _sampled = new int[plan.BlockSize];
-        session.Reset();
+        lock (guard.Gate)
+        {
+            guard.Check(guard.Epoch);
+            _epoch = guard.NextEpoch();
+            session.Reset();
+        }
     }
 
-    /// <summary>Runs the next step and writes its sampled tokens to <paramref name="destination"/>; returns how many.</summary>
+    /// <summary>
+    /// Runs the next step and writes its sampled tokens to <paramref name="destination"/>; returns how many.
+    /// Throws <see cref="ObjectDisposedException"/> once the session is disposed and <see cref="InvalidOperationException"/>
+    /// when a newer generator of the same session has replaced this one.
+    /// </summary>
     public int Step(Span<int> destination)
+    {
+        lock (_guard.Gate)
+        {
+            _guard.Check(_epoch);
+            return StepUnderGate(destination);
+        }
+    }
+
+    private int StepUnderGate(Span<int> destination)
     {
         if (IsComplete) throw new InvalidOperationException($"generation finished after {Plan.Steps} steps");
         int step = StepIndex, b = Plan.BlockSize;
