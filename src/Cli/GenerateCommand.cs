@@ -14,6 +14,7 @@ using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
+using NbpEngine.Runtime.Threading;
 using NbpEngine.Tokenizer;
 using NbpEngine.Tokenizer.Video;
 
@@ -57,6 +58,7 @@ public static class GenerateCommand
         cpuWeights.AcceptOnlyFromAmong("packed", "in-place");
         var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
         var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
+        var skipFinite = new Option<bool>("--skip-finite-check") { Description = "do not scan the weights for NaN/Inf when loading (trusted multi-GB files)" };
         // Config overrides (MODEL.md §2: the CLI can override any metadata value).
         var nHead = new Option<int?>("--n-head") { Description = "override n_head" };
         var modelBlock = new Option<int?>("--token-number-per-step") { Description = "override the checkpoint's token_number_per_step" };
@@ -69,7 +71,7 @@ public static class GenerateCommand
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
             weights, promptTokens, tokensOut, tokenizer, input, output, fps, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
-            logitsOut, threads, backend, deviceWeights, tensorCores, cpuWeights, statsJson, quiet, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
+            logitsOut, threads, backend, deviceWeights, tensorCores, cpuWeights, statsJson, quiet, skipFinite, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
         root.Subcommands.Add(TokenizerCommands.Decode());
         root.Subcommands.Add(TokenizerCommands.Encode());
@@ -102,8 +104,14 @@ public static class GenerateCommand
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
                     parse.GetValue(tensorCores), parse.GetValue(cpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed, parse.GetValue(quiet),
-                    parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps));
+                    parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps), parse.GetValue(skipFinite));
                 return await RunAsync(options, ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // Ctrl+C / SIGTERM: the step in flight finished, nothing was written (outputs appear only whole)
+                Console.Error.WriteLine("nbp-run: interrupted; no output written");
+                return Interrupted;
             }
             catch (Exception e) when (IsInputError(e))
             {
@@ -115,13 +123,21 @@ public static class GenerateCommand
     }
 
     private static bool IsInputError(Exception e) => e is CliInputException or InvalidDataException or SafetensorsFormatException or ModelConfigException
-        or WeightShapeException or GenerationException or CheckpointFormatException or OutputPathException or FileNotFoundException or ArgumentException or NotSupportedException
+        or WeightShapeException or WeightValueException or GenerationException or CheckpointFormatException or OutputPathException or FileNotFoundException or ArgumentException or NotSupportedException
         or InvalidOperationException;
 
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
         ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, CpuWeightLayout CpuWeights, bool Quiet,
-        string? Tokenizer, string? Input, string? Output, int Fps);
+        string? Tokenizer, string? Input, string? Output, int Fps, bool SkipFiniteCheck);
+
+    /// <summary>Exit code after an interrupt (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
+
+    internal static void CheckThreads(int? threads)
+    {
+        if (threads is < 1 or > WorkerPool.MaxThreads) throw new CliInputException($"--threads must be in [1, {WorkerPool.MaxThreads}], found {threads}");
+    }
 
     /// <summary>Runs a subcommand body with the same one-line error reporting as generation.</summary>
     internal static int Guard(Func<int> body)
@@ -139,7 +155,7 @@ public static class GenerateCommand
 
     private static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
-        if (o.Threads is < 1) throw new CliInputException($"--threads must be >= 1, found {o.Threads}");
+        CheckThreads(o.Threads);
         // every output checked before anything is loaded: a bad path must not cost a whole generation
         string?[] inputs = [o.Weights, o.Tokenizer, o.PromptTokens, o.Input];
         OutputChecks.Files(inputs, ("--tokens-out", o.TokensOut), ("--logits-out", o.LogitsOut), ("--stats-json", o.StatsJson));
@@ -153,7 +169,7 @@ public static class GenerateCommand
         });
         using var loggers = new StderrLoggerFactory(LogLevel.Information);
         var clock = Stopwatch.StartNew();
-        using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers, CpuWeights = o.CpuWeights }, null, ct);
+        using var model = await NbpModel.LoadAsync(o.Weights, new NbpModelOptions { Overrides = o.Overrides, LoggerFactory = loggers, CpuWeights = o.CpuWeights, CheckFinite = !o.SkipFiniteCheck }, null, ct);
         double loadSeconds = clock.Elapsed.TotalSeconds;
         var cfg = model.Config;
         Console.Error.WriteLine($"nbp-run: {o.Weights}: {cfg.LayerCount} layers, {cfg.HeadCount} heads, C = {cfg.EmbeddingSize}, V = {cfg.VocabSize}, " +

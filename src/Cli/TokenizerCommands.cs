@@ -1,6 +1,7 @@
 using System.CommandLine;
 using NbpEngine.Cli.IO;
 using NbpEngine.Loader.IO;
+using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Tokenizer;
 using NbpEngine.Kernels;
 using NbpEngine.Tokenizer.Device;
@@ -26,6 +27,7 @@ public static class TokenizerCommands
         var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
+            GenerateCommand.CheckThreads(parse.GetValue(threads));
             string?[] inputs = [parse.GetValue(tokenizer), parse.GetValue(tokens)];
             OutputChecks.Frames(parse.GetValue(output)!, parse.GetValue(fps), inputs);
             OutputChecks.Files(inputs, ("--raw-out", parse.GetValue(rawOut)));
@@ -56,6 +58,7 @@ public static class TokenizerCommands
         var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
+            GenerateCommand.CheckThreads(parse.GetValue(threads));
             OutputChecks.Files([parse.GetValue(tokenizer), parse.GetValue(input)], ("--tokens-out", parse.GetValue(tokensOut)));
             using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
             using var device = OpenDevice(model, parse.GetValue(backend)!);
@@ -101,6 +104,8 @@ public static class TokenizerCommands
     /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
     internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, DeviceTokenizer? device, string input, int frames, int size, int? threads)
     {
+        if (size < VideoTokenizer.SpatialFactor || size > ModelConfig.MaxResolution || size % VideoTokenizer.SpatialFactor != 0)
+            throw new CliInputException($"--size must be a multiple of {VideoTokenizer.SpatialFactor} in [{VideoTokenizer.SpatialFactor}, {ModelConfig.MaxResolution}], found {size}");
         VideoTokenizer.LatentFrames(frames);
         var (pixels, read) = VideoIO.Read(input, size, frames);
         if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");

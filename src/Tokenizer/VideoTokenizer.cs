@@ -18,7 +18,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
     public bool HasDecoder => _decoder.Count > 0;
     public bool HasEncoder => _encoder.Count > 0;
     /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>
-    public const int SpatialFactor = 8;
+    public const int SpatialFactor = NbpEngine.Loader.Checkpoint.ModelConfig.SpatialFactor;
     public int MaxChannels { get; }
     /// <summary>How the CPU runs the 3x3x3 convs (Auto: Winograd where it pays). For benchmarks and tests.</summary>
     public ConvAlgorithm ConvAlgorithm { get; set; } = ConvAlgorithm.Auto;

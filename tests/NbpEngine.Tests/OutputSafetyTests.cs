@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using NbpEngine.Cli;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tests.Support;
@@ -104,13 +106,73 @@ public class OutputSafetyTests : IDisposable
             }).ToList();
             SafetensorsWriter.Write(weights, tensors, source.Metadata.ToDictionary());
         }
+        var (loadCode, loadError) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet");
+        Assert.Equal(2, loadCode);
+        Assert.Contains("tensor 'transformer.head.weight' holds NaN at element 7 [0, 7]", loadError);
+        // past the loader's check, the sampler still refuses (the other backends' ids are range-checked by the generator)
         foreach (var sampling in new[] { new[] { "--greedy" }, new[] { "--top-p", "1" }, Array.Empty<string>() })
         {
-            var (code, stderr) = await CliRunner.Run(["--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet", "--backend", "cpu", .. sampling]);
+            var (code, stderr) = await CliRunner.Run(["--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet", "--backend", "cpu",
+                "--skip-finite-check", .. sampling]);
             Assert.Equal(2, code);
             Assert.Matches(@"error: step 0, row \d+: logits hold 1 NaN and 0 infinite values \(first at id 0\)", stderr);
             Assert.False(File.Exists(_dir.File("o.txt")));
         }
+    }
+
+    public static TheoryData<string[], string> OutOfRangeRequests => new()
+    {
+        { ["--steps", "268435465"], "positions" },
+        { ["--steps", "2147483647", "--block-size", "16"], "positions" },
+        { ["--threads", "100000"], "--threads must be in [1, 256]" },
+        { ["--resolution", "-64"], "resolution must be a positive multiple of 8" },
+        { ["--resolution", "4096"], "up to 1024" },
+        { ["--sequence-length", "6"], "sequence_length must be 1 + 4k" },
+        { ["--cond-token-num", "-1"], "cond_token_num must be in [0, 400)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(OutOfRangeRequests))]
+    public async Task SizesFromInputAreCheckedNotWrapped(string[] extra, string reason)
+    {
+        var (code, stderr) = await CliRunner.Run(["--weights", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"),
+            "--quiet", "--greedy", .. extra]);
+        Assert.Equal(2, code);
+        Assert.Contains(reason, stderr);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public async Task AHugePromptFileIsRefusedAfterTheModelsPositions()
+    {
+        string prompt = _dir.File("huge.txt");
+        using (var writer = new StreamWriter(prompt))
+            for (int i = 0; i < 200_000; i++) writer.Write("7 ");
+        var (code, stderr) = await CliRunner.Run("--weights", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", prompt, "--tokens-out", _dir.File("o.txt"));
+        Assert.Equal(2, code);
+        Assert.Contains("holds more than 400 tokens (the model has 400 positions)", stderr);
+    }
+
+    [Fact]
+    public async Task AnInterruptStopsAtAStepBoundaryExits130AndWritesNothing()
+    {
+        string output = _dir.File("o.txt");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, UseShellExecute = false };
+        // NTP on the emulated kernels: slow steps, so the signal lands mid-generation
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "nbp-run.dll"), "--weights", Fixtures.PathOf("frame_model.safetensors"),
+                     "--prompt-tokens", Prompt(), "--tokens-out", output, "--backend", "ilgpu-cpu", "--block-size", "1", "--steps", "270", "--greedy" })
+            psi.ArgumentList.Add(a);
+        using var process = Process.Start(psi)!;
+        string? line;
+        while ((line = await process.StandardError.ReadLineAsync()) is not null && !line.Contains("step 2/")) { }
+        Assert.True(line is not null, "nbp-run ended before its second step");
+        using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) await kill.WaitForExitAsync();
+        string rest = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == GenerateCommand.Interrupted, $"exit {process.ExitCode}: {rest}");
+        Assert.Contains("nbp-run: interrupted; no output written", rest);
+        Assert.False(File.Exists(output));
+        Assert.Equal(new[] { "prompt.txt" }, Directory.GetFileSystemEntries(_dir.Path).Select(Path.GetFileName));
     }
 
     [Fact]

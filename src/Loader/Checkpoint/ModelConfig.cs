@@ -33,6 +33,13 @@ public sealed record ModelConfig
     /// <summary>Video tokens of one clip: latent frames x (resolution/8)^2 (1280 for 17 frames at 128x128).</summary>
     public int VideoTokenCount => (1 + (SequenceLength - 1) / 4) * (Resolution / 8) * (Resolution / 8);
 
+    /// <summary>Largest frame side the engine accepts (resolution metadata, --size): 1024 x 1024 frames, 16,384 tokens per latent frame.</summary>
+    public const int MaxResolution = 1024;
+    /// <summary>Most frames per clip (1 + 4k): 1025 latent frames.</summary>
+    public const int MaxSequenceLength = 4097;
+    /// <summary>Frame side / latent side of the tokenizer (TOKENIZER.md).</summary>
+    public const int SpatialFactor = 8;
+
     public void Validate(string source)
     {
         void Require(bool ok, string what)
@@ -46,6 +53,12 @@ public sealed record ModelConfig
         Require(PositionCount > 0, $"block_size (positions) must be positive, found {PositionCount}");
         Require(BlockSize > 0, $"token_number_per_step must be positive, found {BlockSize}");
         Require(VideoVocabSize > 0, $"vocab_size (video vocabulary) must be positive, found {VideoVocabSize}");
+        Require(BlockSize <= PositionCount, $"token_number_per_step ({BlockSize}) exceeds block_size, the learned positions ({PositionCount})");
+        Require(CondTokenCount >= 0 && CondTokenCount < PositionCount, $"cond_token_num must be in [0, {PositionCount}), found {CondTokenCount}");
+        Require(Resolution > 0 && Resolution <= MaxResolution && Resolution % SpatialFactor == 0,
+            $"resolution must be a positive multiple of {SpatialFactor} up to {MaxResolution}, found {Resolution}");
+        Require(SequenceLength > 0 && SequenceLength <= MaxSequenceLength && (SequenceLength - 1) % 4 == 0,
+            $"sequence_length must be 1 + 4k frames, at most {MaxSequenceLength}, found {SequenceLength}");
         if (Hybrid)
             Require(ConditionVocabSize >= 0,
                 $"hybrid layout needs V >= vocab_size + B, found V = {VocabSize}, vocab_size = {VideoVocabSize}, B = {BlockSize}");

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NbpEngine.Loader.Safetensors;
@@ -6,6 +7,9 @@ namespace NbpEngine.Loader.Checkpoint;
 
 /// <summary>A required tensor is missing or has the wrong shape; the message names key, expected and found.</summary>
 public sealed class WeightShapeException(string message) : Exception(message);
+
+/// <summary>A weight holds NaN or an infinity: the message names the tensor, the element and its index.</summary>
+public sealed class WeightValueException(string message) : Exception(message);
 
 /// <summary>Pointers to one transformer block's float32 weights. Shapes as in MODEL.md §2.</summary>
 public readonly unsafe struct LayerWeights
@@ -51,17 +55,22 @@ public sealed unsafe class TransformerWeights : IDisposable
     /// <summary>Bytes converted into native memory (F16/BF16 tensors).</summary>
     public long ConvertedBytes { get; private set; }
 
-    private TransformerWeights(SafetensorsFile file, ModelConfig config)
+    private readonly bool _checkFinite;
+
+    private TransformerWeights(SafetensorsFile file, ModelConfig config, bool checkFinite)
     {
         _file = file;
+        _checkFinite = checkFinite;
         Config = config;
         Layers = new LayerWeights[config.LayerCount];
     }
 
     /// <summary>Maps every transformer key of <paramref name="file"/>; takes ownership of the file.</summary>
-    public static TransformerWeights Load(SafetensorsFile file, ModelConfig config, ILogger logger, IProgress<float>? progress = null, CancellationToken ct = default)
+    /// <param name="checkFinite">scan every weight for NaN and infinities (one pass over the file, vectorised); off only for trusted files</param>
+    public static TransformerWeights Load(SafetensorsFile file, ModelConfig config, ILogger logger, IProgress<float>? progress = null, CancellationToken ct = default,
+        bool checkFinite = true)
     {
-        var w = new TransformerWeights(file, config);
+        var w = new TransformerWeights(file, config, checkFinite);
         try
         {
             w.MapAll(logger, progress, ct);
@@ -130,14 +139,38 @@ public sealed unsafe class TransformerWeights : IDisposable
             throw new WeightShapeException($"{_file.Path}: tensor '{key}' has shape {tensor.ShapeText}, expected {TensorInfo.FormatShape(expected)}");
         used.Add(key);
         ParameterCount += tensor.ElementCount;
-        if (tensor.DType == TensorDType.F32) return (float*)_file.GetPointer(tensor);
+        float* values;
+        if (tensor.DType == TensorDType.F32) values = (float*)_file.GetPointer(tensor);
+        else
+        {
+            long bytes = tensor.ElementCount * sizeof(float);
+            values = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+            _owned.Add((nint)values);
+            ConvertedBytes += bytes;
+            SafetensorsFile.Widen(_file.GetPointer(tensor), tensor.DType, values, tensor.ElementCount);
+        }
+        if (_checkFinite) CheckFinite(tensor, values);
+        return values;
+    }
 
-        long bytes = tensor.ElementCount * sizeof(float);
-        var buffer = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-        _owned.Add((nint)buffer);
-        ConvertedBytes += bytes;
-        SafetensorsFile.Widen(_file.GetPointer(tensor), tensor.DType, buffer, tensor.ElementCount);
-        return buffer;
+    private void CheckFinite(TensorInfo tensor, float* values)
+    {
+        const int chunk = 1 << 24;
+        for (long start = 0; start < tensor.ElementCount; start += chunk)
+        {
+            var span = new ReadOnlySpan<float>(values + start, (int)Math.Min(chunk, tensor.ElementCount - start));
+            if (TensorPrimitives.IsFiniteAll(span)) continue;
+            long at = start;
+            while (float.IsFinite(values[at])) at++;
+            var index = new long[tensor.Shape.Length];
+            for (long rest = at, d = index.Length - 1; d >= 0; d--)
+            {
+                index[d] = rest % tensor.Shape[d];
+                rest /= tensor.Shape[d];
+            }
+            throw new WeightValueException($"{_file.Path}: tensor '{tensor.Name}' holds {values[at]} at element {at} {TensorInfo.FormatShape(index)}; " +
+                                           "the weights are broken (--skip-finite-check loads them anyway)");
+        }
     }
 
     public void Dispose()

@@ -66,10 +66,14 @@ public sealed record GenerationPlan
             steps = request.Steps ?? config.VideoTokenCount / b + b - 1;
         }
         if (steps < 1) throw new GenerationException($"steps must be >= 1, found {steps}");
+        // every step feeds at least one position: check in 64 bits before any int product is formed
+        long fedBeforeLastStep = mode == GenerationMode.Frame
+            ? promptLength + (steps - 1L) * b
+            : promptLength + (Math.Min(steps, b) - 1L) + Math.Max(0L, steps - (long)b) * b;
+        if (fedBeforeLastStep > config.PositionCount)
+            throw new GenerationException($"generation needs {fedBeforeLastStep} positions ({steps} steps of B = {b} after a {promptLength}-token prompt), the model has {config.PositionCount} learned positions");
 
         var plan = new GenerationPlan { Mode = mode, BlockSize = b, CondLength = cond, Steps = steps, PromptLength = promptLength, VocabSize = config.VocabSize };
-        if (plan.PositionsNeeded > config.PositionCount)
-            throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, the model has {config.PositionCount} learned positions");
         return plan;
     }
 }

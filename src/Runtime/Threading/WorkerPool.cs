@@ -26,13 +26,16 @@ public sealed class WorkerPool : IDisposable
     private int _running;
     private volatile bool _stopping;
     private ExceptionDispatchInfo? _failure;
+
+    /// <summary>Most worker threads a pool takes (each has its own stack and scratch; more than cores only slows work down).</summary>
+    public const int MaxThreads = 256;
     private readonly long[] _helperAllocatedBytes;
 
     public int ThreadCount { get; }
 
     public WorkerPool(int threadCount)
     {
-        if (threadCount < 1) throw new ArgumentOutOfRangeException(nameof(threadCount), threadCount, "at least one thread");
+        if (threadCount < 1 || threadCount > MaxThreads) throw new ArgumentOutOfRangeException(nameof(threadCount), threadCount, $"1 to {MaxThreads} threads");
         ThreadCount = threadCount;
         _threads = new Thread[threadCount - 1];
         _wake = new SemaphoreSlim[threadCount - 1];
