@@ -46,6 +46,11 @@ public sealed unsafe class VideoTokenizer : IDisposable
     private Conv3d Conv(string key, (int, int, int) stride, bool causal = true)
     {
         float* w = _weights.ConvWeight(key + ".weight", out int cout, out int cin, out int kt, out int kh, out int kw);
+        // the weight's first dimension sets cout: a bias that disagrees may mean either tensor is wrong, so name both
+        var bias = _weights.Info(key + ".bias", 1);
+        if (bias.ElementCount != cout)
+            throw new InvalidDataException($"{_weights.Path}: conv '{key}': weight {_weights.Info(key + ".weight", 5).ShapeText} has {cout} output channels " +
+                                           $"but its bias has shape {bias.ShapeText}; one of the two is mis-shaped");
         return new Conv3d(cin, cout, kt, kh, kw, stride, w, _weights.Vector(key + ".bias", cout), causal);
     }
 

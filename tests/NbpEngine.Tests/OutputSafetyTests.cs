@@ -143,6 +143,18 @@ public class OutputSafetyTests : IDisposable
     }
 
     [Fact]
+    public async Task AnEmptyTensorWithAHugeDimensionIsRefusedNotOverflowed()
+    {
+        string weights = _dir.File("zero.safetensors");
+        File.WriteAllBytes(weights, SafetensorsWriter.RawFile(
+            "{\"__metadata__\":{\"n_head\":\"4\"},\"transformer.tok_emb.weight\":{\"dtype\":\"F32\",\"shape\":[2147483648,0],\"data_offsets\":[0,0]}," +
+            "\"transformer.pos_emb\":{\"dtype\":\"F32\",\"shape\":[1,4,0],\"data_offsets\":[0,0]}}", []));
+        var (code, stderr) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"));
+        Assert.Equal(2, code);
+        Assert.Contains("tensor 'transformer.tok_emb.weight' has shape [2147483648, 0]: dimension 0 exceeds 2147483647", stderr);
+    }
+
+    [Fact]
     public async Task AHugePromptFileIsRefusedAfterTheModelsPositions()
     {
         string prompt = _dir.File("huge.txt");

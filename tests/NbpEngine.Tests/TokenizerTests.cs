@@ -100,7 +100,13 @@ public class TokenizerTests(ITestOutputHelper output)
             NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("prefixed.safetensors"), tensors.Select(t => ("first_stage_model." + t.Name, t.Shape, t.data)));
             NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("broken.safetensors"),
                 tensors.Where(t => t.Name != "decoder_layers.12.fn.5.conv.weight").Select(t => ("module." + t.Name, t.Shape, t.data)));
+            // a conv weight with half its output channels: the error names the weight, not only the bias it no longer matches
+            NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("misshaped.safetensors"), tensors.Select(t => t.Name == "encoder_layers.0.conv.weight"
+                ? (t.Name, new[] { t.Shape[0] / 2, t.Shape[1], t.Shape[2], t.Shape[3], t.Shape[4] }, t.data[..(t.data.Length / 2)])
+                : (t.Name, t.Shape, t.data)));
         }
+        var shape = Assert.Throws<InvalidDataException>(() => new VideoTokenizer(dir.File("misshaped.safetensors")));
+        Assert.Contains("conv 'encoder_layers.0.conv': weight [32, 3, 3, 3, 3] has 32 output channels but its bias has shape [64]", shape.Message);
         using (var prefixed = new VideoTokenizer(dir.File("prefixed.safetensors")))
             Assert.True(prefixed.HasDecoder && prefixed.HasEncoder);
         var e = Assert.Throws<InvalidDataException>(() => new VideoTokenizer(dir.File("broken.safetensors")));

@@ -95,9 +95,9 @@ public static class ModelConfigReader
 
         var tokEmb = RequireTensor(file, Prefix + "tok_emb.weight", 2);
         var posEmb = RequireTensor(file, Prefix + "pos_emb", 3);
-        int vocab = checked((int)tokEmb.Shape[0]);
-        int embd = checked((int)tokEmb.Shape[1]);
-        int positions = checked((int)posEmb.Shape[1]);
+        int vocab = Dimension(tokEmb, 0, path);
+        int embd = Dimension(tokEmb, 1, path);
+        int positions = Dimension(posEmb, 1, path);
         int layers = 0;
         while (file.TryGetTensor($"{Prefix}blocks.{layers}.ln1.weight", out _)) layers++;
         if (layers == 0) throw new ModelConfigException($"{path}: no transformer blocks found (expected key '{Prefix}blocks.0.ln1.weight')");
@@ -134,6 +134,11 @@ public static class ModelConfigReader
         config.Validate(path);
         return config;
     }
+
+    /// <summary>A dimension the engine indexes with 32-bit integers.</summary>
+    private static int Dimension(TensorInfo tensor, int axis, string path) => tensor.Shape[axis] <= int.MaxValue
+        ? (int)tensor.Shape[axis]
+        : throw new ModelConfigException($"{path}: tensor '{tensor.Name}' has shape {tensor.ShapeText}: dimension {axis} exceeds {int.MaxValue}");
 
     private static TensorInfo RequireTensor(SafetensorsFile file, string key, int rank)
     {
