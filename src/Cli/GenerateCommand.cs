@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -26,6 +27,27 @@ namespace NbpEngine.Cli;
 /// </summary>
 public static class GenerateCommand
 {
+    /// <summary>
+    /// Parses and runs nbp-run. A usage error (unknown option, bad value, missing argument) is one line and a hint,
+    /// exit 2, before anything runs; help and the commands themselves behave as System.CommandLine defines.
+    /// </summary>
+    public static async Task<int> InvokeAsync(string[] args)
+    {
+        var parse = Build().Parse(args);
+        if (parse.Action is ParseErrorAction)
+        {
+            // a bad value says more than a missing option that the same line also lacks
+            var error = parse.Errors.FirstOrDefault(e => !e.Message.Contains("required", StringComparison.OrdinalIgnoreCase)) ?? parse.Errors[0];
+            string first = string.Join(' ', error.Message.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Replace("System.UInt64", "a non-negative integer").Replace("System.Int32", "an integer").Replace("System.Single", "a number");
+            Console.Error.WriteLine($"nbp-run: error: {first}");
+            string command = parse.CommandResult.Command == parse.RootCommandResult.Command ? "nbp-run" : "nbp-run " + parse.CommandResult.Command.Name;
+            Console.Error.WriteLine($"nbp-run: see '{command} --help'");
+            return 2;
+        }
+        return await parse.InvokeAsync();
+    }
+
     public static RootCommand Build()
     {
         var weights = new Option<string>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)", Required = true };
@@ -193,6 +215,8 @@ public static class GenerateCommand
             Prompt = prompt, Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,
         };
         var plan = GenerationPlan.Resolve(request, cfg);
+        if (videoTokenizer is not null && plan.TokenCount < latent * latent)
+            throw new CliInputException($"{plan.Steps} steps generate {plan.TokenCount} tokens, less than one latent frame ({latent * latent}): no frame would be predicted");
         clock.Restart();
         using var session = model.CreateSession(new SessionOptions
         {

@@ -1,4 +1,3 @@
-using System.CommandLine;
 using NbpEngine.Cli;
 
-return await GenerateCommand.Build().Parse(args).InvokeAsync();
+return await GenerateCommand.InvokeAsync(args);

@@ -154,6 +154,21 @@ public class OutputSafetyTests : IDisposable
         Assert.Contains("tensor 'transformer.tok_emb.weight' has shape [2147483648, 0]: dimension 0 exceeds 2147483647", stderr);
     }
 
+    [Theory]
+    [InlineData(new[] { "--seed", "-1" }, "for option '--seed' as expected type 'a non-negative integer'", "nbp-run --help")]
+    [InlineData(new[] { "--bogus" }, "Unrecognized command or argument '--bogus'", "nbp-run --help")]
+    [InlineData(new[] { "--backend", "tpu" }, "Argument 'tpu' not recognized. Must be one of: 'cpu' 'cuda' 'ilgpu-cpu' 'auto'", "nbp-run --help")]
+    [InlineData(new[] { "convert", "only-source.ckpt" }, "Required argument 'DEST'", "nbp-run convert --help")]
+    public async Task AUsageErrorIsOneLineAndAHintWithExit2(string[] args, string reason, string hint)
+    {
+        var (code, stderr) = await CliRunner.Run(args);
+        Assert.Equal(2, code);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.Contains(reason, lines[0]);
+        Assert.Equal($"nbp-run: see '{hint}'", lines[1]);
+    }
+
     [Fact]
     public async Task AHugePromptFileIsRefusedAfterTheModelsPositions()
     {

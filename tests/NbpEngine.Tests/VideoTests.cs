@@ -123,6 +123,17 @@ public class VideoTests : IDisposable
     }
 
     [Fact]
+    public async Task TooFewStepsForOnePredictedFrameAreRefusedBeforeGenerating()
+    {
+        WriteFixtureFrames(_dir.File("clip"), 5, size: 64);
+        var (code, stderr) = await Run("--weights", TinyFullVocabularyModel(), "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"),
+            "--input", _dir.File("clip"), "--output", _dir.File("prediction"), "--steps", "2", "--quiet");
+        Assert.Equal(2, code);
+        Assert.Contains("2 steps generate 32 tokens, less than one latent frame (64): no frame would be predicted", stderr);
+        Assert.False(Directory.Exists(_dir.File("prediction")));
+    }
+
+    [Fact]
     public async Task FramePredictionFromPngFramesWritesFramesAndAStrip()
     {
         WriteFixtureFrames(_dir.File("clip"), 5, size: 64);

@@ -12,7 +12,7 @@ public static class CliRunner
         Console.SetError(capture);
         try
         {
-            return (await GenerateCommand.Build().Parse(args).InvokeAsync(), capture.ToString());
+            return (await GenerateCommand.InvokeAsync(args), capture.ToString());
         }
         finally
         {
