@@ -40,6 +40,10 @@ public class OutputSafetyTests : IDisposable
         Assert.Contains("does not exist", await RefusedBeforeGeneration(Generate("--tokens-out", _dir.File("missing/o.txt"))));
 
     [Fact]
+    public async Task TokensOutInAFolderThatTakesNoFiles() =>
+        Assert.Contains("cannot create files in /sys", await RefusedBeforeGeneration(Generate("--tokens-out", "/sys/o.txt")));
+
+    [Fact]
     public async Task TokensOutIsAFolder() =>
         Assert.Contains("is a folder", await RefusedBeforeGeneration(Generate("--tokens-out", _dir.Path)));
 
@@ -167,6 +171,43 @@ public class OutputSafetyTests : IDisposable
         Assert.Equal(2, lines.Length);
         Assert.Contains(reason, lines[0]);
         Assert.Equal($"nbp-run: see '{hint}'", lines[1]);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("30000")]
+    [InlineData("100")]
+    public async Task EncodeSizeIsBoundedBeforeReadingFrames(string size)
+    {
+        Directory.CreateDirectory(_dir.File("frames"));
+        var (code, stderr) = await CliRunner.Run("encode", "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"), "--input", _dir.File("frames"),
+            "--tokens-out", _dir.File("codes.txt"), "--size", size, "--frames", "5");
+        Assert.Equal(2, code);
+        Assert.Contains($"--size must be a multiple of 8 in [8, 1024], found {size}", stderr);
+    }
+
+    [Fact]
+    public async Task HugeFiniteWeightsAndATinyTemperatureGiveAnErrorOrTheGreedyLimitNeverACrash()
+    {
+        string weights = _dir.File("huge.safetensors");
+        using (var source = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")))
+        {
+            var tensors = source.Tensors.Select(t =>
+            {
+                var data = new float[t.ElementCount];
+                source.ReadAsFloat32(t, data);
+                if (t.Name.EndsWith("mlp.0.weight")) Array.Fill(data, 1e38f);
+                return (t.Name, t.Shape, data);
+            }).ToList();
+            SafetensorsWriter.Write(weights, tensors, source.Metadata.ToDictionary());
+        }
+        var (code, stderr) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet", "--backend", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("logits hold", stderr);
+        (code, stderr) = await CliRunner.Run(Generate("--tokens-out", _dir.File("t.txt"), "--quiet").Where(a => a != "--greedy").Concat(["--temperature", "1e-45"]).ToArray());
+        Assert.True(code == 0, stderr);
+        var greedy = Fixtures.Tokens("frame_b16_greedy.txt").Take(32);
+        Assert.Equal(greedy, File.ReadAllText(_dir.File("t.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
     }
 
     [Fact]
