@@ -207,21 +207,8 @@ public class LoaderTests : IDisposable
         }
     }
 
-    private string WriteTinyModel(Action<Dictionary<string, (long[] Shape, float[] Data)>>? edit = null, Dictionary<string, string>? metadata = null)
-    {
-        using var source = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors"));
-        var tensors = new Dictionary<string, (long[], float[])>();
-        foreach (var t in source.Tensors)
-        {
-            var data = new float[t.ElementCount];
-            source.ReadAsFloat32(t, data);
-            tensors[t.Name] = (t.Shape, data);
-        }
-        edit?.Invoke(tensors);
-        string path = _dir.File("model.safetensors");
-        SafetensorsWriter.Write(path, tensors.Select(kv => (kv.Key, kv.Value.Item1, kv.Value.Item2)), metadata ?? source.Metadata.ToDictionary());
-        return path;
-    }
+    private string WriteTinyModel(Action<Dictionary<string, (long[] Shape, float[] Data)>>? edit = null, Dictionary<string, string>? metadata = null) =>
+        EditedModel.Write(_dir.File("model.safetensors"), edit, metadata);
 
     [Fact]
     public async Task MisShapedKeyNamesTheKeyTheExpectedAndTheFoundShape()

@@ -98,18 +98,8 @@ public class OutputSafetyTests : IDisposable
     [Fact]
     public async Task ANaNWeightIsAClearErrorNotATokenSequence()
     {
-        string weights = _dir.File("nan.safetensors");
-        using (var source = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")))
-        {
-            var tensors = source.Tensors.Select(t =>
-            {
-                var data = new float[t.ElementCount];
-                source.ReadAsFloat32(t, data);
-                if (t.Name == "transformer.head.weight") data[7] = float.NaN; // row 0 of the head: logit id 0
-                return (t.Name, t.Shape, data);
-            }).ToList();
-            SafetensorsWriter.Write(weights, tensors, source.Metadata.ToDictionary());
-        }
+        // row 0 of the head: logit id 0
+        string weights = EditedModel.Write(_dir.File("nan.safetensors"), t => t["transformer.head.weight"].Data[7] = float.NaN);
         var (loadCode, loadError) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet");
         Assert.Equal(2, loadCode);
         Assert.Contains("tensor 'transformer.head.weight' holds NaN at element 7 [0, 7]", loadError);
@@ -189,18 +179,11 @@ public class OutputSafetyTests : IDisposable
     [Fact]
     public async Task HugeFiniteWeightsAndATinyTemperatureGiveAnErrorOrTheGreedyLimitNeverACrash()
     {
-        string weights = _dir.File("huge.safetensors");
-        using (var source = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")))
+        string weights = EditedModel.Write(_dir.File("huge.safetensors"), t =>
         {
-            var tensors = source.Tensors.Select(t =>
-            {
-                var data = new float[t.ElementCount];
-                source.ReadAsFloat32(t, data);
-                if (t.Name.EndsWith("mlp.0.weight")) Array.Fill(data, 1e38f);
-                return (t.Name, t.Shape, data);
-            }).ToList();
-            SafetensorsWriter.Write(weights, tensors, source.Metadata.ToDictionary());
-        }
+            foreach (var (name, (_, data)) in t)
+                if (name.EndsWith("mlp.0.weight", StringComparison.Ordinal)) Array.Fill(data, 1e38f);
+        });
         var (code, stderr) = await CliRunner.Run("--weights", weights, "--prompt-tokens", Prompt(), "--tokens-out", _dir.File("o.txt"), "--quiet", "--backend", "cpu");
         Assert.Equal(2, code);
         Assert.Contains("logits hold", stderr);

@@ -51,6 +51,16 @@ public class PickleMachineTests
     }
 
     [Fact]
+    public void NoneBytesAndStringsAreDistinctKeys()
+    {
+        // {None: 1, b'ab': 2, 'ab': 3, None: 4}
+        var dict = Assert.IsType<PyDict>(Load("80027d28" + "4e4b01" + "430261624b02" + "580200000061624b03" + "4e4b04" + "752e"));
+        Assert.Equal(3, dict.Count);
+        Assert.Null(dict.Entries[0].Key);
+        Assert.Equal(new object?[] { 4L, 2L, 3L }, dict.Entries.Select(e => e.Value));
+    }
+
+    [Fact]
     public void NestingIsBounded()
     {
         string deep = "8002" + string.Concat(Enumerable.Repeat("5d", PickleMachine.MaxDepth + 2)) + string.Concat(Enumerable.Repeat("61", PickleMachine.MaxDepth + 1)) + "2e";

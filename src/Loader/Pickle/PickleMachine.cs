@@ -222,13 +222,11 @@ public sealed class PickleMachine
         if (items.Count % 2 != 0) throw Fail("SETITEMS with an odd number of values");
         for (int i = 0; i < items.Count; i += 2)
         {
-            if (items[i] is null or bool or long or double or string or byte[] or PyTuple) dict.Set(items[i] ?? NoneKey, items[i + 1]);
+            if (items[i] is null or bool or long or double or string or byte[] or PyTuple) dict.Set(items[i], items[i + 1]);
             else throw Fail($"unhashable dict key of type {PyRepr.TypeName(items[i])}");
         }
         Checked(dict);
     }
-
-    private static readonly PyTuple NoneKey = new([null]);
 
     private void Build(object? target, object? state)
     {

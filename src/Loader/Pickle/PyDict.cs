@@ -7,19 +7,19 @@ namespace NbpEngine.Loader.Pickle;
 /// </summary>
 public sealed class PyDict : PyContainer
 {
-    private readonly List<KeyValuePair<object, object?>> _entries = [];
+    private readonly List<KeyValuePair<object?, object?>> _entries = [];
     private readonly Dictionary<object, int> _index = new(PyKeyComparer.Instance);
 
-    public IReadOnlyList<KeyValuePair<object, object?>> Entries => _entries;
+    public IReadOnlyList<KeyValuePair<object?, object?>> Entries => _entries;
     public int Count => _entries.Count;
     public PyDict? Attributes { get; internal set; }
 
-    internal void Set(object key, object? value)
+    internal void Set(object? key, object? value)
     {
-        if (_index.TryGetValue(key, out int at)) _entries[at] = new(_entries[at].Key, value);
+        if (_index.TryGetValue(PyKeyComparer.KeyOf(key), out int at)) _entries[at] = new(_entries[at].Key, value);
         else
         {
-            _index.Add(key, _entries.Count);
+            _index.Add(PyKeyComparer.KeyOf(key), _entries.Count);
             _entries.Add(new(key, value));
         }
         Track(key);
