@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using NbpEngine.Tests.Support;
+
+namespace NbpEngine.Tests.Kernels;
+
+/// <summary>What ptxas and cuobjdump (CUDA 11.8) make of one kernel for sm_90: the closest thing to a profiler without a GPU.</summary>
+public sealed record SassFigures(string Kernel, int Registers, int StackBytes, int SpillStoreBytes, int SpillLoadBytes, int SharedBytes,
+    int Instructions, int Hmma, int Ldg128, int Fp64, int LocalMemory);
+
+/// <summary>
+/// Compiles a kernel to PTX with ILGPU (ISA 7.8, the newest ptxas 11.8 reads), assembles it with <c>ptxas -v -arch=sm_90</c>
+/// and counts SASS instructions from <c>cuobjdump -sass</c>. The tools come from tools/sass/fetch-cuda-tools.sh
+/// (.ci/run fetches them into .cache/cuda-tools/bin); <see cref="ToolsFolder"/> is null where they are missing.
+/// </summary>
+public static partial class SassInspector
+{
+    public static string? ToolsFolder
+    {
+        get
+        {
+            var candidates = new[] { Environment.GetEnvironmentVariable("NBP_CUDA_TOOLS"), Path.Combine(Fixtures.RepositoryRoot, ".cache", "cuda-tools", "bin") };
+            return candidates.FirstOrDefault(c => c is not null && File.Exists(Path.Combine(c, "ptxas")) && File.Exists(Path.Combine(c, "cuobjdump"))
+                                                   && File.Exists(Path.Combine(c, "nvdisasm")));
+        }
+    }
+
+    public static string Name(MethodInfo m) => m.DeclaringType!.Name + "." + m.Name + (m.IsGenericMethod ? "<" + m.GetGenericArguments()[0].Name + ">" : "");
+
+    public static SassFigures Inspect(MethodInfo kernel, string scratch)
+    {
+        string tools = ToolsFolder ?? throw new InvalidOperationException("ptxas/cuobjdump/nvdisasm not found: bash tools/sass/fetch-cuda-tools.sh");
+        using var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_78, null!);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), new KernelSpecialization());
+        string name = Name(kernel).Replace('<', '_').Replace('>', '_'), ptx = Path.Combine(scratch, name + ".ptx"), cubin = Path.Combine(scratch, name + ".cubin");
+        File.WriteAllText(ptx, compiled.PTXAssembly);
+        string info = Run(Path.Combine(tools, "ptxas"), tools, "-v", "-arch=sm_90", "-o", cubin, ptx);
+        string sass = Run(Path.Combine(tools, "cuobjdump"), tools, "-sass", cubin);
+        var ops = Instruction().Matches(sass).Select(m => m.Groups[1].Value).ToList();
+        return new SassFigures(Name(kernel),
+            Number(info, @"Used (\d+) registers"), Number(info, @"(\d+) bytes stack frame"), Number(info, @"(\d+) bytes spill stores"),
+            Number(info, @"(\d+) bytes spill loads"), Number(info, @"(\d+) bytes smem"),
+            ops.Count, ops.Count(o => o.StartsWith("HMMA", StringComparison.Ordinal)), ops.Count(o => o.StartsWith("LDG", StringComparison.Ordinal) && o.Contains(".128")),
+            ops.Count(o => Fp64().IsMatch(o)), ops.Count(o => o.StartsWith("LDL", StringComparison.Ordinal) || o.StartsWith("STL", StringComparison.Ordinal)));
+    }
+
+    /// <summary>Runs a tool with nvdisasm on PATH; returns stdout + stderr, throws with both when it fails.</summary>
+    private static string Run(string exe, string tools, params string[] args)
+    {
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["PATH"] = tools + ":" + Environment.GetEnvironmentVariable("PATH");
+        using var process = Process.Start(psi)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0) throw new InvalidOperationException($"{Path.GetFileName(exe)} {string.Join(' ', args)} failed ({process.ExitCode}): {stderr.Result}{stdout}");
+        return stdout + stderr.Result;
+    }
+
+    private static int Number(string text, string pattern)
+    {
+        var m = Regex.Match(text, pattern);
+        return m.Success ? int.Parse(m.Groups[1].Value) : 0;
+    }
+
+    /// <summary>One SASS line: /*0a30*/ [@P0] MNEMONIC.MODIFIERS operands ;</summary>
+    [GeneratedRegex(@"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)", RegexOptions.Multiline)]
+    private static partial Regex Instruction();
+
+    /// <summary>Double-precision arithmetic, conversion and comparison.</summary>
+    [GeneratedRegex(@"^(DADD|DMUL|DFMA|DSETP|DMNMX|DSET|F2F\.F64|F2F\.F32\.F64|I2F\.F64|F2I\.F64|MUFU\.RCP64H|MUFU\.RSQ64H)")]
+    private static partial Regex Fp64();
+}

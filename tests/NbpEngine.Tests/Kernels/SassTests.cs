@@ -1,0 +1,63 @@
+using NbpEngine.Kernels;
+using NbpEngine.Tests.Support;
+using Xunit.Abstractions;
+
+namespace NbpEngine.Tests.Kernels;
+
+/// <summary>A [Theory] that is skipped, with the reason, when ptxas/cuobjdump/nvdisasm are not fetched (.ci/run fetches them).</summary>
+public sealed class TheoryRequiringCudaToolsAttribute : TheoryAttribute
+{
+    public TheoryRequiringCudaToolsAttribute()
+    {
+        if (SassInspector.ToolsFolder is null) Skip = "ptxas/cuobjdump/nvdisasm not found: bash tools/sass/fetch-cuda-tools.sh";
+    }
+}
+
+/// <summary>A [Fact] skipped likewise.</summary>
+public sealed class FactRequiringCudaToolsAttribute : FactAttribute
+{
+    public FactRequiringCudaToolsAttribute()
+    {
+        if (SassInspector.ToolsFolder is null) Skip = "ptxas/cuobjdump/nvdisasm not found: bash tools/sass/fetch-cuda-tools.sh";
+    }
+}
+
+/// <summary>
+/// What the GPU will run, checked without a GPU: every kernel must assemble with ptxas for sm_90 (the PTX tests
+/// only check ILGPU's output), and the tensor-core kernel must really issue HMMA. The table of figures goes to
+/// the test output, and to the file named by NBP_SASS_TABLE when set (bench/RESULTS.md quotes it).
+/// </summary>
+public class SassTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    public static TheoryData<string> Kernels() => new(KernelCatalog.All().Select(SassInspector.Name));
+
+    [TheoryRequiringCudaTools]
+    [MemberData(nameof(Kernels))]
+    public void EveryKernelAssemblesForSm90(string name)
+    {
+        var figures = SassInspector.Inspect(KernelCatalog.All().Single(m => SassInspector.Name(m) == name), _dir.Path);
+        output.WriteLine(figures.ToString());
+        Assert.InRange(figures.Registers, 1, 255);
+        Assert.True(figures.Instructions > 10, $"{name}: only {figures.Instructions} SASS instructions parsed");
+        if (name.StartsWith("TensorCoreMatMulKernel", StringComparison.Ordinal)) Assert.True(figures.Hmma > 0, $"{name}: no HMMA in the SASS");
+        else Assert.Equal(0, figures.Hmma);
+    }
+
+    [FactRequiringCudaTools]
+    public void TheFigureTable()
+    {
+        var rows = KernelCatalog.All().Select(k => SassInspector.Inspect(k, _dir.Path)).ToList();
+        var lines = new List<string>
+        {
+            "| kernel | registers | stack B | spill st/ld B | smem B | SASS instr. | HMMA | LDG.128 | fp64 ops | LDL/STL |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        };
+        lines.AddRange(rows.Select(f => $"| {f.Kernel} | {f.Registers} | {f.StackBytes} | {f.SpillStoreBytes}/{f.SpillLoadBytes} | {f.SharedBytes} | {f.Instructions} | {f.Hmma} | {f.Ldg128} | {f.Fp64} | {f.LocalMemory} |"));
+        foreach (var line in lines) output.WriteLine(line);
+        if (Environment.GetEnvironmentVariable("NBP_SASS_TABLE") is { Length: > 0 } path) File.WriteAllLines(path, lines);
+        Assert.Equal(KernelCatalog.All().Count(), rows.Select(r => r.Kernel).Distinct().Count());
+    }
+}
