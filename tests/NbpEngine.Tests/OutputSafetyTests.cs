@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using NbpEngine.Cli;
+using NbpEngine.Loader.IO;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tests.Support;
@@ -85,6 +86,34 @@ public class OutputSafetyTests : IDisposable
             "--latent-size", "4", "--out", _dir.File(output), "--fps", fps);
         Assert.Contains(reason, line);
         Assert.Equal("earlier results", File.ReadAllText(_dir.File("full/keep.txt")));
+    }
+
+    [Fact]
+    public void AWriteThatFailsHalfWayLeavesTheOldFileAndNoTemporaryOne()
+    {
+        string path = _dir.File("tokens.txt");
+        File.WriteAllText(path, "earlier result");
+        Assert.Throws<IOException>(() => OutputPath.WriteAtomically(path, stream =>
+        {
+            stream.Write(new byte[1000]);
+            throw new IOException("disk full (simulated)");
+        }));
+        Assert.Equal("earlier result", File.ReadAllText(path));
+        Assert.Equal(new[] { "tokens.txt" }, Directory.GetFileSystemEntries(_dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void AFramesFolderThatFailsHalfWayIsNotLeftBehind()
+    {
+        string folder = _dir.File("frames");
+        Assert.Throws<IOException>(() => OutputPath.WriteFolderAtomically(folder, temporary =>
+        {
+            File.WriteAllText(Path.Combine(temporary, "frame_000.png"), "x");
+            throw new IOException("interrupted (simulated)");
+        }));
+        Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+        OutputPath.WriteFolderAtomically(folder, temporary => File.WriteAllText(Path.Combine(temporary, "frame_000.png"), "x"));
+        Assert.Equal(new[] { "frame_000.png" }, Directory.GetFiles(folder).Select(Path.GetFileName));
     }
 
     [Fact]
