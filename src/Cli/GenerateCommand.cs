@@ -17,6 +17,7 @@ using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Runtime.Threading;
 using NbpEngine.Tokenizer;
+using NbpEngine.Tokenizer.Text;
 using NbpEngine.Tokenizer.Video;
 
 namespace NbpEngine.Cli;
@@ -50,8 +51,12 @@ public static class GenerateCommand
 
     public static RootCommand Build()
     {
-        var weights = new Option<string>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)", Required = true };
+        var weights = new Option<string?>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)" };
         var promptTokens = new Option<string?>("--prompt-tokens") { Description = "file of whitespace-separated model-vocabulary ids fed in the prefill" };
+        var textPrompt = new Option<string?>("--prompt") { Description = "UCF (hybrid) model: the condition as text, through --text-tokenizer" };
+        var className = TextCommands.ClassOption();
+        var textTokenizer = TextCommands.TextTokenizerOption();
+        var padding = TextCommands.PaddingOption();
         var tokensOut = new Option<string?>("--tokens-out") { Description = "file for the generated ids (middle-bos removed)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "video tokenizer: with --input and --output, frame prediction from real frames to a video" };
         var input = new Option<string?>("--input") { Description = "conditioning frames: PNG folder or video file (the first 5 frames are used for K600)" };
@@ -92,21 +97,26 @@ public static class GenerateCommand
 
         var root = new RootCommand("nbp-run: Next-Block-Prediction video token generation")
         {
-            weights, promptTokens, tokensOut, tokenizer, input, output, fps, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
+            weights, promptTokens, textPrompt, className, textTokenizer, padding, tokensOut, tokenizer, input, output, fps, steps, blockSize, mode, condLength, greedy, topK, topP, temperature, seed,
             logitsOut, threads, backend, deviceWeights, tensorCores, cpuWeights, statsJson, quiet, skipFinite, nHead, modelBlock, videoVocab, hybrid, condTokens, resolution, sequenceLength,
         };
         root.Subcommands.Add(TokenizerCommands.Decode());
         root.Subcommands.Add(TokenizerCommands.Encode());
         root.Subcommands.Add(ConvertCommand.Build());
+        root.Subcommands.Add(TextCommands.TextIds());
         root.SetAction(async (parse, ct) =>
         {
             try
             {
+                if (parse.GetValue(className) is "list") return TextCommands.ListClasses();
+                if (parse.GetValue(weights) is null) throw new CliInputException("--weights is required (a safetensors checkpoint)");
                 bool video = parse.GetValue(tokenizer) is not null || parse.GetValue(input) is not null || parse.GetValue(output) is not null;
+                bool words = parse.GetValue(textPrompt) is not null || parse.GetValue(className) is not null;
                 if (video && (parse.GetValue(tokenizer) is null || parse.GetValue(input) is null || parse.GetValue(output) is null))
                     throw new CliInputException("frame prediction from video needs --tokenizer, --input and --output together");
-                if (!video && (parse.GetValue(promptTokens) is null || parse.GetValue(tokensOut) is null))
-                    throw new CliInputException("give --prompt-tokens and --tokens-out (token generation), or --tokenizer, --input and --output (frame prediction from video)");
+                if ((words ? 1 : 0) + (parse.GetValue(promptTokens) is null ? 0 : 1) + (video ? 1 : 0) != 1 || (!video && parse.GetValue(tokensOut) is null))
+                    throw new CliInputException("give --tokens-out with one of --prompt-tokens or --prompt/--class (token generation), " +
+                                                "or --tokenizer, --input and --output (frame prediction from video)");
                 bool anySampling = parse.GetValue(topK) is not null || parse.GetValue(topP) is not null || parse.GetValue(temperature) is not null;
                 if (parse.GetValue(greedy) && anySampling) throw new CliInputException("--greedy cannot be combined with --top-k, --top-p or --temperature");
                 var sampling = parse.GetValue(greedy)
@@ -126,7 +136,8 @@ public static class GenerateCommand
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
                     parse.GetValue(tensorCores), parse.GetValue(cpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed, parse.GetValue(quiet),
-                    parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps), parse.GetValue(skipFinite));
+                    parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps), parse.GetValue(skipFinite),
+                    parse.GetValue(textPrompt), parse.GetValue(className), parse.GetValue(textTokenizer), parse.GetValue(padding));
                 return await RunAsync(options, ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -151,7 +162,8 @@ public static class GenerateCommand
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
         ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, CpuWeightLayout CpuWeights, bool Quiet,
-        string? Tokenizer, string? Input, string? Output, int Fps, bool SkipFiniteCheck);
+        string? Tokenizer, string? Input, string? Output, int Fps, bool SkipFiniteCheck,
+        string? Text, string? ClassName, string? TextTokenizer, PaddingSide Padding);
 
     /// <summary>Exit code after an interrupt (128 + SIGINT, as shells report it).</summary>
     public const int Interrupted = 130;
@@ -179,7 +191,7 @@ public static class GenerateCommand
     {
         CheckThreads(o.Threads);
         // every output checked before anything is loaded: a bad path must not cost a whole generation
-        string?[] inputs = [o.Weights, o.Tokenizer, o.PromptTokens, o.Input];
+        string?[] inputs = [o.Weights, o.Tokenizer, o.PromptTokens, o.Input, o.TextTokenizer];
         OutputChecks.Files(inputs, ("--tokens-out", o.TokensOut), ("--logits-out", o.LogitsOut), ("--stats-json", o.StatsJson));
         if (o.Output is not null) OutputChecks.Frames(o.Output, o.Fps, inputs);
         VideoTokenizer? videoTokenizer = o.Tokenizer is null ? null : new VideoTokenizer(o.Tokenizer);
@@ -208,6 +220,12 @@ public static class GenerateCommand
             if (codes.Max() >= cfg.VideoVocabSize)
                 throw new CliInputException($"{o.Tokenizer}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
             prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
+        }
+        else if (o.Text is not null || o.ClassName is not null)
+        {
+            if (!cfg.Hybrid) throw new CliInputException($"{o.Weights}: --prompt and --class condition the hybrid (UCF) model; this checkpoint is not hybrid");
+            prompt = TextCommands.HybridPrompt(o.Text, o.ClassName, o.TextTokenizer, o.Padding, cfg.CondTokenCount, cfg.BlockSize, cfg.ConditionVocabSize);
+            Console.Error.WriteLine($"nbp-run: condition '{o.Text ?? UcfClasses.Prompt(UcfClasses.Find(o.ClassName!))}' -> {string.Join(' ', prompt)}");
         }
         else prompt = TokenFile.Read(o.PromptTokens!, cfg.PositionCount, $" (the model has {cfg.PositionCount} positions)");
         var request = new GenerationRequest

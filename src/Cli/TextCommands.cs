@@ -1,0 +1,71 @@
+using System.CommandLine;
+using NbpEngine.Cli.IO;
+using NbpEngine.Tokenizer.Text;
+
+namespace NbpEngine.Cli;
+
+/// <summary>
+/// Words to condition ids: <c>nbp-run text-ids</c> (LLaMA ids as the UCF model was conditioned, before the
+/// model-vocabulary shift, like llama.cpp's llama-tokenize), and the hybrid prompt that <c>--prompt</c> /
+/// <c>--class</c> give generation.
+/// </summary>
+public static class TextCommands
+{
+    public static Option<string?> TextTokenizerOption() => new("--text-tokenizer") { Description = "LLaMA SentencePiece tokenizer.model for --prompt / --class (UCF)" };
+
+    public static Option<string?> ClassOption() => new("--class") { Description = "a UCF-101 class name (e.g. ApplyEyeMakeup); 'list' prints all 101" };
+
+    public static Option<PaddingSide> PaddingOption()
+    {
+        var padding = new Option<PaddingSide>("--padding-side") { Description = "where EOS padding goes: right (the training tokenizer's default) | left", DefaultValueFactory = _ => PaddingSide.Right };
+        padding.AcceptOnlyFromAmong("right", "left");
+        return padding;
+    }
+
+    public static Command TextIds()
+    {
+        var tokenizer = TextTokenizerOption();
+        tokenizer.Required = true;
+        var length = new Option<int>("--cond-length") { Description = "condition length L (cond_token_num: 8 for UCF)", Required = true };
+        var padding = PaddingOption();
+        var className = ClassOption();
+        var texts = new Argument<string[]>("TEXT") { Description = "texts to tokenize, one line of L ids each", Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command("text-ids", "text -> the L LLaMA condition ids (BOS + pieces, truncated, EOS-padded), before the model-vocabulary shift")
+        {
+            tokenizer, length, padding, className, texts,
+        };
+        command.SetAction(parse => GenerateCommand.Guard(() =>
+        {
+            if (parse.GetValue(className) is "list") return ListClasses();
+            var inputs = parse.GetValue(texts) ?? [];
+            if (parse.GetValue(className) is { } name) inputs = [.. inputs, UcfClasses.Prompt(UcfClasses.Find(name))];
+            if (inputs.Length == 0) throw new CliInputException("give one or more texts, or --class NAME");
+            if (parse.GetValue(length) < 1) throw new CliInputException($"--cond-length must be >= 1, found {parse.GetValue(length)}");
+            var model = TextPromptTokenizer.Load(parse.GetValue(tokenizer)!);
+            foreach (var text in inputs)
+                Console.WriteLine(string.Join(' ', model.ConditionIds(text, parse.GetValue(length), parse.GetValue(padding))));
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>The 101 class names with their prompts, one per line, on stdout.</summary>
+    public static int ListClasses()
+    {
+        foreach (var name in UcfClasses.Names) Console.WriteLine($"{name}\t{UcfClasses.Prompt(name)}");
+        return 0;
+    }
+
+    /// <summary>
+    /// The hybrid prompt for a text or a class: shifted condition ids of length <paramref name="condLength"/> + bov (0).
+    /// </summary>
+    public static int[] HybridPrompt(string? text, string? className, string? tokenizerPath, PaddingSide padding, int condLength, int blockSize, int conditionVocabSize)
+    {
+        if (text is not null && className is not null) throw new CliInputException("give --prompt or --class, not both");
+        if (tokenizerPath is null) throw new CliInputException("--prompt and --class need --text-tokenizer (LLaMA's tokenizer.model)");
+        if (condLength < 1) throw new CliInputException($"the model's cond_token_num is {condLength}: it takes no text condition (pass --cond-token-num to override)");
+        string words = text ?? UcfClasses.Prompt(UcfClasses.Find(className!));
+        var ids = TextPromptTokenizer.Load(tokenizerPath).ConditionIds(words, condLength, padding);
+        return [.. TextPromptTokenizer.ModelIds(ids, blockSize, conditionVocabSize), 0];
+    }
+}
