@@ -30,9 +30,10 @@ public static class FuzzTargets
                     TokenFile.Read(input, 4096);
                     break;
                 case "png":
-                    // chunk CRCs recomputed first, or nearly every mutation would stop at the CRC check
-                    File.WriteAllBytes(input, PngWithFixedCrcs(File.ReadAllBytes(input)));
-                    Png.ReadRgb(input);
+                    // chunk CRCs recomputed first (into a scratch copy), or nearly every mutation would stop at the CRC check
+                    string fixedPng = Path.Combine(scratch, "fixed.png");
+                    File.WriteAllBytes(fixedPng, PngWithFixedCrcs(File.ReadAllBytes(input)));
+                    Png.ReadRgb(fixedPng);
                     break;
                 case "pickle":
                     // the interpreter alone (inside a checkpoint, zip CRCs would stop nearly every mutation before it)
