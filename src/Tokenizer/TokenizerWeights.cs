@@ -50,6 +50,7 @@ internal sealed unsafe class TokenizerWeights : IDisposable
         if (t.ElementCount != length) throw new InvalidDataException($"{Path}: tokenizer tensor '{key}' has shape {t.ShapeText}, expected {length} values");
         float* p = _arena.Floats(length);
         SafetensorsFile.Widen(_file.GetPointer(t), t.DType, p, length);
+        RequireFinite(t, p);
         return p;
     }
 
@@ -59,7 +60,11 @@ internal sealed unsafe class TokenizerWeights : IDisposable
         var t = Info(key, 5);
         cout = (int)t.Shape[0]; cin = (int)t.Shape[1]; kt = (int)t.Shape[2]; kh = (int)t.Shape[3]; kw = (int)t.Shape[4];
         var raw = new float[t.ElementCount];
-        fixed (float* r = raw) SafetensorsFile.Widen(_file.GetPointer(t), t.DType, r, raw.Length);
+        fixed (float* r = raw)
+        {
+            SafetensorsFile.Widen(_file.GetPointer(t), t.DType, r, raw.Length);
+            RequireFinite(t, r);
+        }
         float* p = _arena.Floats(raw.Length);
         int taps = kt * kh * kw;
         for (int o = 0; o < cout; o++)
@@ -70,6 +75,11 @@ internal sealed unsafe class TokenizerWeights : IDisposable
     }
 
     public float* Floats(long count) => _arena.Floats(count);
+
+    private void RequireFinite(TensorInfo tensor, float* values)
+    {
+        if (FiniteValues.Describe(Path, tensor, values) is { } problem) throw new InvalidDataException($"{problem}; the tokenizer weights are broken");
+    }
 
     public void Dispose()
     {

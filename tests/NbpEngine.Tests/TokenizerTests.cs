@@ -104,7 +104,12 @@ public class TokenizerTests(ITestOutputHelper output)
             NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("misshaped.safetensors"), tensors.Select(t => t.Name == "encoder_layers.0.conv.weight"
                 ? (t.Name, new[] { t.Shape[0] / 2, t.Shape[1], t.Shape[2], t.Shape[3], t.Shape[4] }, t.data[..(t.data.Length / 2)])
                 : (t.Name, t.Shape, t.data)));
+            NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(dir.File("nan.safetensors"), tensors.Select(t => t.Name == "decoder_layers.3.fn.0.bias"
+                ? (t.Name, t.Shape, t.data.Select((v, i) => i == 5 ? float.NaN : v).ToArray())
+                : (t.Name, t.Shape, t.data)));
         }
+        var nan = Assert.Throws<InvalidDataException>(() => new VideoTokenizer(dir.File("nan.safetensors")));
+        Assert.Contains("tensor 'decoder_layers.3.fn.0.bias' holds NaN at element 5 [5]", nan.Message);
         var shape = Assert.Throws<InvalidDataException>(() => new VideoTokenizer(dir.File("misshaped.safetensors")));
         Assert.Contains("conv 'encoder_layers.0.conv': weight [32, 3, 3, 3, 3] has 32 output channels but its bias has shape [64]", shape.Message);
         using (var prefixed = new VideoTokenizer(dir.File("prefixed.safetensors")))

@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NbpEngine.Loader.Safetensors;
@@ -155,22 +154,8 @@ public sealed unsafe class TransformerWeights : IDisposable
 
     private void CheckFinite(TensorInfo tensor, float* values)
     {
-        const int chunk = 1 << 24;
-        for (long start = 0; start < tensor.ElementCount; start += chunk)
-        {
-            var span = new ReadOnlySpan<float>(values + start, (int)Math.Min(chunk, tensor.ElementCount - start));
-            if (TensorPrimitives.IsFiniteAll(span)) continue;
-            long at = start;
-            while (float.IsFinite(values[at])) at++;
-            var index = new long[tensor.Shape.Length];
-            for (long rest = at, d = index.Length - 1; d >= 0; d--)
-            {
-                index[d] = rest % tensor.Shape[d];
-                rest /= tensor.Shape[d];
-            }
-            throw new WeightValueException($"{_file.Path}: tensor '{tensor.Name}' holds {values[at]} at element {at} {TensorInfo.FormatShape(index)}; " +
-                                           "the weights are broken (--skip-finite-check loads them anyway)");
-        }
+        if (FiniteValues.Describe(_file.Path, tensor, values) is { } problem)
+            throw new WeightValueException($"{problem}; the weights are broken (--skip-finite-check loads them anyway)");
     }
 
     public void Dispose()
