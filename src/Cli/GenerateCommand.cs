@@ -46,8 +46,19 @@ public static class GenerateCommand
             Console.Error.WriteLine($"nbp-run: see '{command} --help'");
             return 2;
         }
-        return await parse.InvokeAsync();
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            // not the user's mistake (those exit 2 inside the commands): one line, the stack trace only on request
+            Console.Error.WriteLine($"nbp-run: internal error: {e.GetType().Name}: {e.Message}");
+            Console.Error.WriteLine(parse.GetValue<bool>("--verbose") ? e.ToString() : "nbp-run: run again with --verbose for the stack trace, and please report it");
+            return 1;
+        }
     }
+
 
     public static RootCommand Build()
     {
@@ -102,6 +113,7 @@ public static class GenerateCommand
         };
         root.Subcommands.Add(TokenizerCommands.Decode());
         root.Subcommands.Add(TokenizerCommands.Encode());
+        root.Options.Add(new Option<bool>("--verbose") { Description = "print the stack trace of an internal error", Recursive = true });
         root.Subcommands.Add(ConvertCommand.Build());
         root.Subcommands.Add(TextCommands.TextIds());
         root.SetAction(async (parse, ct) =>

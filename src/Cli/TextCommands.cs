@@ -22,6 +22,9 @@ public static class TextCommands
         return padding;
     }
 
+    /// <summary>Longest condition text-ids prints (UCF uses 8).</summary>
+    public const int MaxConditionLength = 4096;
+
     public static Command TextIds()
     {
         var tokenizer = TextTokenizerOption();
@@ -40,7 +43,8 @@ public static class TextCommands
             var inputs = parse.GetValue(texts) ?? [];
             if (parse.GetValue(className) is { } name) inputs = [.. inputs, UcfClasses.Prompt(UcfClasses.Find(name))];
             if (inputs.Length == 0) throw new CliInputException("give one or more texts, or --class NAME");
-            if (parse.GetValue(length) < 1) throw new CliInputException($"--cond-length must be >= 1, found {parse.GetValue(length)}");
+            if (parse.GetValue(length) is < 1 or > MaxConditionLength)
+                throw new CliInputException($"--cond-length must be in [1, {MaxConditionLength}], found {parse.GetValue(length)}");
             var model = TextPromptTokenizer.Load(parse.GetValue(tokenizer)!);
             foreach (var text in inputs)
                 Console.WriteLine(string.Join(' ', model.ConditionIds(text, parse.GetValue(length), parse.GetValue(padding))));

@@ -111,6 +111,14 @@ public class TextPromptCliTests : IDisposable
     }
 
     [Fact]
+    public async Task AConditionLengthOutOfRangeIsRefused()
+    {
+        var (code, stderr) = await CliRunner.Run("text-ids", "--text-tokenizer", Model, "--cond-length", "2000000000", "a");
+        Assert.Equal(2, code);
+        Assert.Contains("--cond-length must be in [1, 4096], found 2000000000", stderr);
+    }
+
+    [Fact]
     public async Task AnUnknownClassNamesTheClosestOnes()
     {
         var (code, stderr) = await CliRunner.Run("text-ids", "--text-tokenizer", Model, "--cond-length", "8", "--class", "Archerry");
