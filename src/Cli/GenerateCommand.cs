@@ -35,6 +35,7 @@ public static class GenerateCommand
     public static async Task<int> InvokeAsync(string[] args)
     {
         var parse = Build().Parse(args);
+        Report.Quiet = parse.GetValue<bool>("--quiet");
         if (parse.Action is ParseErrorAction)
         {
             // a bad value says more than a missing option that the same line also lacks
@@ -95,7 +96,7 @@ public static class GenerateCommand
         var cpuWeights = new Option<string>("--cpu-weights") { Description = "CPU backend: in-place (no extra memory) | packed (a packed copy of the matrices: ~25% faster generation after a one-time packing)", DefaultValueFactory = _ => "in-place" };
         cpuWeights.AcceptOnlyFromAmong("packed", "in-place");
         var statsJson = new Option<string?>("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };
-        var quiet = new Option<bool>("--quiet") { Description = "no per-step progress lines" };
+        var quiet = new Option<bool>("--quiet") { Description = "no progress or detail lines (errors and what was written still appear)", Recursive = true };
         var skipFinite = new Option<bool>("--skip-finite-check") { Description = "do not scan the weights for NaN/Inf when loading (trusted multi-GB files)" };
         // Config overrides (MODEL.md §2: the CLI can override any metadata value).
         var nHead = new Option<int?>("--n-head") { Description = "override n_head" };

@@ -109,14 +109,14 @@ public static class TokenizerCommands
         VideoTokenizer.LatentFrames(frames);
         var (pixels, read) = VideoIO.Read(input, size, frames);
         if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");
-        Console.Error.WriteLine($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
-        if (device is null) Console.Error.WriteLine($"nbp-run: CPU weight preparation took {model.PrepareEncode(frames, size, size):F3} s");
+        Report.Detail($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
+        if (device is null) Report.Detail($"nbp-run: CPU weight preparation took {model.PrepareEncode(frames, size, size):F3} s");
         Cpu.Volume.ResetPeak();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var codes = device is not null
-            ? device.Encode(pixels, frames, size, size, Progress("encode"))
-            : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Progress("encode"));
-        Console.Error.WriteLine($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
+            ? device.Encode(pixels, frames, size, size, Report.Progress("encode"))
+            : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Report.Progress("encode"));
+        Report.Detail($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
             + CpuDetails(model, device));
         return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
     }
@@ -125,14 +125,14 @@ public static class TokenizerCommands
     {
         int latentFrames = codes.Length / (latentSize * latentSize);
         int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
-        Console.Error.WriteLine($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
-        if (device is null) Console.Error.WriteLine($"nbp-run: CPU weight preparation took {model.PrepareDecode(latentFrames, latentSize, latentSize):F3} s");
+        Report.Detail($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
+        if (device is null) Report.Detail($"nbp-run: CPU weight preparation took {model.PrepareDecode(latentFrames, latentSize, latentSize):F3} s");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Cpu.Volume.ResetPeak();
         var pixels = device is not null
-            ? device.Decode(codes, latentFrames, latentSize, latentSize, Progress("decode"))
-            : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Progress("decode"));
-        Console.Error.WriteLine($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
+            ? device.Decode(codes, latentFrames, latentSize, latentSize, Report.Progress("decode"))
+            : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Report.Progress("decode"));
+        Report.Detail($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
             + CpuDetails(model, device));
         return (pixels, frames, size, size);
     }
@@ -165,17 +165,5 @@ public static class TokenizerCommands
         }
         VideoIO.WriteVideo(output, frames, height, width, fps);
         Console.Error.WriteLine($"nbp-run: video -> {output}");
-    }
-
-    private static IProgress<float> Progress(string what)
-    {
-        int last = -1;
-        return new Progress<float>(f =>
-        {
-            int tenth = (int)(f * 10);
-            if (tenth == last) return;
-            last = tenth;
-            Console.Error.WriteLine($"nbp-run: {what} {tenth * 10}%");
-        });
     }
 }

@@ -141,6 +141,10 @@ public class VideoTests : IDisposable
             "--input", _dir.File("clip"), "--output", _dir.File("prediction"), "--threads", "2", "--quiet", "--seed", "3");
         Assert.True(code == 0, stderr);
         Assert.Contains("12 steps", stderr);
+        // --quiet: no percent, preparation or per-phase detail lines from encode/decode (there were 22)
+        Assert.DoesNotContain("%", stderr);
+        Assert.DoesNotContain("decode on", stderr);
+        Assert.True(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length <= 6, stderr);
         Assert.Equal(17, Directory.GetFiles(_dir.File("prediction"), "frame_*.png").Length);
         var (_, w, h) = Png.ReadRgb(Path.Combine(_dir.File("prediction"), "strip.png"));
         Assert.Equal((64 * 17, 64), (w, h)); // 5 real conditioning frames + 12 predicted
