@@ -60,7 +60,6 @@ public static class GenerateCommand
         }
     }
 
-
     public static RootCommand Build()
     {
         var weights = new Option<string?>("--weights") { Description = "safetensors checkpoint (MODEL.md §2)" };
@@ -148,7 +147,7 @@ public static class GenerateCommand
                     parse.GetValue(threads),
                     parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
                     parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-                    parse.GetValue(tensorCores), parse.GetValue(cpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed, parse.GetValue(quiet),
+                    parse.GetValue(tensorCores), parse.GetValue(cpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed,
                     parse.GetValue(tokenizer), parse.GetValue(input), parse.GetValue(output), parse.GetValue(fps), parse.GetValue(skipFinite),
                     parse.GetValue(textPrompt), parse.GetValue(className), parse.GetValue(textTokenizer), parse.GetValue(padding));
                 return await RunAsync(options, ct);
@@ -174,7 +173,7 @@ public static class GenerateCommand
 
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
-        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, CpuWeightLayout CpuWeights, bool Quiet,
+        ulong Seed, int? Threads, BackendKind Backend, WeightStorage DeviceWeights, bool TensorCores, CpuWeightLayout CpuWeights,
         string? Tokenizer, string? Input, string? Output, int Fps, bool SkipFiniteCheck,
         string? Text, string? ClassName, string? TextTokenizer, PaddingSide Padding);
 
@@ -237,8 +236,8 @@ public static class GenerateCommand
         else if (o.Text is not null || o.ClassName is not null)
         {
             if (!cfg.Hybrid) throw new CliInputException($"{o.Weights}: --prompt and --class condition the hybrid (UCF) model; this checkpoint is not hybrid");
-            prompt = TextCommands.HybridPrompt(o.Text, o.ClassName, o.TextTokenizer, o.Padding, cfg.CondTokenCount, cfg.BlockSize, cfg.ConditionVocabSize);
-            Console.Error.WriteLine($"nbp-run: condition '{o.Text ?? UcfClasses.Prompt(UcfClasses.Find(o.ClassName!))}' -> {string.Join(' ', prompt)}");
+            (string words, prompt) = TextCommands.HybridPrompt(o.Text, o.ClassName, o.TextTokenizer, o.Padding, cfg.CondTokenCount, cfg.BlockSize, cfg.ConditionVocabSize);
+            Console.Error.WriteLine($"nbp-run: condition '{words}' -> {string.Join(' ', prompt)}");
         }
         else prompt = TokenFile.Read(o.PromptTokens!, cfg.PositionCount, $" (the model has {cfg.PositionCount} positions)");
         var request = new GenerationRequest
@@ -273,7 +272,7 @@ public static class GenerateCommand
                 prefillSeconds = clock.Elapsed.TotalSeconds;
                 if (o.LogitsOut is not null) WriteLogits(session, cfg.VocabSize, o.LogitsOut);
             }
-            if (!o.Quiet) Console.Error.WriteLine($"nbp-run: step {generator.StepIndex}/{plan.Steps}: {written}/{plan.TokenCount} tokens, {clock.Elapsed.TotalSeconds:F2} s");
+            Report.Detail($"nbp-run: step {generator.StepIndex}/{plan.Steps}: {written}/{plan.TokenCount} tokens, {clock.Elapsed.TotalSeconds:F2} s");
         }
         double total = clock.Elapsed.TotalSeconds;
         if (o.TokensOut is not null) TokenFile.Write(o.TokensOut, tokens, plan.BlockSize);

@@ -61,15 +61,16 @@ public static class TextCommands
     }
 
     /// <summary>
-    /// The hybrid prompt for a text or a class: shifted condition ids of length <paramref name="condLength"/> + bov (0).
+    /// The hybrid prompt for a text or a class: shifted condition ids of length <paramref name="condLength"/> + bov (0),
+    /// with the words they came from.
     /// </summary>
-    public static int[] HybridPrompt(string? text, string? className, string? tokenizerPath, PaddingSide padding, int condLength, int blockSize, int conditionVocabSize)
+    public static (string Words, int[] Prompt) HybridPrompt(string? text, string? className, string? tokenizerPath, PaddingSide padding, int condLength, int blockSize, int conditionVocabSize)
     {
         if (text is not null && className is not null) throw new CliInputException("give --prompt or --class, not both");
         if (tokenizerPath is null) throw new CliInputException("--prompt and --class need --text-tokenizer (LLaMA's tokenizer.model)");
         if (condLength < 1) throw new CliInputException($"the model's cond_token_num is {condLength}: it takes no text condition (pass --cond-token-num to override)");
         string words = text ?? UcfClasses.Prompt(UcfClasses.Find(className!));
         var ids = TextPromptTokenizer.Load(tokenizerPath).ConditionIds(words, condLength, padding);
-        return [.. TextPromptTokenizer.ModelIds(ids, blockSize, conditionVocabSize), 0];
+        return (words, [.. TextPromptTokenizer.ModelIds(ids, blockSize, conditionVocabSize), 0]);
     }
 }
