@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using NbpEngine.Tests.Support;
 
 namespace NbpEngine.Tests;
@@ -34,17 +33,6 @@ public class ToolPackagingTests : IDisposable
         Assert.Contains("nbp-run", Path.GetFileName(package));
     }
 
-    private static string Run(string exe, params string[] args)
-    {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        using var process = Process.Start(psi)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{exe} {string.Join(' ', args)} exited {process.ExitCode}: {stdout}{stderr.Result}");
-        return stdout + stderr.Result;
-    }
+    private static string Run(string exe, params string[] args) =>
+        ProcessRunner.Run(exe, args, new Dictionary<string, string> { ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["DOTNET_NOLOGO"] = "1" });
 }

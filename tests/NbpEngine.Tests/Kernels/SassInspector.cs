@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
@@ -51,19 +50,9 @@ public static partial class SassInspector
             ops.Count(o => Fp64().IsMatch(o)), ops.Count(o => o.StartsWith("LDL", StringComparison.Ordinal) || o.StartsWith("STL", StringComparison.Ordinal)));
     }
 
-    /// <summary>Runs a tool with nvdisasm on PATH; returns stdout + stderr, throws with both when it fails.</summary>
-    private static string Run(string exe, string tools, params string[] args)
-    {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["PATH"] = tools + ":" + Environment.GetEnvironmentVariable("PATH");
-        using var process = Process.Start(psi)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0) throw new InvalidOperationException($"{Path.GetFileName(exe)} {string.Join(' ', args)} failed ({process.ExitCode}): {stderr.Result}{stdout}");
-        return stdout + stderr.Result;
-    }
+    /// <summary>Runs a CUDA tool with nvdisasm on PATH (cuobjdump calls it).</summary>
+    private static string Run(string exe, string tools, params string[] args) =>
+        ProcessRunner.Run(exe, args, new Dictionary<string, string> { ["PATH"] = tools + ":" + Environment.GetEnvironmentVariable("PATH") });
 
     private static int Number(string text, string pattern)
     {
