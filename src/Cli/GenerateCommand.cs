@@ -116,6 +116,7 @@ public static class GenerateCommand
         root.Options.Add(new Option<bool>("--verbose") { Description = "print the stack trace of an internal error", Recursive = true });
         root.Subcommands.Add(ConvertCommand.Build());
         root.Subcommands.Add(TextCommands.TextIds());
+        root.Subcommands.Add(BatchCommand.Build());
         root.SetAction(async (parse, ct) =>
         {
             try

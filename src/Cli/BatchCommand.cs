@@ -1,0 +1,241 @@
+using System.CommandLine;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using NbpEngine.Cli.IO;
+using NbpEngine.Loader.IO;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tokenizer.Text;
+
+namespace NbpEngine.Cli;
+
+/// <summary>
+/// <c>nbp-run batch --manifest jobs.jsonl --out DIR</c>: many generations from one loaded model. One JSON object per
+/// manifest line; each job's tokens go to DIR/ID.tokens.txt, written whole (temporary file + rename), so a job whose
+/// output exists is skipped and a killed run resumes where it stopped; a bad job goes to DIR/failures.jsonl and the
+/// rest go on. <c>--shard K/N</c> (or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with
+/// --shard-count) takes the jobs whose manifest line index mod N is K. <c>--batch N</c> runs N jobs at a time, each
+/// on its own session of the one model: a job's tokens depend only on the job (its own seed and random stream).
+/// </summary>
+public static partial class BatchCommand
+{
+    private static readonly HashSet<string> Keys = ["id", "prompt_tokens", "prompt", "class", "seed", "greedy", "top_k", "top_p", "temperature", "steps"];
+
+    /// <summary>Exit code when some jobs failed (the others' outputs are written): see DIR/failures.jsonl.</summary>
+    public const int SomeJobsFailed = 3;
+
+    private sealed record Job(int Line, string Id, JsonElement Spec);
+
+    public static Command Build()
+    {
+        var weights = new Option<string>("--weights") { Description = "safetensors checkpoint", Required = true };
+        var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class, seed, greedy, top_k, top_p, temperature, steps", Required = true };
+        var output = new Option<string>("--out") { Description = "folder for ID.tokens.txt and failures.jsonl (created if missing)", Required = true };
+        var batch = new Option<int>("--batch") { Description = "jobs at a time, each on its own session of the one model", DefaultValueFactory = _ => 1 };
+        var shard = new Option<string?>("--shard") { Description = "K/N: take the jobs whose line index mod N is K (default: SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)" };
+        var shardCount = new Option<int?>("--shard-count") { Description = "N for Kubernetes indexed jobs (JOB_COMPLETION_INDEX gives K)" };
+        var textTokenizer = TextCommands.TextTokenizerOption();
+        var greedy = new Option<bool>("--greedy") { Description = "default for jobs that do not say: argmax decoding" };
+        var seed = new Option<ulong>("--seed") { Description = "default seed for jobs that do not give one", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads per session (default: all cores / --batch)" };
+        var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
+        var command = new Command("batch", "many generations from one manifest, resumable, sharded for Slurm arrays and Kubernetes indexed jobs")
+        {
+            weights, manifest, output, batch, shard, shardCount, textTokenizer, greedy, seed, threads, backend,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            try
+            {
+                return await RunAsync(parse.GetValue(weights)!, parse.GetValue(manifest)!, parse.GetValue(output)!, parse.GetValue(batch),
+                    Shard(parse.GetValue(shard), parse.GetValue(shardCount)), parse.GetValue(textTokenizer), parse.GetValue(greedy), parse.GetValue(seed),
+                    parse.GetValue(threads), parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
+                    ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                Console.Error.WriteLine("nbp-run: interrupted; finished jobs are written, the rest resume on the next run");
+                return GenerateCommand.Interrupted;
+            }
+            catch (Exception e) when (e is CliInputException or OutputPathException or IOException or InvalidDataException or ArgumentException)
+            {
+                Console.Error.WriteLine($"nbp-run: error: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>(K, N) from --shard, else the scheduler's environment, else (0, 1).</summary>
+    internal static (int Index, int Count) Shard(string? option, int? count)
+    {
+        if (option is not null)
+        {
+            var m = ShardPattern().Match(option);
+            if (!m.Success) throw new CliInputException($"--shard must be K/N, found '{option}'");
+            return Checked(int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value), "--shard");
+        }
+        if (Environment.GetEnvironmentVariable("SLURM_ARRAY_TASK_ID") is { } slurmId && Environment.GetEnvironmentVariable("SLURM_ARRAY_TASK_COUNT") is { } slurmCount)
+            return Checked(int.Parse(slurmId), int.Parse(slurmCount), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT");
+        if (Environment.GetEnvironmentVariable("JOB_COMPLETION_INDEX") is { } k8sIndex)
+            return Checked(int.Parse(k8sIndex), count ?? throw new CliInputException("JOB_COMPLETION_INDEX is set: give --shard-count N (the indexed job's completions)"), "JOB_COMPLETION_INDEX/--shard-count");
+        return (0, 1);
+    }
+
+    private static (int, int) Checked(int index, int count, string source) =>
+        count >= 1 && index >= 0 && index < count ? (index, count) : throw new CliInputException($"{source}: shard {index} of {count} is out of range (0 <= K < N)");
+
+    private static async Task<int> RunAsync(string weights, string manifestPath, string output, int batch, (int Index, int Count) shard, string? textTokenizer,
+        bool greedy, ulong seed, int? threads, BackendKind backend, CancellationToken ct)
+    {
+        if (batch < 1 || batch > 64) throw new CliInputException($"--batch must be in [1, 64], found {batch}");
+        GenerateCommand.CheckThreads(threads);
+        if (!File.Exists(manifestPath)) throw new CliInputException($"{manifestPath}: manifest not found");
+        Directory.CreateDirectory(output);
+        OutputPath.CheckWritable(Path.Combine(output, "failures.jsonl"), weights, manifestPath);
+        string failuresPath = Path.Combine(output, "failures.jsonl");
+        var failures = new List<string>();
+        var jobs = ReadManifest(manifestPath, shard, failures);
+        int manifestFailures = failures.Count;
+        var todo = jobs.Where(j => !File.Exists(TokensPath(output, j.Id))).ToList();
+        Console.Error.WriteLine($"nbp-run: batch: shard {shard.Index}/{shard.Count}: {jobs.Count} jobs, {jobs.Count - todo.Count} already done, {todo.Count} to run, {batch} at a time");
+
+        using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions(), null, ct);
+        var text = textTokenizer is null ? null : TextPromptTokenizer.Load(textTokenizer);
+        int perSession = threads ?? Math.Max(1, Environment.ProcessorCount / batch);
+        var queue = new ConcurrentQueue<Job>(todo);
+        int done = 0, failedJobs = 0;
+        var clock = Stopwatch.StartNew();
+        var workers = Enumerable.Range(0, Math.Min(batch, Math.Max(todo.Count, 1))).Select(_ => Task.Run(() =>
+        {
+            using var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = perSession });
+            while (queue.TryDequeue(out var job))
+            {
+                ct.ThrowIfCancellationRequested();
+                try
+                {
+                    var tokens = RunJob(job, model, session, manifestPath, text, greedy, seed, ct);
+                    TokenFile.Write(TokensPath(output, job.Id), tokens.Tokens, tokens.BlockSize);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    lock (failures) failures.Add(FailureLine(job.Line, job.Id, e.Message));
+                    Interlocked.Increment(ref failedJobs);
+                }
+                int finished = Interlocked.Increment(ref done);
+                double perHour = finished / clock.Elapsed.TotalHours;
+                Report.Detail($"nbp-run: batch: {finished}/{todo.Count} jobs, {perHour:F1} videos/hour, ETA {TimeSpan.FromHours((todo.Count - finished) / perHour):hh\\:mm\\:ss}");
+            }
+        }, ct)).ToArray();
+        await Task.WhenAll(workers);
+        if (failures.Count > 0) File.AppendAllLines(failuresPath, failures);
+        Console.Error.WriteLine($"nbp-run: batch: {done - failedJobs} of {todo.Count} jobs written to {output} in {clock.Elapsed.TotalSeconds:F1} s" +
+                                (failures.Count > 0 ? $"; {failedJobs} jobs failed, {manifestFailures} manifest lines refused (see {failuresPath})" : ""));
+        return failures.Count > 0 ? SomeJobsFailed : 0;
+    }
+
+    private static string TokensPath(string output, string id) => Path.Combine(output, id + ".tokens.txt");
+
+    private static readonly JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>One failures.jsonl record; <paramref name="index"/> is the 0-based manifest line, reported 1-based.</summary>
+    private static string FailureLine(int index, string? id, string error) =>
+        JsonSerializer.Serialize(new Dictionary<string, object?> { ["line"] = index + 1, ["id"] = id, ["error"] = error }, Readable);
+
+    /// <summary>
+    /// The shard's lines (index mod N = K): each a job or a failure (bad JSON, a missing or unsafe id, an unknown key).
+    /// Duplicate ids anywhere stop the run: their outputs would collide.
+    /// </summary>
+    private static List<Job> ReadManifest(string path, (int Index, int Count) shard, List<string> failures)
+    {
+        var jobs = new List<Job>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        int line = 0;
+        foreach (var text in File.ReadLines(path))
+        {
+            int index = line++;
+            bool mine = index % shard.Count == shard.Index;
+            if (string.IsNullOrWhiteSpace(text)) continue;
+            JsonElement spec;
+            try
+            {
+                using var doc = JsonDocument.Parse(text);
+                spec = doc.RootElement.Clone();
+            }
+            catch (JsonException e)
+            {
+                if (mine) failures.Add(FailureLine(index, null, $"not JSON: {e.Message}"));
+                continue;
+            }
+            if (spec.ValueKind != JsonValueKind.Object || !spec.TryGetProperty("id", out var idValue) || idValue.ValueKind != JsonValueKind.String
+                || !SafeId().IsMatch(idValue.GetString()!))
+            {
+                if (mine) failures.Add(FailureLine(index, null, "each job needs an \"id\": 1-128 letters, digits, '.', '_' or '-', not starting with '.'"));
+                continue;
+            }
+            string id = idValue.GetString()!;
+            if (!ids.Add(id)) throw new CliInputException($"{path}: line {index + 1}: id '{id}' appears twice (outputs would collide)");
+            var unknown = spec.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => !Keys.Contains(n));
+            if (!mine) continue;
+            if (unknown is not null)
+            {
+                failures.Add(FailureLine(index, id, $"unknown key '{unknown}' (known: {string.Join(", ", Keys.Order())})"));
+                continue;
+            }
+            jobs.Add(new Job(index, id, spec));
+        }
+        return jobs;
+    }
+
+    private static (int[] Tokens, int BlockSize) RunJob(Job job, NbpModel model, NbpSession session, string manifestPath, TextPromptTokenizer? text,
+        bool defaultGreedy, ulong defaultSeed, CancellationToken ct)
+    {
+        var s = job.Spec;
+        var cfg = model.Config;
+        string? promptFile = Str(s, "prompt_tokens"), words = Str(s, "prompt"), className = Str(s, "class");
+        if ((promptFile is null ? 0 : 1) + (words is null ? 0 : 1) + (className is null ? 0 : 1) != 1)
+            throw new CliInputException("give exactly one of prompt_tokens, prompt, class");
+        int[] prompt;
+        if (promptFile is not null)
+            prompt = TokenFile.Read(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(manifestPath))!, promptFile), cfg.PositionCount);
+        else
+        {
+            if (text is null) throw new CliInputException("prompt/class jobs need --text-tokenizer");
+            if (!cfg.Hybrid) throw new CliInputException("prompt/class condition the hybrid (UCF) model; this checkpoint is not hybrid");
+            var ids = text.ConditionIds(words ?? UcfClasses.Prompt(UcfClasses.Find(className!)), cfg.CondTokenCount);
+            prompt = [.. TextPromptTokenizer.ModelIds(ids, cfg.BlockSize, cfg.ConditionVocabSize), 0];
+        }
+        bool greedy = Bool(s, "greedy") ?? defaultGreedy;
+        var sampling = greedy
+            ? SamplingSettings.GreedyDecoding
+            : new SamplingSettings(false, (float)(Num(s, "temperature") ?? 1), (int)(Num(s, "top_k") ?? 16000), (float)(Num(s, "top_p") ?? 0.9));
+        var request = new GenerationRequest
+        {
+            Prompt = prompt, Sampling = sampling, Seed = s.TryGetProperty("seed", out var seedValue) ? seedValue.GetUInt64() : defaultSeed,
+            Steps = (int?)Num(s, "steps"),
+        };
+        var generator = session.CreateGenerator(request);
+        var tokens = new int[generator.Plan.TokenCount];
+        for (int at = 0; !generator.IsComplete;)
+        {
+            ct.ThrowIfCancellationRequested();
+            at += generator.Step(tokens.AsSpan(at));
+        }
+        return (tokens, generator.Plan.BlockSize);
+    }
+
+    private static string? Str(JsonElement s, string key) => s.TryGetProperty(key, out var v) ? v.GetString() : null;
+    private static bool? Bool(JsonElement s, string key) => s.TryGetProperty(key, out var v) ? v.GetBoolean() : null;
+    private static double? Num(JsonElement s, string key) => s.TryGetProperty(key, out var v) ? v.GetDouble() : null;
+
+    [GeneratedRegex(@"^(\d+)/(\d+)$")]
+    private static partial Regex ShardPattern();
+
+    [GeneratedRegex(@"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    private static partial Regex SafeId();
+}
