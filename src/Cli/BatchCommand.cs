@@ -203,13 +203,7 @@ public static partial class BatchCommand
         int[] prompt;
         if (promptFile is not null)
             prompt = TokenFile.Read(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(manifestPath))!, promptFile), cfg.PositionCount);
-        else
-        {
-            if (text is null) throw new CliInputException("prompt/class jobs need --text-tokenizer");
-            if (!cfg.Hybrid) throw new CliInputException("prompt/class condition the hybrid (UCF) model; this checkpoint is not hybrid");
-            var ids = text.ConditionIds(words ?? UcfClasses.Prompt(UcfClasses.Find(className!)), cfg.CondTokenCount);
-            prompt = [.. TextPromptTokenizer.ModelIds(ids, cfg.BlockSize, cfg.ConditionVocabSize), 0];
-        }
+        else prompt = TextCommands.HybridPrompt(words, className, text, PaddingSide.Right, cfg).Prompt;
         bool greedy = Bool(s, "greedy") ?? defaultGreedy;
         var sampling = greedy
             ? SamplingSettings.GreedyDecoding

@@ -236,8 +236,8 @@ public static class GenerateCommand
         }
         else if (o.Text is not null || o.ClassName is not null)
         {
-            if (!cfg.Hybrid) throw new CliInputException($"{o.Weights}: --prompt and --class condition the hybrid (UCF) model; this checkpoint is not hybrid");
-            (string words, prompt) = TextCommands.HybridPrompt(o.Text, o.ClassName, o.TextTokenizer, o.Padding, cfg.CondTokenCount, cfg.BlockSize, cfg.ConditionVocabSize);
+            var text = o.TextTokenizer is null ? null : TextPromptTokenizer.Load(o.TextTokenizer);
+            (string words, prompt) = TextCommands.HybridPrompt(o.Text, o.ClassName, text, o.Padding, cfg);
             Console.Error.WriteLine($"nbp-run: condition '{words}' -> {string.Join(' ', prompt)}");
         }
         else prompt = TokenFile.Read(o.PromptTokens!, cfg.PositionCount, $" (the model has {cfg.PositionCount} positions)");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using NbpEngine.Cli.IO;
+using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Tokenizer.Text;
 
 namespace NbpEngine.Cli;
@@ -61,16 +62,17 @@ public static class TextCommands
     }
 
     /// <summary>
-    /// The hybrid prompt for a text or a class: shifted condition ids of length <paramref name="condLength"/> + bov (0),
-    /// with the words they came from.
+    /// The hybrid prompt for a text or a class (exactly one): shifted condition ids of the model's cond_token_num + bov (0),
+    /// with the words they came from. Generation and batch jobs both build it here.
     /// </summary>
-    public static (string Words, int[] Prompt) HybridPrompt(string? text, string? className, string? tokenizerPath, PaddingSide padding, int condLength, int blockSize, int conditionVocabSize)
+    public static (string Words, int[] Prompt) HybridPrompt(string? text, string? className, TextPromptTokenizer? tokenizer, PaddingSide padding, ModelConfig cfg)
     {
-        if (text is not null && className is not null) throw new CliInputException("give --prompt or --class, not both");
-        if (tokenizerPath is null) throw new CliInputException("--prompt and --class need --text-tokenizer (LLaMA's tokenizer.model)");
-        if (condLength < 1) throw new CliInputException($"the model's cond_token_num is {condLength}: it takes no text condition (pass --cond-token-num to override)");
+        if ((text is null) == (className is null)) throw new CliInputException("give the condition as a text or a class, exactly one of them");
+        if (tokenizer is null) throw new CliInputException("a text or class condition needs --text-tokenizer (LLaMA's tokenizer.model)");
+        if (!cfg.Hybrid) throw new CliInputException("a text or class condition is for the hybrid (UCF) model; this checkpoint is not hybrid");
+        if (cfg.CondTokenCount < 1) throw new CliInputException($"the model's cond_token_num is {cfg.CondTokenCount}: it takes no text condition (pass --cond-token-num to override)");
         string words = text ?? UcfClasses.Prompt(UcfClasses.Find(className!));
-        var ids = TextPromptTokenizer.Load(tokenizerPath).ConditionIds(words, condLength, padding);
-        return (words, [.. TextPromptTokenizer.ModelIds(ids, blockSize, conditionVocabSize), 0]);
+        var ids = tokenizer.ConditionIds(words, cfg.CondTokenCount, padding);
+        return (words, [.. TextPromptTokenizer.ModelIds(ids, cfg.BlockSize, cfg.ConditionVocabSize), 0]);
     }
 }

@@ -104,7 +104,7 @@ public static class TokenizerCommands
     /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
     internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, DeviceTokenizer? device, string input, int frames, int size, int? threads)
     {
-        if (size < VideoTokenizer.SpatialFactor || size > ModelConfig.MaxResolution || size % VideoTokenizer.SpatialFactor != 0)
+        if (!ModelConfig.IsValidResolution(size))
             throw new CliInputException($"--size must be a multiple of {VideoTokenizer.SpatialFactor} in [{VideoTokenizer.SpatialFactor}, {ModelConfig.MaxResolution}], found {size}");
         VideoTokenizer.LatentFrames(frames);
         var (pixels, read) = VideoIO.Read(input, size, frames);

@@ -1,4 +1,5 @@
 using NbpEngine.Loader.IO;
+using NbpEngine.Tokenizer.Video;
 
 namespace NbpEngine.Cli.IO;
 
@@ -8,8 +9,6 @@ namespace NbpEngine.Cli.IO;
 /// </summary>
 internal static class OutputChecks
 {
-    public static readonly string[] VideoExtensions = [".mp4", ".gif", ".apng"];
-
     /// <summary>Checks file outputs (option name, path; null = not asked for) against each other and the inputs.</summary>
     public static void Files(string?[] inputs, params (string Option, string? Path)[] outputs)
     {
@@ -27,7 +26,7 @@ internal static class OutputChecks
     {
         if (fps < 1) throw new CliInputException($"--fps must be >= 1, found {fps}");
         string ext = Path.GetExtension(output).ToLowerInvariant();
-        if (VideoExtensions.Contains(ext))
+        if (VideoIO.VideoExtensions.Contains(ext))
         {
             OutputPath.CheckWritable(output, inputs);
             OutputPath.CheckFolderWritable(FramesFolder(output), inputs);
@@ -39,5 +38,5 @@ internal static class OutputChecks
 
     /// <summary>Where the PNG frames of <paramref name="output"/> go.</summary>
     public static string FramesFolder(string output) =>
-        VideoExtensions.Contains(Path.GetExtension(output).ToLowerInvariant()) ? output + ".frames" : output;
+        VideoIO.VideoExtensions.Contains(Path.GetExtension(output).ToLowerInvariant()) ? output + ".frames" : output;
 }

@@ -40,6 +40,9 @@ public sealed record ModelConfig
     /// <summary>Frame side / latent side of the tokenizer (TOKENIZER.md).</summary>
     public const int SpatialFactor = 8;
 
+    /// <summary>A frame side the engine takes: a positive multiple of <see cref="SpatialFactor"/> up to <see cref="MaxResolution"/>.</summary>
+    public static bool IsValidResolution(int side) => side > 0 && side <= MaxResolution && side % SpatialFactor == 0;
+
     public void Validate(string source)
     {
         void Require(bool ok, string what)
@@ -55,7 +58,7 @@ public sealed record ModelConfig
         Require(VideoVocabSize > 0, $"vocab_size (video vocabulary) must be positive, found {VideoVocabSize}");
         Require(BlockSize <= PositionCount, $"token_number_per_step ({BlockSize}) exceeds block_size, the learned positions ({PositionCount})");
         Require(CondTokenCount >= 0 && CondTokenCount < PositionCount, $"cond_token_num must be in [0, {PositionCount}), found {CondTokenCount}");
-        Require(Resolution > 0 && Resolution <= MaxResolution && Resolution % SpatialFactor == 0,
+        Require(IsValidResolution(Resolution),
             $"resolution must be a positive multiple of {SpatialFactor} up to {MaxResolution}, found {Resolution}");
         Require(SequenceLength > 0 && SequenceLength <= MaxSequenceLength && (SequenceLength - 1) % 4 == 0,
             $"sequence_length must be 1 + 4k frames, at most {MaxSequenceLength}, found {SequenceLength}");

@@ -10,6 +10,9 @@ namespace NbpEngine.Tokenizer.Video;
 /// </summary>
 public static class VideoIO
 {
+    /// <summary>Video files <see cref="WriteVideo"/> writes (through ffmpeg); any other output is a folder of PNG frames.</summary>
+    public static readonly IReadOnlyList<string> VideoExtensions = [".mp4", ".gif", ".apng"];
+
     public const string FfmpegMissing = "ffmpeg was not found on PATH; install it (apt-get install -y ffmpeg) to read or write video files, or use a folder of PNG frames";
 
     public static bool FfmpegAvailable => FindOnPath("ffmpeg") is not null;
