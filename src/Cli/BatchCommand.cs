@@ -4,12 +4,15 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using NbpEngine.Cli.IO;
+using NbpEngine.Cli.Options;
 using NbpEngine.Loader.IO;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tokenizer.Text;
+
+using NbpEngine.Pipeline;
 
 namespace NbpEngine.Cli;
 
@@ -42,8 +45,7 @@ public static partial class BatchCommand
         var greedy = new Option<bool>("--greedy") { Description = "default for jobs that do not say: argmax decoding" };
         var seed = new Option<ulong>("--seed") { Description = "default seed for jobs that do not give one", DefaultValueFactory = _ => 0 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads per session (default: all cores / --batch)" };
-        var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto", DefaultValueFactory = _ => "auto" };
-        backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
+        var backend = SharedOptions.Backend();
         var command = new Command("batch", "many generations from one manifest, resumable, sharded for Slurm arrays and Kubernetes indexed jobs")
         {
             weights, manifest, output, batch, shard, shardCount, textTokenizer, greedy, seed, threads, backend,
@@ -54,7 +56,7 @@ public static partial class BatchCommand
             {
                 return await RunAsync(parse.GetValue(weights)!, parse.GetValue(manifest)!, parse.GetValue(output)!, parse.GetValue(batch),
                     Shard(parse.GetValue(shard), parse.GetValue(shardCount)), parse.GetValue(textTokenizer), parse.GetValue(greedy), parse.GetValue(seed),
-                    parse.GetValue(threads), parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
+                    parse.GetValue(threads), SharedOptions.BackendKindOf(parse.GetValue(backend)),
                     ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -105,7 +107,7 @@ public static partial class BatchCommand
         var todo = jobs.Where(j => !File.Exists(TokensPath(output, j.Id))).ToList();
         Console.Error.WriteLine($"nbp-run: batch: shard {shard.Index}/{shard.Count}: {jobs.Count} jobs, {jobs.Count - todo.Count} already done, {todo.Count} to run, {batch} at a time");
 
-        using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions(), null, ct);
+        using var model = await NbpModel.LoadAsync(weights, NbpPipeline.ModelOptions(new PipelineOptions()), null, ct);
         var text = textTokenizer is null ? null : TextPromptTokenizer.Load(textTokenizer);
         int perSession = threads ?? Math.Max(1, Environment.ProcessorCount / batch);
         var queue = new ConcurrentQueue<Job>(todo);
@@ -120,7 +122,7 @@ public static partial class BatchCommand
                 try
                 {
                     var tokens = RunJob(job, model, session, manifestPath, text, greedy, seed, ct);
-                    TokenFile.Write(TokensPath(output, job.Id), tokens.Tokens, tokens.BlockSize);
+                    TokenFile.Write(TokensPath(output, job.Id), tokens.Tokens, tokens.BlockSize, TokenKind.ModelIds, model.Config.VideoIdOffset);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -202,7 +204,7 @@ public static partial class BatchCommand
             throw new CliInputException("give exactly one of prompt_tokens, prompt, class");
         int[] prompt;
         if (promptFile is not null)
-            prompt = TokenFile.Read(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(manifestPath))!, promptFile), cfg.PositionCount);
+            prompt = TokenFile.ReadModelIds(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(manifestPath))!, promptFile), cfg, cfg.PositionCount);
         else prompt = TextCommands.HybridPrompt(words, className, text, PaddingSide.Right, cfg).Prompt;
         bool greedy = Bool(s, "greedy") ?? defaultGreedy;
         var sampling = greedy

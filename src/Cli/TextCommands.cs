@@ -2,6 +2,7 @@ using System.CommandLine;
 using NbpEngine.Cli.IO;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Tokenizer.Text;
+using NbpEngine.Core;
 
 namespace NbpEngine.Cli;
 

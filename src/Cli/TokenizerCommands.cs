@@ -2,11 +2,10 @@ using System.CommandLine;
 using NbpEngine.Cli.IO;
 using NbpEngine.Loader.IO;
 using NbpEngine.Loader.Checkpoint;
-using NbpEngine.Tokenizer;
-using NbpEngine.Kernels;
-using NbpEngine.Tokenizer.Device;
+using NbpEngine.Cli.Options;
+using NbpEngine.Pipeline;
 using NbpEngine.Tokenizer.Video;
-using Cpu = NbpEngine.Tokenizer.Cpu;
+using NbpEngine.Core;
 
 namespace NbpEngine.Cli;
 
@@ -16,14 +15,14 @@ public static class TokenizerCommands
     public static Command Decode()
     {
         var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer safetensors (TOKENIZER.md keys)", Required = true };
-        var tokens = new Option<string>("--tokens") { Description = "video codes 0..63999, whitespace-separated, t x h x w of them", Required = true };
-        var output = new Option<string>("--out") { Description = "folder for PNG frames, or a .mp4/.gif/.apng file (PNG frames are written beside it too)", Required = true };
+        var tokens = new Option<string>("--tokens") { Description = "codes 0..63999 ('encode' output) or generated ids ('nbp-run --tokens-out' output, shifted back), t x h x w of them", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "folder for PNG frames, or a .mp4/.gif/.apng file (PNG frames are written beside it too)", Required = true };
         var rawOut = new Option<string?>("--raw-out") { Description = "float32 [3, frames, H, W] in [0, 1] as .npy" };
         var latent = new Option<int>("--latent-size") { Description = "latent height = width (16 for 128x128 video)", DefaultValueFactory = _ => 16 };
-        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
-        var fps = new Option<int>("--fps") { Description = "frame rate of a video output", DefaultValueFactory = _ => 8 };
-        var backend = BackendOption();
-        var conv = ConvOption();
+        var threads = SharedOptions.Threads();
+        var fps = SharedOptions.Fps();
+        var backend = SharedOptions.Backend();
+        var conv = SharedOptions.Conv();
         var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
@@ -31,15 +30,19 @@ public static class TokenizerCommands
             string?[] inputs = [parse.GetValue(tokenizer), parse.GetValue(tokens)];
             OutputChecks.Frames(parse.GetValue(output)!, parse.GetValue(fps), inputs);
             OutputChecks.Files(inputs, ("--raw-out", parse.GetValue(rawOut)));
-            var codes = TokenFile.Read(parse.GetValue(tokens)!, MaxDecodeCodes, $" (decode takes at most {MaxDecodeCodes} codes)");
+            var (codes, clamped) = TokenFile.ReadVideoCodes(parse.GetValue(tokens)!, MaxDecodeCodes, $" (decode takes at most {MaxDecodeCodes} codes)");
+            if (clamped > 0) Console.Error.WriteLine($"nbp-run: {clamped} generated ids were not video codes and were clamped into the codebook (MODEL.md §3)");
             int size = parse.GetValue(latent);
-            if (size < 1 || codes.Length % (size * size) != 0)
+            if (size < 1 || size > ModelConfig.MaxResolution / ModelConfig.SpatialFactor || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
-            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
-            using var device = OpenDevice(model, parse.GetValue(backend)!);
-            var (pixels, frames, height, width) = DecodeCodes(model, device, codes, size, parse.GetValue(threads));
-            if (parse.GetValue(rawOut) is { } raw) NpyWriter.WriteFloat32(raw, pixels, 3, frames, height, width);
-            WriteFrames(parse.GetValue(output)!, VideoIO.ToRgbFrames(pixels, frames, height, width), height, width, parse.GetValue(fps), null);
+            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv));
+            if (!codec.Model.HasDecoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no decoder weights ('decoder_layers.*'), so it cannot decode");
+            int latentFrames = codes.Length / (size * size);
+            Report.Detail($"nbp-run: decoding {latentFrames} latent frames to {4 * latentFrames - 3} frames of {size * ModelConfig.SpatialFactor}x{size * ModelConfig.SpatialFactor} on {codec.BackendName}");
+            var (clip, timing) = Report.Run(PipelinePhase.Decode, progress => codec.Decode(codes, size, parse.GetValue(threads) ?? Environment.ProcessorCount, progress));
+            Report.Detail($"nbp-run: decode took {timing.Seconds:F3} s{GenerateCommand.CodecDetails(codec, timing)}");
+            if (parse.GetValue(rawOut) is { } raw) NpyWriter.WriteFloat32(raw, clip.Pixels, 3, clip.Frames, clip.Height, clip.Width);
+            WriteFrames(parse.GetValue(output)!, clip.ToRgbFrames(), clip.Height, clip.Width, parse.GetValue(fps), null);
             return 0;
         }));
         return command;
@@ -48,23 +51,33 @@ public static class TokenizerCommands
     public static Command Encode()
     {
         var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer safetensors (TOKENIZER.md keys)", Required = true };
-        var input = new Option<string>("--input") { Description = "folder of PNG frames or a video file (via ffmpeg)", Required = true };
-        var tokensOut = new Option<string>("--tokens-out") { Description = "file for the FSQ codes, one latent row per line", Required = true };
-        var frames = new Option<int>("--frames") { Description = "frames to encode, 1 + 4n", DefaultValueFactory = _ => 17 };
+        var input = new Option<string>("--input", "-i") { Description = "folder of PNG frames or a video file (via ffmpeg)", Required = true };
+        var tokensOut = new Option<string>("--tokens-out") { Description = "file for the FSQ codes, one latent row per line; 'nbp-run --prompt-tokens' reads it as is", Required = true };
+        var frames = new Option<int?>("--frames") { Description = "frames to encode, 1 + 4n (default: the most the input has that fit 1 + 4n)" };
         var size = new Option<int>("--size") { Description = "frame size after scaling the short side and centre-cropping", DefaultValueFactory = _ => 128 };
-        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
-        var backend = BackendOption();
-        var conv = ConvOption();
+        var threads = SharedOptions.Threads();
+        var backend = SharedOptions.Backend();
+        var conv = SharedOptions.Conv();
         var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             GenerateCommand.CheckThreads(parse.GetValue(threads));
             OutputChecks.Files([parse.GetValue(tokenizer), parse.GetValue(input)], ("--tokens-out", parse.GetValue(tokensOut)));
-            using var model = new VideoTokenizer(parse.GetValue(tokenizer)!) { ConvAlgorithm = parse.GetValue(conv) };
-            using var device = OpenDevice(model, parse.GetValue(backend)!);
-            var (codes, _) = EncodeInput(model, device, parse.GetValue(input)!, parse.GetValue(frames), parse.GetValue(size), parse.GetValue(threads));
-            TokenFile.Write(parse.GetValue(tokensOut)!, codes, parse.GetValue(size) / VideoTokenizer.SpatialFactor);
-            Console.Error.WriteLine($"nbp-run: {codes.Length} codes -> {parse.GetValue(tokensOut)}");
+            int side = parse.GetValue(size);
+            if (!ModelConfig.IsValidResolution(side))
+                throw new CliInputException($"--size must be a multiple of {ModelConfig.SpatialFactor} in [{ModelConfig.SpatialFactor}, {ModelConfig.MaxResolution}], found {side}");
+            if (parse.GetValue(frames) is { } n && (n < 1 || (n - 1) % 4 != 0 || n > ModelConfig.MaxSequenceLength))
+                throw new CliInputException($"--frames must be 1 + 4n, at most {ModelConfig.MaxSequenceLength}, found {n}");
+            string path = parse.GetValue(input)!;
+            if (!File.Exists(path) && !Directory.Exists(path)) throw new CliInputException($"{path}: --input not found (a PNG folder or a video file)");
+            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv));
+            if (!codec.Model.HasEncoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no encoder weights ('encoder_layers.*'), so it cannot encode");
+            var clip = VideoClip.Read(path, side, parse.GetValue(frames));
+            Report.Detail($"nbp-run: encoding {clip.Frames} frames of {side}x{side} from {path} on {codec.BackendName}");
+            var (codes, timing) = Report.Run(PipelinePhase.Encode, progress => codec.Encode(clip, parse.GetValue(threads) ?? Environment.ProcessorCount, progress));
+            Report.Detail($"nbp-run: encode took {timing.Seconds:F3} s{GenerateCommand.CodecDetails(codec, timing)}");
+            TokenFile.Write(parse.GetValue(tokensOut)!, codes, side / ModelConfig.SpatialFactor, TokenKind.VideoCodes);
+            Console.Error.WriteLine($"nbp-run: {clip.Frames} frames -> {codes.Length} codes -> {parse.GetValue(tokensOut)}");
             return 0;
         }));
         return command;
@@ -72,74 +85,6 @@ public static class TokenizerCommands
 
     /// <summary>Most codes one decode takes: 64 latent frames of 64 x 64 (a 512 x 512, 253-frame video).</summary>
     private const int MaxDecodeCodes = 64 * 64 * 64;
-
-    private static Option<string> BackendOption()
-    {
-        var backend = new Option<string>("--backend") { Description = "cpu | cuda | ilgpu-cpu | auto (CUDA when present, else cpu)", DefaultValueFactory = _ => "auto" };
-        backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
-        return backend;
-    }
-
-    /// <summary>The CPU tokenizer's conv algorithm (the device kernels have one: implicit GEMM).</summary>
-    private static Option<ConvAlgorithm> ConvOption()
-    {
-        var conv = new Option<ConvAlgorithm>("--conv")
-        {
-            Description = "CPU 3x3x3 convs: auto (Winograd F(4x4,3x3) from 32x32 frames up) | im2col | winograd",
-            DefaultValueFactory = _ => ConvAlgorithm.Auto,
-        };
-        conv.AcceptOnlyFromAmong("auto", "im2col", "winograd");
-        return conv;
-    }
-
-    /// <summary>The ILGPU tokenizer for cuda / ilgpu-cpu (and auto with a GPU); null means the CPU tokenizer.</summary>
-    internal static DeviceTokenizer? OpenDevice(VideoTokenizer model, string backend) => backend switch
-    {
-        "cuda" => new DeviceTokenizer(model, IlgpuDeviceKind.Cuda),
-        "ilgpu-cpu" => new DeviceTokenizer(model, IlgpuDeviceKind.Cpu),
-        "auto" when IlgpuDevice.CudaAvailable() => new DeviceTokenizer(model, IlgpuDeviceKind.Cuda),
-        _ => null,
-    };
-
-    /// <summary>Reads <paramref name="frames"/> frames and encodes them; also returns them as RGB bytes.</summary>
-    internal static (int[] Codes, byte[][] Frames) EncodeInput(VideoTokenizer model, DeviceTokenizer? device, string input, int frames, int size, int? threads)
-    {
-        if (!ModelConfig.IsValidResolution(size))
-            throw new CliInputException($"--size must be a multiple of {VideoTokenizer.SpatialFactor} in [{VideoTokenizer.SpatialFactor}, {ModelConfig.MaxResolution}], found {size}");
-        VideoTokenizer.LatentFrames(frames);
-        var (pixels, read) = VideoIO.Read(input, size, frames);
-        if (read != frames) throw new CliInputException($"{input}: {read} frames available, {frames} needed");
-        Report.Detail($"nbp-run: encoding {frames} frames of {size}x{size} from {input}");
-        if (device is null) Report.Detail($"nbp-run: CPU weight preparation took {model.PrepareEncode(frames, size, size):F3} s");
-        Cpu.Volume.ResetPeak();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var codes = device is not null
-            ? device.Encode(pixels, frames, size, size, Report.Progress("encode"))
-            : model.Encode(pixels, frames, size, size, threads ?? Environment.ProcessorCount, progress: Report.Progress("encode"));
-        Report.Detail($"nbp-run: encode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
-            + CpuDetails(model, device));
-        return (codes, VideoIO.ToRgbFrames(pixels, frames, size, size));
-    }
-
-    internal static (float[] Pixels, int Frames, int Height, int Width) DecodeCodes(VideoTokenizer model, DeviceTokenizer? device, int[] codes, int latentSize, int? threads)
-    {
-        int latentFrames = codes.Length / (latentSize * latentSize);
-        int frames = 4 * latentFrames - 3, size = latentSize * VideoTokenizer.SpatialFactor;
-        Report.Detail($"nbp-run: decoding {latentFrames} latent frames to {frames} frames of {size}x{size}");
-        if (device is null) Report.Detail($"nbp-run: CPU weight preparation took {model.PrepareDecode(latentFrames, latentSize, latentSize):F3} s");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        Cpu.Volume.ResetPeak();
-        var pixels = device is not null
-            ? device.Decode(codes, latentFrames, latentSize, latentSize, Report.Progress("decode"))
-            : model.Decode(codes, latentFrames, latentSize, latentSize, threads ?? Environment.ProcessorCount, Report.Progress("decode"));
-        Report.Detail($"nbp-run: decode on {device?.Name ?? "cpu"} took {clock.Elapsed.TotalSeconds:F3} s, activations peak {Cpu.Volume.PeakBytes / (1 << 20)} MiB"
-            + CpuDetails(model, device));
-        return (pixels, frames, size, size);
-    }
-
-    /// <summary>The CPU tokenizer's conv algorithm and weight copies, for the timing lines (nothing on a device).</summary>
-    private static string CpuDetails(VideoTokenizer model, DeviceTokenizer? device) =>
-        device is null ? $", conv {model.ConvAlgorithm.ToString().ToLowerInvariant()}, CPU weight copies {model.CpuWeightBytes / (1 << 20)} MiB" : "";
 
     /// <summary>
     /// PNG frames always; a video file too when the output names one (and ffmpeg exists); strip.png with

@@ -4,6 +4,7 @@ using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Sampling;
+using NbpEngine.Core;
 
 namespace NbpEngine.Kernels;
 
@@ -44,7 +45,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         _tensorCores = tensorCores;
         var cfg = weights.Config;
         if (cfg.HeadSize > FlashAttentionKernel.MaxHeadSize)
-            throw new NotSupportedException($"head size {cfg.HeadSize} exceeds the attention kernel's {FlashAttentionKernel.MaxHeadSize}");
+            throw new ModelConfigException($"head size {cfg.HeadSize} exceeds the attention kernel's {FlashAttentionKernel.MaxHeadSize}");
         _accelerator = accelerator;
         _kernels = kernels;
         _w = weights;

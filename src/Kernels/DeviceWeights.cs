@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Loader.Checkpoint;
 using Half = ILGPU.Half;
+using NbpEngine.Core;
 
 namespace NbpEngine.Kernels;
 

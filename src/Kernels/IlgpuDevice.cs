@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Runtime.Backends;
 
 namespace NbpEngine.Kernels;
 
@@ -34,7 +35,7 @@ public sealed class IlgpuDevice : IDisposable
             {
                 IlgpuDeviceKind.Cuda => Context.GetCudaDevices().Count > 0
                     ? Context.GetCudaDevice(0).CreateAccelerator(Context)
-                    : throw new InvalidOperationException("no CUDA device found (is the NVIDIA driver installed?); use --backend cpu or ilgpu-cpu"),
+                    : throw new BackendUnavailableException("no CUDA device found (is the NVIDIA driver installed?); use --backend cpu or ilgpu-cpu"),
                 _ => Context.GetCPUDevice(0).CreateAccelerator(Context),
             };
         }

@@ -1,12 +1,12 @@
+using NbpEngine.Core;
+
 namespace NbpEngine.Tokenizer;
 
 /// <summary>Finite scalar quantisation with levels [8, 8, 8, 5, 5, 5] (64000 codes), TOKENIZER.md.</summary>
 public static class Fsq
 {
-    public static readonly int[] Levels = [8, 8, 8, 5, 5, 5];
-    public static readonly int[] Basis = [1, 8, 64, 512, 2560, 12800];
-    public const int Dimensions = 6;
-    public const int CodebookSize = 64000;
+    public const int Dimensions = FsqLayout.Dimensions;
+    public const int CodebookSize = FsqLayout.CodebookSize;
 
     /// <summary>index -> code in [-1, 1]^6.</summary>
     public static void Code(int index, Span<float> code)
@@ -14,8 +14,8 @@ public static class Fsq
         if ((uint)index >= CodebookSize) throw new ArgumentOutOfRangeException(nameof(index), index, $"FSQ index must be in [0, {CodebookSize})");
         for (int d = 0; d < Dimensions; d++)
         {
-            int half = Levels[d] / 2;
-            int digit = index / Basis[d] % Levels[d];
+            int half = FsqLayout.Levels(d) / 2;
+            int digit = index / FsqLayout.Basis(d) % FsqLayout.Levels(d);
             code[d] = (digit - half) / (float)half;
         }
     }
@@ -23,7 +23,7 @@ public static class Fsq
     /// <summary>The pre-rounding value of dimension d: tanh(z + shift)·h - offset.</summary>
     public static float Bounded(float z, int d)
     {
-        int levels = Levels[d];
+        int levels = FsqLayout.Levels(d);
         float h = (levels - 1) * (1 - 1e-3f) / 2;
         float offset = levels % 2 == 0 ? 0.5f : 0f;
         float shift = MathF.Tan(offset / h);
@@ -37,7 +37,7 @@ public static class Fsq
         for (int d = 0; d < Dimensions; d++)
         {
             int digit = (int)MathF.Round(Bounded(z[d], d), MidpointRounding.ToEven);
-            index += (digit + Levels[d] / 2) * Basis[d];
+            index += (digit + FsqLayout.Levels(d) / 2) * FsqLayout.Basis(d);
         }
         return index;
     }

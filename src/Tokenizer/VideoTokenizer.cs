@@ -1,4 +1,5 @@
 using NbpEngine.Tokenizer.Cpu;
+using NbpEngine.Core;
 
 namespace NbpEngine.Tokenizer;
 
@@ -18,7 +19,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
     public bool HasDecoder => _decoder.Count > 0;
     public bool HasEncoder => _encoder.Count > 0;
     /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>
-    public const int SpatialFactor = NbpEngine.Loader.Checkpoint.ModelConfig.SpatialFactor;
+    public const int SpatialFactor = NbpEngine.Core.ModelConfig.SpatialFactor;
     public int MaxChannels { get; }
     /// <summary>How the CPU runs the 3x3x3 convs (Auto: Winograd where it pays). For benchmarks and tests.</summary>
     public ConvAlgorithm ConvAlgorithm { get; set; } = ConvAlgorithm.Auto;
@@ -125,14 +126,14 @@ public sealed unsafe class VideoTokenizer : IDisposable
     /// <summary>Latent frames for <paramref name="frames"/> video frames (1 + 4n -> 1 + n).</summary>
     public static int LatentFrames(int frames)
     {
-        if (frames < 1 || (frames - 1) % 4 != 0) throw new ArgumentException($"frame count must be 1 + 4n (first frame alone, then clips of 4), found {frames}");
+        if (frames < 1 || (frames - 1) % 4 != 0) throw new NbpInputException($"frame count must be 1 + 4n (first frame alone, then clips of 4), found {frames}");
         return 1 + (frames - 1) / 4;
     }
 
     /// <summary>FSQ indices [t, h, w] -> pixels [3, 4t - 3, 8h, 8w] clamped to [0, 1].</summary>
     public float[] Decode(ReadOnlySpan<int> indices, int latentFrames, int latentHeight, int latentWidth, int threads, IProgress<float>? progress = null)
     {
-        if (!HasDecoder) throw new InvalidOperationException($"{SourcePath} has no decoder weights");
+        if (!HasDecoder) throw new InvalidDataException($"{SourcePath} has no decoder weights");
         if (indices.Length != (long)latentFrames * latentHeight * latentWidth)
             throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         var x = new Volume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
@@ -152,7 +153,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
     /// <summary>Pixels [3, T, H, W] in [0, 1] -> FSQ indices [t, h, w]; <paramref name="bounded"/> gets the pre-rounding values [t, h, w, 6] if given.</summary>
     public int[] Encode(ReadOnlySpan<float> pixels, int frames, int height, int width, int threads, float[]? bounded = null, IProgress<float>? progress = null)
     {
-        if (!HasEncoder) throw new InvalidOperationException($"{SourcePath} has no encoder weights");
+        if (!HasEncoder) throw new InvalidDataException($"{SourcePath} has no encoder weights");
         LatentFrames(frames);
         if (height % SpatialFactor != 0 || width % SpatialFactor != 0) throw new ArgumentException($"frame size {height}x{width} must be a multiple of {SpatialFactor}");
         if (pixels.Length != 3L * frames * height * width) throw new ArgumentException($"{pixels.Length} values for [3, {frames}, {height}, {width}] pixels");

@@ -5,7 +5,7 @@ using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Sampling;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Sampling;

@@ -36,14 +36,14 @@ public class AllocationTests
         var generator = session.CreateGenerator(request);
         int written = generator.Step(tokens); // the prefill
 
-        long before = GC.GetAllocatedBytesForCurrentThread() + session.WorkerAllocatedBytes;
+        long before = GC.GetAllocatedBytesForCurrentThread() + session.WorkerAllocatedBytes!.Value;
         int steps = 0;
         while (!generator.IsComplete)
         {
             written += generator.Step(tokens.AsSpan(written));
             steps++;
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() + session.WorkerAllocatedBytes - before;
+        long allocated = GC.GetAllocatedBytesForCurrentThread() + session.WorkerAllocatedBytes!.Value - before;
         Assert.True(steps > 0);
         Assert.True(allocated == 0, $"{name}: {allocated} bytes allocated over {steps} steps after warm-up");
     }

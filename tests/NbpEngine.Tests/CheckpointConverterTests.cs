@@ -199,5 +199,5 @@ public class CheckpointConverterTests : IDisposable
     }
 
     private static int[] ReadTokens(string path) =>
-        File.ReadAllText(path).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        Fixtures.Tokens(path);
 }

@@ -23,7 +23,7 @@ public class CliTests : IDisposable
     {
         var (code, stderr) = await Run([.. Base(), "--greedy", "--block-size", "4", "--steps", "48", "--logits-out", _dir.File("l.npy"), "--threads", "2"]);
         Assert.True(code == 0, stderr);
-        Assert.Equal(Fixtures.Tokens("frame_b4_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+        Assert.Equal(Fixtures.Tokens("frame_b4_greedy.txt"), Fixtures.Tokens(_dir.File("out.txt")));
         var (data, shape) = Fixtures.Npy(_dir.File("l.npy"));
         Assert.Equal(new[] { 4, 500 }, shape);
         Assert.Equal(2000, data.Length);
@@ -35,7 +35,7 @@ public class CliTests : IDisposable
         var (code, stderr) = await Run([.. Base("hybrid_model.safetensors", "hybrid_prompt.txt"), "--greedy", "--backend", "ilgpu-cpu"]);
         Assert.True(code == 0, stderr);
         Assert.Contains("on ilgpu-cpu", stderr);
-        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), Fixtures.Tokens(_dir.File("out.txt")));
     }
 
     [Fact]
@@ -46,7 +46,7 @@ public class CliTests : IDisposable
         Assert.True(code == 0, stderr);
         Assert.Contains("Hybrid generation", stderr);
         Assert.Contains("11 steps", stderr);
-        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), File.ReadAllText(_dir.File("out.txt")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+        Assert.Equal(Fixtures.Tokens("hybrid_greedy.txt"), Fixtures.Tokens(_dir.File("out.txt")));
     }
 
     public static TheoryData<string[], string> BadInputs => new()
@@ -56,7 +56,7 @@ public class CliTests : IDisposable
         { ["--block-size", "0"], "block size" },
         { ["--steps", "1000"], "positions" },
         { ["--top-p", "1.5"], "top-p" },
-        { ["--temperature", "0"], "temperature" },
+        { ["--temperature", "-1"], "temperature" },
         { ["--mode", "hybrid"], "bov" },
         { ["--threads", "0"], "--threads" },
     };
@@ -77,6 +77,38 @@ public class CliTests : IDisposable
         var errorLines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains("error")).ToList();
         Assert.True(errorLines.Count == 1, stderr);
         Assert.Contains(reason, errorLines[0]);
+    }
+
+    [Fact]
+    public async Task TemperatureZeroIsGreedy()
+    {
+        var (code, stderr) = await Run([.. Base(), "--temp", "0", "--block-size", "4", "--steps", "48", "-t", "2"]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Fixtures.Tokens("frame_b4_greedy.txt"), Fixtures.Tokens(_dir.File("out.txt")));
+    }
+
+    [Fact]
+    public async Task HelpGroupsTheOptionsUnderHeadings()
+    {
+        var (code, stdout, _) = await CliRunner.RunCapturingOutput("--help");
+        Assert.Equal(0, code);
+        string[] headings = ["Input and output:", "Words (UCF hybrid model):", "Generation:", "Sampling:", "Backend:", "Model overrides:", "Output control:", "Commands:"];
+        var at = headings.Select(h => stdout.IndexOf("\n" + h, StringComparison.Ordinal)).ToArray();
+        Assert.All(at, i => Assert.True(i > 0, stdout));
+        Assert.Equal(at.Order(), at); // in that order
+        Assert.Contains("-m, --weights <WEIGHTS>", stdout);
+        Assert.Contains("--temp, --temperature <TEMPERATURE>", stdout);
+        Assert.True(stdout.IndexOf("--top-p", StringComparison.Ordinal) > stdout.IndexOf("\nSampling:", StringComparison.Ordinal), stdout);
+    }
+
+    [Fact]
+    public async Task AFolderGivenAsWeightsIsNamedBeforeLoading()
+    {
+        // a directory where the weights should be: named as such, exit 2, before anything loads
+        var (code, stderr) = await Run("--weights", _dir.Path, "--prompt-tokens", Fixtures.PathOf("frame_prompt.txt"), "--tokens-out", _dir.File("o.txt"));
+        Assert.Equal(2, code);
+        Assert.Contains("--weights file not found", stderr);
+        Assert.DoesNotContain("   at ", stderr);
     }
 
     [Fact]

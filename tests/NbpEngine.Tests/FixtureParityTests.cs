@@ -1,3 +1,4 @@
+using NbpEngine.Kernels.Backend;
 using NbpEngine.Runtime.Cpu;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
@@ -59,7 +60,7 @@ public class FixtureParityTests(ITestOutputHelper output)
     internal static async Task<(int[] Tokens, float[] Logits, int LogitRows, int Vocab)> GenerateAsync(Fixtures.Case fixture, BackendKind backend, int threads = 2,
         CpuWeightLayout cpuWeights = CpuWeightLayout.Packed)
     {
-        using var model = await NbpModel.LoadAsync(Fixtures.PathOf(fixture.Model), new NbpModelOptions { CpuWeights = cpuWeights });
+        using var model = await NbpModel.LoadAsync(Fixtures.PathOf(fixture.Model), new NbpModelOptions { CpuWeights = cpuWeights, DeviceBackends = IlgpuBackends.Provider });
         using var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = threads });
         var generator = session.CreateGenerator(Request(fixture));
         var tokens = new int[generator.Plan.TokenCount];

@@ -4,6 +4,7 @@ using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Tests.Support;
+using NbpEngine.Core;
 
 namespace NbpEngine.Tests;
 

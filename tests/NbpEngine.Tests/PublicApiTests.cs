@@ -13,7 +13,7 @@ public class PublicApiTests
 {
     public static TheoryData<string> Libraries => new()
     {
-        "NbpEngine.Loader", "NbpEngine.Runtime", "NbpEngine.Kernels", "NbpEngine.Tokenizer",
+        "NbpEngine.Core", "NbpEngine.Loader", "NbpEngine.Runtime", "NbpEngine.Tokenizer", "NbpEngine.Kernels", "NbpEngine.Pipeline",
     };
 
     [Theory]

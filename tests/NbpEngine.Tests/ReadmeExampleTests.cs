@@ -1,3 +1,5 @@
+using NbpEngine.Pipeline;
+using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
@@ -33,6 +35,33 @@ public class ReadmeExampleTests
         session.Generate(request, direct);
         Assert.Equal(direct, streamed);
         Assert.Equal(192, streamed.Count);
+    }
+
+    [Fact]
+    public async Task TheReadmePipelineExampleRuns()
+    {
+        using var dir = new TempDir();
+        string weightsPath = TinyModels.FullVocabulary(dir.File("tiny.safetensors")), tokenizerPath = Fixtures.PathOf("tokenizer_model.safetensors");
+        string framesFolder = dir.File("clip");
+        VideoTests.WriteFixtureFrames(framesFolder, 5, size: 64);
+
+        // --- README pipeline example begins ---
+        using var pipeline = await NbpPipeline.LoadAsync(weightsPath, tokenizerPath,
+            new PipelineOptions { Backend = BackendKind.Auto, Threads = 2 });  // CUDA when present, else the CPU
+        var clip = VideoClip.Read(framesFolder, pipeline.Model.Config.Resolution, frames: 5); // PNG folder or video
+        var prediction = pipeline.PredictFrames(clip, new GenerationRequest { Prompt = [], Seed = 42, Sampling = SamplingSettings.Published });
+        byte[][] rgb = prediction.Video.ToRgbFrames();                         // 5 conditioning + 12 predicted frames
+        // --- README pipeline example ends ---
+
+        Assert.Equal(17, rgb.Length);
+        Assert.Equal(3 * 64, prediction.Generation.Tokens.Length); // 3 latent frames: the 12 predicted frames
+        Assert.Equal(0, prediction.UndecodedTokens);
+        // the pipeline's generation is the session API's, token for token
+        using var session = pipeline.Model.CreateSession(new SessionOptions { Threads = 2, Backend = BackendKind.Cpu });
+        var request = new GenerationRequest { Prompt = prediction.PromptCodes, Seed = 42, Sampling = SamplingSettings.Published };
+        var direct = new int[session.Plan(request).TokenCount];
+        session.Generate(request, direct);
+        Assert.Equal(direct, prediction.Generation.Tokens);
     }
 
     [Fact]

@@ -1,7 +1,7 @@
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 using NbpEngine.Tests.Support;
 
 namespace NbpEngine.Tests;

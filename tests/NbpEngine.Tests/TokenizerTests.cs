@@ -1,3 +1,4 @@
+using NbpEngine.Core;
 using NbpEngine.Tests.Support;
 using NbpEngine.Tokenizer;
 using Xunit.Abstractions;
@@ -76,7 +77,7 @@ public class TokenizerTests(ITestOutputHelper output)
             // even level count lies outside tanh's range (-h - 1/2, h - 1/2) and is only reached by rounding)
             for (int d = 0; d < Fsq.Dimensions; d++)
             {
-                int levels = Fsq.Levels[d];
+                int levels = FsqLayout.Levels(d);
                 float h = (levels - 1) * (1 - 1e-3f) / 2, offset = levels % 2 == 0 ? 0.5f : 0f;
                 float target = 0.95f * code[d] * (levels / 2);
                 z[d] = MathF.Atanh((target + offset) / h) - MathF.Tan(offset / h);

@@ -26,7 +26,7 @@ public class ToolPackagingTests : IDisposable
         var package = Assert.Single(Directory.GetFiles(packages, "nbp-run.*.nupkg"));
         Run("dotnet", "tool", "install", "nbp-run", "--tool-path", tools, "--source", packages, "--prerelease");
         string help = Run(Path.Combine(tools, "nbp-run"), "--help");
-        Assert.Contains("nbp-run: Next-Block-Prediction video token generation", help);
+        Assert.Contains("nbp-run: Next-Block-Prediction video generation", help);
         string converted = _dir.File("dtypes.safetensors");
         Run(Path.Combine(tools, "nbp-run"), "convert", Fixtures.PathOf(Path.Combine("checkpoints", "dtypes.pt")), converted);
         Assert.Equal(File.ReadAllBytes(Fixtures.PathOf(Path.Combine("checkpoints", "dtypes_f32.expected.safetensors"))), File.ReadAllBytes(converted));

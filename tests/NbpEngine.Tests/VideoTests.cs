@@ -86,8 +86,51 @@ public class VideoTests : IDisposable
         Assert.Contains("1 + 4n", stderr);
     }
 
+    [Theory]
+    [InlineData(5, 5)]
+    [InlineData(8, 5)]
+    [InlineData(9, 9)]
+    public async Task EncodeTakesTheMostFramesThatFitOnePlusFourNByDefault(int available, int encoded)
+    {
+        WriteFixtureFrames(_dir.File("in"), available);
+        var (code, stderr) = await Run("encode", "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"), "--input", _dir.File("in"),
+            "--tokens-out", _dir.File("codes.txt"), "--size", "32", "--threads", "2");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"{encoded} frames -> ", stderr);
+        Assert.Equal((1 + (encoded - 1) / 4) * 4 * 4, Fixtures.Tokens(_dir.File("codes.txt")).Length);
+        Assert.StartsWith("# nbp-tokens: video-codes\n", File.ReadAllText(_dir.File("codes.txt")));
+    }
+
+    [Fact]
+    public async Task EncodeGenerateAndDecodeChainWithoutEditingFiles()
+    {
+        // frames -> codes -> one predicted latent frame -> frames, each command reading the previous one's file as written
+        WriteFixtureFrames(_dir.File("clip"), 5, size: 64);
+        string tokenizer = Fixtures.PathOf("tokenizer_model.safetensors");
+        var (code, stderr) = await Run("encode", "--tokenizer", tokenizer, "-i", _dir.File("clip"), "--tokens-out", _dir.File("codes.txt"), "--size", "64", "-q");
+        Assert.True(code == 0, stderr);
+        (code, stderr) = await Run("-m", TinyFullVocabularyModel(), "--prompt-tokens", _dir.File("codes.txt"), "--tokens-out", _dir.File("gen.txt"),
+            "--steps", "4", "-s", "7", "-t", "2", "-q");
+        Assert.True(code == 0, stderr);
+        Assert.StartsWith("# nbp-tokens: model-ids, video-offset 0\n", File.ReadAllText(_dir.File("gen.txt")));
+        Assert.Equal(64, Fixtures.Tokens(_dir.File("gen.txt")).Length);
+        (code, stderr) = await Run("decode", "--tokenizer", tokenizer, "--tokens", _dir.File("gen.txt"), "--latent-size", "8", "-o", _dir.File("frames"), "-q");
+        Assert.True(code == 0, stderr);
+        Assert.Single(Directory.GetFiles(_dir.File("frames"), "frame_*.png"));
+    }
+
+    [Fact]
+    public async Task DecodeRefusesCodesOutsideTheCodebook()
+    {
+        File.WriteAllText(_dir.File("codes.txt"), "# nbp-tokens: video-codes\n" + string.Join(' ', Enumerable.Repeat(7, 15)) + " 64000\n");
+        var (code, stderr) = await Run("decode", "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"), "--tokens", _dir.File("codes.txt"),
+            "--latent-size", "4", "--out", _dir.File("frames"));
+        Assert.Equal(2, code);
+        Assert.Contains("code 15 is 64000, outside the codebook [0, 64000)", stderr);
+    }
+
     /// <summary>The fixture video, quantised to 8 bits, as PNG frames.</summary>
-    private static void WriteFixtureFrames(string folder, int count, int size = 32)
+    internal static void WriteFixtureFrames(string folder, int count, int size = 32)
     {
         var (video, shape) = Fixtures.Npy(Fixtures.PathOf("tokenizer_video.npy"));
         var frames = VideoIO.ToRgbFrames(video, shape[1], shape[2], shape[3]);
@@ -96,31 +139,7 @@ public class VideoTests : IDisposable
         VideoIO.WritePngFolder(folder, frames.Take(count).ToArray(), size, size);
     }
 
-    /// <summary>A 1-layer, C = 32 transformer with the full 64000-code vocabulary and 64x64 video (8x8 latents).</summary>
-    private string TinyFullVocabularyModel()
-    {
-        const int c = 32, vocab = 64000, positions = 400;
-        var rng = new Random(5);
-        float[] R(long n, float s) => Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * s).ToArray();
-        var t = new List<(string, long[], float[])>
-        {
-            ("transformer.tok_emb.weight", [vocab, c], R(vocab * c, 1f)), ("transformer.pos_emb", [1, positions, c], R(positions * c, 0.5f)),
-            ("transformer.blocks.0.ln1.weight", [c], R(c, 1f)), ("transformer.blocks.0.ln1.bias", [c], R(c, 0.1f)),
-            ("transformer.blocks.0.ln2.weight", [c], R(c, 1f)), ("transformer.blocks.0.ln2.bias", [c], R(c, 0.1f)),
-            ("transformer.ln_f.weight", [c], R(c, 1f)), ("transformer.ln_f.bias", [c], R(c, 0.1f)),
-            ("transformer.head.weight", [vocab, c], R(vocab * c, 1f)),
-        };
-        foreach (var n in new[] { "query", "key", "value", "proj" })
-            t.AddRange([($"transformer.blocks.0.attn.{n}.weight", [c, c], R(c * c, 0.2f)), ($"transformer.blocks.0.attn.{n}.bias", [c], R(c, 0.1f))]);
-        t.AddRange([("transformer.blocks.0.mlp.0.weight", [4 * c, c], R(4 * c * c, 0.2f)), ("transformer.blocks.0.mlp.0.bias", [4 * c], R(4 * c, 0.1f)),
-            ("transformer.blocks.0.mlp.2.weight", [c, 4 * c], R(4 * c * c, 0.1f)), ("transformer.blocks.0.mlp.2.bias", [c], R(c, 0.1f))]);
-        string path = _dir.File("tiny-64k.safetensors");
-        SafetensorsWriter.Write(path, t, new Dictionary<string, string>
-        {
-            ["n_head"] = "2", ["token_number_per_step"] = "16", ["vocab_size"] = "64000", ["resolution"] = "64", ["sequence_length"] = "17",
-        });
-        return path;
-    }
+    private string TinyFullVocabularyModel() => TinyModels.FullVocabulary(_dir.File("tiny-64k.safetensors"));
 
     [Fact]
     public async Task TooFewStepsForOnePredictedFrameAreRefusedBeforeGenerating()

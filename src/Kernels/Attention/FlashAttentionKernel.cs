@@ -1,6 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 
 namespace NbpEngine.Kernels.Attention;
 

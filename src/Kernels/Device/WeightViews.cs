@@ -35,11 +35,3 @@ public struct BF16Weights : IWeightView
     public BF16Weights(ArrayView<ushort> data) => Data = data;
     public readonly float Load(long index) => Interop.IntAsFloat((uint)Data[index] << 16);
 }
-
-/// <summary>Storage type of the weight matrices on the device.</summary>
-public enum WeightStorage
-{
-    F32,
-    F16,
-    BF16,
-}

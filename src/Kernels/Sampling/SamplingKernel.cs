@@ -1,7 +1,7 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using NbpEngine.Kernels.Device;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 
 namespace NbpEngine.Kernels.Sampling;
 

@@ -1,3 +1,4 @@
+using NbpEngine.Core;
 using ILGPU;
 using ILGPU.Algorithms;
 using NbpEngine.Kernels.Ops;
@@ -70,8 +71,6 @@ public static class Depth2SpaceKernel
 /// <summary>FSQ (levels 8,8,8,5,5,5) on the device: indices to codes for the decoder, encoder output to indices.</summary>
 public static class FsqKernel
 {
-    private static int Levels(int d) => d < 3 ? 8 : 5;
-    private static int Basis(int d) => d switch { 0 => 1, 1 => 8, 2 => 64, 3 => 512, 4 => 2560, _ => 12800 };
 
     /// <summary>codes[p, d] = (digit_d - half_d) / half_d; one thread per position.</summary>
     public static void Codes(ArrayView<int> indices, ArrayView<float> codes, int positions)
@@ -81,8 +80,8 @@ public static class FsqKernel
             int index = indices[p];
             for (int d = 0; d < 6; d++)
             {
-                int half = Levels(d) / 2;
-                codes[(long)p * 6 + d] = (index / Basis(d) % Levels(d) - half) / (float)half;
+                int half = FsqLayout.Levels(d) / 2;
+                codes[(long)p * 6 + d] = (index / FsqLayout.Basis(d) % FsqLayout.Levels(d) - half) / (float)half;
             }
         }
     }
@@ -95,11 +94,11 @@ public static class FsqKernel
             int index = 0;
             for (int d = 0; d < 6; d++)
             {
-                int levels = Levels(d);
+                int levels = FsqLayout.Levels(d);
                 float h = (levels - 1) * (1 - 1e-3f) / 2;
                 float offset = levels % 2 == 0 ? 0.5f : 0f;
                 float bounded = XMath.Tanh(z[(long)p * 6 + d] + XMath.Tan(offset / h)) * h - offset;
-                index += ((int)XMath.Round(bounded) + levels / 2) * Basis(d); // XMath.Round: half to even
+                index += ((int)XMath.Round(bounded) + levels / 2) * FsqLayout.Basis(d); // XMath.Round: half to even
             }
             indices[p] = index;
         }

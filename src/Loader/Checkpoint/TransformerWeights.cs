@@ -1,14 +1,15 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NbpEngine.Loader.Safetensors;
+using NbpEngine.Core;
 
 namespace NbpEngine.Loader.Checkpoint;
 
 /// <summary>A required tensor is missing or has the wrong shape; the message names key, expected and found.</summary>
-public sealed class WeightShapeException(string message) : Exception(message);
+public sealed class WeightShapeException(string message) : NbpInputException(message);
 
 /// <summary>A weight holds NaN or an infinity: the message names the tensor, the element and its index.</summary>
-public sealed class WeightValueException(string message) : Exception(message);
+public sealed class WeightValueException(string message) : NbpInputException(message);
 
 /// <summary>Pointers to one transformer block's float32 weights. Shapes as in MODEL.md §2.</summary>
 public readonly unsafe struct LayerWeights

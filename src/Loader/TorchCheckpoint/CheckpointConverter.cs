@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using NbpEngine.Loader.IO;
 using NbpEngine.Loader.Pickle;
 using NbpEngine.Loader.Safetensors;
+using NbpEngine.Core;
 
 namespace NbpEngine.Loader.TorchCheckpoint;
 
@@ -47,7 +48,7 @@ public static class CheckpointConverter
     {
         logger ??= NullLogger.Instance;
         foreach (var key in options.Overrides.Keys)
-            if (!MetadataKeys.Contains(key)) throw new ArgumentException($"unknown metadata key '{key}' (known: {string.Join(", ", MetadataKeys)})");
+            if (!MetadataKeys.Contains(key)) throw new NbpInputException($"unknown metadata key '{key}' (known: {string.Join(", ", MetadataKeys)})");
         OutputPath.CheckWritable(destination, source);
         using var checkpoint = TorchCheckpointFile.Open(source);
         var (layout, state, hyper) = Layout(checkpoint);

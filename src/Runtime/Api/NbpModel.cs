@@ -4,8 +4,7 @@ using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Cpu;
-using NbpEngine.Kernels;
-using NbpEngine.Kernels.Device;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Api;
 
@@ -18,6 +17,11 @@ public sealed record NbpModelOptions
     public CpuWeightLayout CpuWeights { get; init; } = CpuWeightLayout.Packed;
     /// <summary>Scan the weights for NaN and infinities when loading (a vectorised pass; the default). Turn off only for trusted multi-GB files.</summary>
     public bool CheckFinite { get; init; } = true;
+    /// <summary>
+    /// The accelerator backends (NbpEngine.Kernels' <c>IlgpuBackends.Provider</c>); null: CPU only, and
+    /// <see cref="BackendKind.Auto"/> means the CPU.
+    /// </summary>
+    public IDeviceBackends? DeviceBackends { get; init; }
 }
 
 /// <summary>
@@ -40,9 +44,12 @@ public sealed class NbpModel : IDisposable
     /// <summary>Parameters in the transformer (weights mapped or converted).</summary>
     public long ParameterCount => _weights.ParameterCount;
 
-    private NbpModel(TransformerWeights weights, string path, ILogger logger, CpuWeightLayout cpuWeights)
+    private readonly IDeviceBackends? _deviceBackends;
+
+    private NbpModel(TransformerWeights weights, string path, ILogger logger, CpuWeightLayout cpuWeights, IDeviceBackends? deviceBackends)
     {
         _weights = weights;
+        _deviceBackends = deviceBackends;
         SourcePath = path;
         _logger = logger;
         _cpu = new Lazy<CpuBackend>(() => new CpuBackend(_weights, cpuWeights));
@@ -60,7 +67,7 @@ public sealed class NbpModel : IDisposable
             {
                 var config = ModelConfigReader.Read(file, options.Overrides, logger);
                 var weights = TransformerWeights.Load(file, config, logger, progress, cancellationToken, options.CheckFinite);
-                return new NbpModel(weights, path, logger, options.CpuWeights);
+                return new NbpModel(weights, path, logger, options.CpuWeights, options.DeviceBackends);
             }
             catch
             {
@@ -104,7 +111,7 @@ public sealed class NbpModel : IDisposable
     {
         if (kind == BackendKind.Auto)
         {
-            kind = IlgpuDevice.CudaAvailable() ? BackendKind.Cuda : BackendKind.Cpu;
+            kind = _deviceBackends is { CudaAvailable: true } ? BackendKind.Cuda : BackendKind.Cpu;
             _logger.LogInformation("backend auto: {Kind}", kind);
         }
         if (kind == BackendKind.Cpu)
@@ -112,17 +119,14 @@ public sealed class NbpModel : IDisposable
             if (storage != WeightStorage.F32) _logger.LogInformation("the CPU backend computes with the checkpoint's weights as loaded (fp32); device weight storage {Storage} ignored", storage);
             return _cpu.Value;
         }
-        var device = kind switch
-        {
-            BackendKind.Cuda => IlgpuDeviceKind.Cuda,
-            BackendKind.IlgpuCpu => IlgpuDeviceKind.Cpu,
-            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown backend"),
-        };
+        if (_deviceBackends is null)
+            throw new BackendUnavailableException($"backend {kind} needs the ILGPU kernels: load the model with NbpModelOptions.DeviceBackends = " +
+                                                  "IlgpuBackends.Provider (package NbpEngine.Kernels), or through NbpPipeline");
         // One upload of the weights per device and storage, shared by all sessions of this model.
         lock (_devices)
         {
             if (!_devices.TryGetValue((kind, storage, tensorCores), out var backend))
-                _devices[(kind, storage, tensorCores)] = backend = IlgpuBackend.Create(device, _weights, storage, tensorCores);
+                _devices[(kind, storage, tensorCores)] = backend = _deviceBackends.Create(kind, _weights, storage, tensorCores);
             return backend;
         }
     }

@@ -117,9 +117,10 @@ public sealed class NbpSession : IDisposable
 
     /// <summary>
     /// Managed bytes allocated by the session's own worker threads so far. Together with the caller's
-    /// GC.GetAllocatedBytesForCurrentThread it shows whether a step allocated anything.
+    /// GC.GetAllocatedBytesForCurrentThread it shows whether a step allocated anything. Null on the ILGPU
+    /// backends, whose kernels run on threads the session does not own.
     /// </summary>
-    public long WorkerAllocatedBytes => _backend.OwnThreadsAllocatedBytes;
+    public long? WorkerAllocatedBytes => _backend.OwnThreadsAllocatedBytes;
 
     /// <summary>Frees the KV cache; waits for a step in flight to finish first. Every later call throws ObjectDisposedException.</summary>
     public void Dispose()

@@ -1,4 +1,4 @@
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Attention;
 

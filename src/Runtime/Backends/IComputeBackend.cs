@@ -1,17 +1,8 @@
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Backends;
-
-/// <summary>Optional abilities a backend may lack; callers ask before relying on them.</summary>
-public enum BackendCapability
-{
-    /// <summary>Steps after warm-up allocate no managed memory.</summary>
-    AllocationFreeSteps,
-    /// <summary>Step-0 logits can be copied to the host.</summary>
-    LogitsReadback,
-}
 
 /// <summary>
 /// Where the transformer runs. A backend holds the model's weights in its own memory (uploaded once)
@@ -20,7 +11,6 @@ public enum BackendCapability
 public interface IComputeBackend : IDisposable
 {
     string Name { get; }
-    bool Supports(BackendCapability capability);
 
     /// <param name="capacity">positions the session's KV cache holds (allocated once, here)</param>
     /// <param name="maxRows">the most rows one <see cref="IBackendSession.Forward"/> call will feed</param>
@@ -40,8 +30,11 @@ public interface IBackendSession : IDisposable
     /// <summary>Rows of logits the last <see cref="Forward"/> produced.</summary>
     int LogitRows { get; }
 
-    /// <summary>Managed bytes allocated so far by threads the session owns (not the caller's); for allocation checks.</summary>
-    long OwnThreadsAllocatedBytes { get; }
+    /// <summary>
+    /// Managed bytes allocated so far by threads the session owns (not the caller's), for allocation checks;
+    /// null when the backend's work runs on threads it cannot count (ILGPU's).
+    /// </summary>
+    long? OwnThreadsAllocatedBytes { get; }
 
     /// <summary>Empties the cache (no memory is released).</summary>
     void Reset();

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using NbpEngine.Kernels.Device;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Cpu;
 
@@ -11,15 +11,20 @@ namespace NbpEngine.Runtime.Cpu;
 /// </summary>
 public static unsafe class Activations
 {
-    // One definition of the formula and its constants, shared with the ILGPU kernels (DeviceMath).
-    private const float P = DeviceMath.P, A1 = DeviceMath.A1, A2 = DeviceMath.A2, A3 = DeviceMath.A3, A4 = DeviceMath.A4, A5 = DeviceMath.A5;
-    private const float T0 = DeviceMath.T0, T1 = DeviceMath.T1, T2 = DeviceMath.T2, T3 = DeviceMath.T3, T4 = DeviceMath.T4, T5 = DeviceMath.T5, T6 = DeviceMath.T6;
-    private const float InvSqrt2 = DeviceMath.InvSqrt2, SmallLimit = DeviceMath.SeriesLimit;
+    // One definition of the formula and its constants, shared with the ILGPU kernels (Core's ActivationMath).
+    private const float P = ActivationMath.P, A1 = ActivationMath.A1, A2 = ActivationMath.A2, A3 = ActivationMath.A3, A4 = ActivationMath.A4, A5 = ActivationMath.A5;
+    private const float T0 = ActivationMath.T0, T1 = ActivationMath.T1, T2 = ActivationMath.T2, T3 = ActivationMath.T3, T4 = ActivationMath.T4, T5 = ActivationMath.T5, T6 = ActivationMath.T6;
+    private const float InvSqrt2 = ActivationMath.InvSqrt2, SmallLimit = ActivationMath.SeriesLimit;
 
-    /// <summary>Scalar erf, the reference for the vector path (the kernels' own function).</summary>
-    public static float Erf(float x) => DeviceMath.Erf(x);
+    private struct MathFExp : IExp
+    {
+        public readonly float Exp(float x) => MathF.Exp(x);
+    }
 
-    public static float Gelu(float x) => DeviceMath.Gelu(x);
+    /// <summary>Scalar erf, the reference for the vector path (the kernels' formula, with MathF's exp).</summary>
+    public static float Erf(float x) => ActivationMath.Erf<MathFExp>(x);
+
+    public static float Gelu(float x) => ActivationMath.Gelu<MathFExp>(x);
 
     /// <summary>values[i] = GELU(values[i]) in place, Vector512 with a scalar tail.</summary>
     public static void GeluInPlace(float* values, int count)

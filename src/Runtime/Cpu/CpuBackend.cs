@@ -20,13 +20,6 @@ public sealed class CpuBackend : IComputeBackend
 
     public string Name => "cpu";
 
-    public bool Supports(BackendCapability capability) => capability switch
-    {
-        BackendCapability.AllocationFreeSteps => true,
-        BackendCapability.LogitsReadback => true,
-        _ => false,
-    };
-
     public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
         => new CpuBackendSession(_weights, _packed?.Value, capacity, maxRows, maxLogitRows, threads);
 

@@ -3,6 +3,7 @@ using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Runtime.Threading;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Cpu;
 
@@ -82,7 +83,7 @@ public sealed unsafe class CpuBackendSession : IBackendSession
         _sample = new SampleJob(scaled, keys);
     }
 
-    public long OwnThreadsAllocatedBytes => _pool.HelperAllocatedBytes;
+    public long? OwnThreadsAllocatedBytes => _pool.HelperAllocatedBytes;
 
     public void Reset()
     {

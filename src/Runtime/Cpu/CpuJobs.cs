@@ -1,7 +1,7 @@
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
-using NbpEngine.Kernels.Shared;
+using NbpEngine.Core;
 using NbpEngine.Runtime.Threading;
 
 namespace NbpEngine.Runtime.Cpu;

@@ -1,4 +1,5 @@
 using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Generation;
 
@@ -79,4 +80,4 @@ public sealed record GenerationPlan
 }
 
 /// <summary>A generation request that cannot run on this model; the message says why.</summary>
-public sealed class GenerationException(string message) : Exception(message);
+public sealed class GenerationException(string message) : NbpInputException(message);

@@ -1,7 +1,9 @@
+using NbpEngine.Core;
+
 namespace NbpEngine.Runtime.Sampling;
 
 /// <summary>A row of logits holds NaN or infinite values, so no token can be sampled from it (usually broken weights).</summary>
-public sealed class NonFiniteLogitsException(string message) : Exception(message)
+public sealed class NonFiniteLogitsException(string message) : NbpInputException(message)
 {
     public static NonFiniteLogitsException Of(ReadOnlySpan<float> logits)
     {

@@ -1,3 +1,4 @@
+using NbpEngine.Core;
 using System.Numerics.Tensors;
 
 namespace NbpEngine.Runtime.Sampling;
@@ -94,16 +95,14 @@ public static class RowSampler
     /// <summary>Orders ascending as (value descending, index ascending).</summary>
     private static ulong SortKey(float value, int index)
     {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        uint ordered = (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u; // ascending float order
+        uint ordered = SortableFloat.Key(BitConverter.SingleToUInt32Bits(value)); // ascending float order
         return ((ulong)~ordered << 32) | (uint)index;
     }
 
     private static float ValueOf(ulong key)
     {
         uint ordered = ~(uint)(key >> 32);
-        uint bits = (ordered & 0x80000000u) != 0 ? ordered & 0x7FFFFFFFu : ~ordered;
-        return BitConverter.UInt32BitsToSingle(bits);
+        return BitConverter.UInt32BitsToSingle(SortableFloat.Bits(ordered));
     }
 
     private static Span<float> MemoryMarshalFloats(Span<ulong> keys, int count)

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using NbpEngine.Core;
 
 namespace NbpEngine.Tokenizer.Text;
 
@@ -26,7 +27,7 @@ public static partial class UcfClasses
         var match = Names.FirstOrDefault(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
         if (match is not null) return match;
         var closest = Names.OrderBy(n => Distance(n.ToLowerInvariant(), name.ToLowerInvariant())).Take(3);
-        throw new ArgumentException($"unknown UCF-101 class '{name}'; closest: {string.Join(", ", closest)} ('--class list' prints all 101)");
+        throw new NbpInputException($"unknown UCF-101 class '{name}'; closest: {string.Join(", ", closest)} ('--class list' prints all 101)");
     }
 
     /// <summary>Levenshtein distance.</summary>

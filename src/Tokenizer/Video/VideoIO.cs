@@ -1,5 +1,6 @@
 using NbpEngine.Loader.IO;
 using System.Diagnostics;
+using NbpEngine.Core;
 
 namespace NbpEngine.Tokenizer.Video;
 
@@ -74,7 +75,7 @@ public static class VideoIO
     private static List<byte[]> ReadVideo(string path, int size, int maxFrames)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: input video not found", path);
-        if (!FfmpegAvailable) throw new InvalidOperationException(FfmpegMissing);
+        if (!FfmpegAvailable) throw new NbpInputException(FfmpegMissing);
         var psi = new ProcessStartInfo("ffmpeg")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
@@ -135,7 +136,7 @@ public static class VideoIO
     /// <summary>Encodes frames to MP4 (H.264, yuv420p), GIF or APNG by the file extension, via ffmpeg.</summary>
     public static void WriteVideo(string path, byte[][] frames, int height, int width, int fps)
     {
-        if (!FfmpegAvailable) throw new InvalidOperationException(FfmpegMissing);
+        if (!FfmpegAvailable) throw new NbpInputException(FfmpegMissing);
         string ext = Path.GetExtension(path).ToLowerInvariant();
         var codec = ext switch
         {

@@ -1,7 +1,7 @@
 using NbpEngine.Kernels;
 using NbpEngine.Tests.Support;
 using NbpEngine.Tokenizer;
-using NbpEngine.Tokenizer.Device;
+using NbpEngine.Kernels.Tokenizer;
 using Xunit.Abstractions;
 
 namespace NbpEngine.Tests.Kernels;

@@ -30,8 +30,10 @@ public static class Fixtures
             c.GetProperty("block_size").GetInt32(), c.GetProperty("steps").GetInt32(), c.GetProperty("cond_length").GetInt32());
     }
 
+    /// <summary>The numbers of a token file (a fixture name or a path), after its '# nbp-tokens:' header line if it has one.</summary>
     public static int[] Tokens(string file) =>
-        File.ReadAllText(PathOf(file)).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        File.ReadAllLines(PathOf(file)).Where(line => !line.StartsWith('#')).SelectMany(line => line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+            .Select(int.Parse).ToArray();
 
     /// <summary>Reads a float32 little-endian C-order .npy; returns data and shape.</summary>
     public static (float[] Data, int[] Shape) Npy(string path) => Npy<float>(path, "'<f4'");

@@ -12,7 +12,8 @@ using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tokenizer;
-using NbpEngine.Tokenizer.Device;
+using NbpEngine.Kernels.Tokenizer;
+using NbpEngine.Core;
 
 // nbp-gpu-check: on a CUDA machine, run the kernel parity suite, whole-model parity against the
 // PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.

@@ -1,20 +1,42 @@
-using NbpEngine.Kernels;
+using NbpEngine.Core;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Sampling;
 
-namespace NbpEngine.Runtime.Backends;
+namespace NbpEngine.Kernels.Backend;
 
 /// <summary>
 /// The ILGPU kernels (src/Kernels) behind the backend interface: CUDA on NVIDIA GPUs, or ILGPU's CPU
 /// accelerator for tests. Weights are uploaded once, when the backend is created.
 /// </summary>
-public static class IlgpuBackend
+public sealed class IlgpuBackends : IDeviceBackends
 {
+    /// <summary>The provider to pass in <see cref="NbpModelOptions.DeviceBackends"/>.</summary>
+    public static IlgpuBackends Provider { get; } = new();
+
+    private IlgpuBackends()
+    {
+    }
+
+    public bool CudaAvailable => IlgpuDevice.CudaAvailable();
+
     /// <param name="tensorCores">prefill matmuls on tensor cores (fp16-rounded operands, fp32 accumulation)</param>
-    public static IComputeBackend Create(IlgpuDeviceKind device, TransformerWeights weights, WeightStorage storage, bool tensorCores) => storage switch
+    public IComputeBackend Create(BackendKind kind, TransformerWeights weights, WeightStorage storage, bool tensorCores) =>
+        Create(DeviceKind(kind), weights, storage, tensorCores);
+
+    /// <summary>The ILGPU device a backend kind runs on.</summary>
+    public static IlgpuDeviceKind DeviceKind(BackendKind kind) => kind switch
+    {
+        BackendKind.Cuda => IlgpuDeviceKind.Cuda,
+        BackendKind.IlgpuCpu => IlgpuDeviceKind.Cpu,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "not an ILGPU backend"),
+    };
+
+    private static IComputeBackend Create(IlgpuDeviceKind device, TransformerWeights weights, WeightStorage storage, bool tensorCores) => storage switch
     {
         WeightStorage.F32 => new IlgpuBackend<F32Weights>(device, weights, storage, tensorCores),
         WeightStorage.F16 => new IlgpuBackend<F16Weights>(device, weights, storage, tensorCores),
@@ -50,8 +72,6 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
             + (tensorCores ? " (tensor-core prefill)" : "");
     }
 
-    public bool Supports(BackendCapability capability) => capability == BackendCapability.LogitsReadback;
-
     public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
         => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, capacity, maxRows, maxLogitRows, _tensorCores));
 
@@ -66,7 +86,7 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
         public int Capacity => device.Capacity;
         public int Length => device.Length;
         public int LogitRows => device.LogitRows;
-        public long OwnThreadsAllocatedBytes => 0;
+        public long? OwnThreadsAllocatedBytes => null; // kernels run on ILGPU's threads or the GPU
         public void Reset() => device.Reset();
 
         public void Forward(ReadOnlySpan<int> tokens, AttentionMask mask, int logitRows)

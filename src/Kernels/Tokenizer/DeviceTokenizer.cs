@@ -1,10 +1,11 @@
 using ILGPU;
 using ILGPU.Runtime;
-using NbpEngine.Kernels;
-using NbpEngine.Kernels.Tokenizer;
-using NbpEngine.Tokenizer.Cpu;
+using NbpEngine.Tokenizer;
 
-namespace NbpEngine.Tokenizer.Device;
+using NbpEngine.Tokenizer.Cpu;
+using NbpEngine.Core;
+
+namespace NbpEngine.Kernels.Tokenizer;
 
 /// <summary>
 /// The tokenizer's layer list run with the ILGPU kernels (src/Kernels/Tokenizer) on CUDA or the CPU
@@ -153,7 +154,7 @@ public sealed class DeviceTokenizer : IDisposable
     /// <summary>FSQ indices [t, h, w] -> pixels [3, 4t - 3, 8h, 8w] in [0, 1], on the device.</summary>
     public float[] Decode(ReadOnlySpan<int> indices, int latentFrames, int latentHeight, int latentWidth, IProgress<float>? progress = null)
     {
-        if (!_model.HasDecoder) throw new InvalidOperationException($"{_model.SourcePath} has no decoder weights");
+        if (!_model.HasDecoder) throw new InvalidDataException($"{_model.SourcePath} has no decoder weights");
         int positions = latentFrames * latentHeight * latentWidth;
         if (indices.Length != positions) throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         foreach (int index in indices)
@@ -184,7 +185,7 @@ public sealed class DeviceTokenizer : IDisposable
     /// <summary>Pixels [3, T, H, W] in [0, 1] -> FSQ indices [t, h, w], on the device.</summary>
     public int[] Encode(ReadOnlySpan<float> pixels, int frames, int height, int width, IProgress<float>? progress = null)
     {
-        if (!_model.HasEncoder) throw new InvalidOperationException($"{_model.SourcePath} has no encoder weights");
+        if (!_model.HasEncoder) throw new InvalidDataException($"{_model.SourcePath} has no encoder weights");
         VideoTokenizer.LatentFrames(frames);
         long plane = (long)frames * height * width;
         if (pixels.Length != 3 * plane) throw new ArgumentException($"{pixels.Length} values for [3, {frames}, {height}, {width}] pixels");

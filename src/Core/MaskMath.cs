@@ -1,4 +1,4 @@
-namespace NbpEngine.Kernels.Shared;
+namespace NbpEngine.Core;
 
 /// <summary>
 /// The prefill masks of MODEL.md §4 as one number per query: every mask lets query position i read

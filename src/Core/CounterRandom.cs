@@ -1,4 +1,4 @@
-namespace NbpEngine.Kernels.Shared;
+namespace NbpEngine.Core;
 
 /// <summary>
 /// Counter-based uniform numbers: u = f(seed, step, row), no state. Any backend, in any row order

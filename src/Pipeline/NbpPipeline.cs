@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using NbpEngine.Core;
+using NbpEngine.Kernels.Backend;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Tokenizer;
+
+namespace NbpEngine.Pipeline;
+
+/// <summary>Seconds per phase of one generation; the session's are the first session's KV cache (and backend: packing or upload).</summary>
+public sealed record GenerationTimings(double SessionSeconds, double PrefillSeconds, double StepSeconds)
+{
+    public double TotalSeconds => PrefillSeconds + StepSeconds;
+}
+
+/// <summary>Generated model-vocabulary ids (the middle-bos of hybrid generation removed) and how they were made.</summary>
+public sealed record GenerationResult(int[] Tokens, GenerationPlan Plan, string BackendName, GenerationTimings Timings);
+
+/// <summary>
+/// Frame prediction: the conditioning frames' codes, the generation, and the decoded video of conditioning plus
+/// predicted latent frames. <see cref="UndecodedTokens"/> generated tokens did not fill a latent frame.
+/// </summary>
+public sealed record FramePrediction(VideoClip Video, int[] PromptCodes, GenerationResult Generation, CodecTiming Encode, CodecTiming Decode, int UndecodedTokens);
+
+/// <summary>
+/// The whole job in one object: a transformer (and optionally a video tokenizer) loaded once, on the backend
+/// the options ask for, and the encode -> generate -> decode pipeline with progress, cancellation and timings.
+/// nbp-run, nbp-bench and hosts call this; <see cref="Model"/> gives the lower-level session API.
+/// Thread-safe for concurrent <see cref="Generate"/> calls (each makes its own session).
+/// </summary>
+public sealed class NbpPipeline : IDisposable
+{
+    public NbpModel Model { get; }
+    /// <summary>The video tokenizer, when one was loaded.</summary>
+    public VideoCodec? Codec { get; }
+    public PipelineOptions Options { get; }
+    /// <summary>Seconds to read and check the transformer's weights.</summary>
+    public double LoadSeconds { get; }
+
+    private NbpPipeline(NbpModel model, VideoCodec? codec, PipelineOptions options, double loadSeconds)
+    {
+        Model = model;
+        Codec = codec;
+        Options = options;
+        LoadSeconds = loadSeconds;
+    }
+
+    /// <summary>Loads the transformer (and the tokenizer when <paramref name="tokenizer"/> is given) with the ILGPU backends available.</summary>
+    public static async Task<NbpPipeline> LoadAsync(string weights, string? tokenizer = null, PipelineOptions? options = null,
+        IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new PipelineOptions();
+        VideoCodec? codec = tokenizer is null ? null : VideoCodec.Open(tokenizer, options.Backend, options.Conv);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            var load = progress is null ? null : new SynchronousProgress<float>(f => progress.Report(new PipelineProgress(PipelinePhase.Load, f)));
+            var model = await NbpModel.LoadAsync(weights, ModelOptions(options), load, cancellationToken);
+            return new NbpPipeline(model, codec, options, clock.Elapsed.TotalSeconds);
+        }
+        catch
+        {
+            codec?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model options a pipeline loads with: the CPU runtime plus the ILGPU backends.</summary>
+    public static NbpModelOptions ModelOptions(PipelineOptions options) => new()
+    {
+        Overrides = options.Overrides, LoggerFactory = options.LoggerFactory, CpuWeights = options.CpuWeights, CheckFinite = options.CheckFinite,
+        DeviceBackends = IlgpuBackends.Provider,
+    };
+
+    /// <summary>A session on the pipeline's backend sized for <paramref name="plan"/>.</summary>
+    public NbpSession CreateSession(GenerationPlan plan) => Model.CreateSession(new SessionOptions
+    {
+        Backend = Options.Backend, DeviceWeights = Options.DeviceWeights, TensorCores = Options.TensorCores, Threads = Options.Threads,
+        Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
+    });
+
+    /// <summary>
+    /// Generates from <paramref name="request"/>'s prompt (model-vocabulary ids). <paramref name="afterPrefill"/> runs once, after the
+    /// prefill, with the session (to read the step-0 logits, say).
+    /// </summary>
+    public GenerationResult Generate(GenerationRequest request, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default,
+        Action<NbpSession>? afterPrefill = null)
+    {
+        var plan = GenerationPlan.Resolve(request, Model.Config);
+        var clock = Stopwatch.StartNew();
+        using var session = CreateSession(plan);
+        double sessionSeconds = clock.Elapsed.TotalSeconds;
+        var generator = session.CreateGenerator(request);
+        var tokens = new int[plan.TokenCount];
+        int written = 0;
+        double prefill = 0;
+        clock.Restart();
+        progress?.Report(new PipelineProgress(PipelinePhase.Prefill, 0, 0, 1));
+        while (!generator.IsComplete)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            written += generator.Step(tokens.AsSpan(written));
+            if (generator.StepIndex == 1)
+            {
+                prefill = clock.Elapsed.TotalSeconds;
+                progress?.Report(new PipelineProgress(PipelinePhase.Prefill, 1, 1, 1));
+                afterPrefill?.Invoke(session);
+            }
+            else progress?.Report(new PipelineProgress(PipelinePhase.Steps, (generator.StepIndex - 1.0) / Math.Max(1, plan.Steps - 1), generator.StepIndex - 1, plan.Steps - 1));
+        }
+        return new GenerationResult(tokens, plan, session.BackendName, new GenerationTimings(sessionSeconds, prefill, clock.Elapsed.TotalSeconds - prefill));
+    }
+
+    /// <summary>
+    /// Frame prediction from real frames (the K600 task): encodes <paramref name="conditioning"/>, generates from its codes with
+    /// <paramref name="request"/>'s settings (its prompt is replaced), and decodes conditioning plus predicted latent frames.
+    /// Everything that can be checked is checked before the encode: a tokenizer with both halves, the frame size the model
+    /// was trained on, and enough steps to predict at least one latent frame.
+    /// </summary>
+    public FramePrediction PredictFrames(VideoClip conditioning, GenerationRequest request, IProgress<PipelineProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var codec = Codec ?? throw new NbpInputException("frame prediction needs a video tokenizer: load the pipeline with one");
+        var cfg = Model.Config;
+        if (!codec.Model.HasEncoder || !codec.Model.HasDecoder)
+            throw new NbpInputException($"{codec.Model.SourcePath}: frame prediction needs the tokenizer's encoder and decoder, the file has {(codec.Model.HasEncoder ? "no decoder" : "no encoder")}");
+        if (conditioning.Height != cfg.Resolution || conditioning.Width != cfg.Resolution)
+            throw new NbpInputException($"conditioning frames are {conditioning.Width}x{conditioning.Height}, the model generates {cfg.Resolution}x{cfg.Resolution}");
+        int latent = cfg.Resolution / ModelConfig.SpatialFactor, perFrame = latent * latent;
+        int promptLength = VideoTokenizer.LatentFrames(conditioning.Frames) * perFrame;
+        var plan = GenerationPlan.Resolve(request with { Prompt = new int[promptLength] }, cfg);
+        if (plan.TokenCount < perFrame)
+            throw new NbpInputException($"{plan.Steps} steps generate {plan.TokenCount} tokens, less than one latent frame ({perFrame}): no frame would be predicted");
+
+        int threads = Options.ThreadCount;
+        var (codes, encode) = codec.Encode(conditioning, threads, Fraction(progress, PipelinePhase.Encode));
+        cancellationToken.ThrowIfCancellationRequested();
+        if (codes.Max() >= cfg.VideoVocabSize)
+            throw new NbpInputException($"{codec.Model.SourcePath}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
+        var prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
+        var generation = Generate(request with { Prompt = prompt }, progress, cancellationToken);
+
+        // prompt + generated -> video codes (shift removed, clamped as MODEL.md §3) -> frames
+        var all = prompt.Concat(generation.Tokens).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();
+        int whole = all.Length / perFrame * perFrame;
+        var (video, decode) = codec.Decode(all.AsSpan(0, whole), latent, threads, Fraction(progress, PipelinePhase.Decode));
+        return new FramePrediction(video, codes, generation, encode, decode, all.Length - whole);
+    }
+
+    /// <summary>A tokenizer progress fraction as a pipeline phase's progress.</summary>
+    public static IProgress<float>? Fraction(IProgress<PipelineProgress>? progress, PipelinePhase phase) =>
+        progress is null ? null : new SynchronousProgress<float>(f => progress.Report(new PipelineProgress(phase, f)));
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        Codec?.Dispose();
+    }
+}
+
+/// <summary>IProgress that reports on the calling thread, in order (Progress&lt;T&gt; posts to the thread pool and may reorder).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -1,0 +1,32 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NbpEngine.Core;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Cpu;
+using NbpEngine.Tokenizer;
+
+namespace NbpEngine.Pipeline;
+
+/// <summary>Where and how a pipeline runs; fixed when it is loaded.</summary>
+public sealed record PipelineOptions
+{
+    /// <summary>Transformer and tokenizer backend: Auto = CUDA when a device is present, else the CPU.</summary>
+    public BackendKind Backend { get; init; } = BackendKind.Auto;
+    /// <summary>ILGPU backends: how the weight matrices are stored on the device.</summary>
+    public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
+    /// <summary>ILGPU backends: prefill matmuls on tensor cores (fp16-rounded operands).</summary>
+    public bool TensorCores { get; init; }
+    /// <summary>CPU threads; default all cores.</summary>
+    public int? Threads { get; init; }
+    /// <summary>CPU backend: packed copies of the matrices (faster steps, one more copy in memory) or the loaded ones in place.</summary>
+    public CpuWeightLayout CpuWeights { get; init; } = CpuWeightLayout.Packed;
+    /// <summary>Scan the transformer's weights for NaN and infinities when loading.</summary>
+    public bool CheckFinite { get; init; } = true;
+    /// <summary>Replaces the checkpoint's hyper-parameters (MODEL.md §2).</summary>
+    public ModelConfigOverrides Overrides { get; init; } = new();
+    /// <summary>The CPU tokenizer's 3x3x3 conv algorithm (the device kernels have one).</summary>
+    public ConvAlgorithm Conv { get; init; } = ConvAlgorithm.Auto;
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    internal int ThreadCount => Threads ?? Environment.ProcessorCount;
+}
