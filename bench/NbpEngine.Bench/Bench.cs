@@ -38,7 +38,7 @@ internal static class Bench
 {
     /// <summary>The paper's Figure 7 (A100, generated frames/s per block size).</summary>
     private static readonly (int Block, double Fps)[] Paper = [(1, 0.80), (8, 5.24), (16, 8.89), (32, 10.81), (64, 14.12), (256, 17.14)];
-    private const int GeneratedTokens = 768, GeneratedFrames = 12;
+    private const int GeneratedTokens = K600Workload.GeneratedTokens, GeneratedFrames = K600Workload.GeneratedFrames;
 
     public static async Task<int> RunAsync(BenchSettings s, CancellationToken ct)
     {
@@ -52,13 +52,13 @@ internal static class Bench
         string tokenizerPath = s.Tokenizer ?? Path.Combine(s.Cache, $"nbp-bench-tokenizer-{widths.A}.safetensors");
         if (s.Random)
         {
-            if (!File.Exists(weights)) { Console.Error.WriteLine($"nbp-bench: writing random weights {weights}"); RandomCheckpoint.Write(weights, layers, 16, 1536, 64000, 5120); }
+            if (!File.Exists(weights)) { Console.Error.WriteLine($"nbp-bench: writing random weights {weights}"); K600Workload.WriteRandomTransformer(weights, layers); }
             if (!File.Exists(tokenizerPath)) { Console.Error.WriteLine($"nbp-bench: writing random tokenizer {tokenizerPath}"); RandomTokenizer.Write(tokenizerPath, widths.A, widths.B, widths.C); }
         }
         var options = new PipelineOptions
         {
             Backend = s.Backend, DeviceWeights = s.DeviceWeights, TensorCores = s.TensorCores, Threads = s.Threads,
-            Overrides = new() { Resolution = 128, SequenceLength = 17 },
+            Overrides = new() { Resolution = K600Workload.Resolution, SequenceLength = K600Workload.ClipFrames },
         };
         using var pipeline = await NbpPipeline.LoadAsync(weights, tokenizerPath, options, null, ct);
         var codec = pipeline.Codec!;
@@ -104,8 +104,8 @@ internal static class Bench
         double warmSeconds = sessionClock.Elapsed.TotalSeconds;
 
         var all = prompt.Concat(generated16!).Select(id => Math.Clamp(id, 0, FsqLayout.CodebookSize - 1)).ToArray();
-        var firstDecode = codec.Decode(all, 16, s.Threads).Timing;
-        var decode = Repeat(s.Repetitions, () => codec.Decode(all, 16, s.Threads).Timing.Seconds);
+        var firstDecode = codec.Decode(all, K600Workload.LatentSide, s.Threads).Timing;
+        var decode = Repeat(s.Repetitions, () => codec.Decode(all, K600Workload.LatentSide, s.Threads).Timing.Seconds);
 
         var report = new BenchReport(s, cfg, layers, widths, onDevice, deviceKind, bandwidth, peak, encode, decode, rows, Paper,
             codec.Model.ConvAlgorithm.ToString().ToLowerInvariant(), codec.Model.CpuWeightBytes, firstEncode.PrepareSeconds + firstDecode.PrepareSeconds,

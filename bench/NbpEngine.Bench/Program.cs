@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using NbpEngine.Bench;
 using NbpEngine.Core;
+using NbpEngine.Parity;
 using NbpEngine.Runtime.Backends;
 
 // nbp-bench: the K600 workload end to end (encode 5 frames, generate 768 tokens, decode 17 frames) through
@@ -42,7 +43,7 @@ root.SetAction((parse, ct) =>
     {
         return Fail($"--blocks must be positive integers separated by commas, found '{parse.GetValue(blocks)}'");
     }
-    if (sizes.Length == 0 || sizes.Any(b => b < 1 || 768 % b != 0)) return Fail($"--blocks: each must divide the 768 generated tokens, found {parse.GetValue(blocks)}");
+    if (sizes.Length == 0 || sizes.Any(b => b < 1 || K600Workload.GeneratedTokens % b != 0)) return Fail($"--blocks: each must divide the {K600Workload.GeneratedTokens} generated tokens, found {parse.GetValue(blocks)}");
     if (parse.GetValue(repetitions) is < 1 or > 100) return Fail($"--repetitions must be in [1, 100], found {parse.GetValue(repetitions)}");
     if (parse.GetValue(threads) is < 1) return Fail($"--threads must be >= 1, found {parse.GetValue(threads)}");
     if (!parse.GetValue(random) && (parse.GetValue(weights) is null || parse.GetValue(tokenizer) is null))

@@ -5,6 +5,7 @@ using ILGPU;
 using ILGPU.Runtime;
 
 using NbpEngine.Kernels;
+using NbpEngine.Kernels.Backend;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Parity;
 using NbpEngine.Runtime.Api;
@@ -58,7 +59,7 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
 {
     foreach (var (storage, tensorCores) in new[] { (WeightStorage.F32, false), (WeightStorage.F32, true), (WeightStorage.F16, false) })
     {
-        using var m = await NbpModel.LoadAsync(Path.Combine(fixtures, model + ".safetensors"));
+        using var m = await NbpModel.LoadAsync(Path.Combine(fixtures, model + ".safetensors"), new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
         using var session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores });
         var request = new GenerationRequest
         {
@@ -102,11 +103,11 @@ async Task Bench()
     Report("");
     Report($"## K600-shaped timings ({benchLayers} layers x 1536, 16 heads, V 64000, 512-token prompt, 768 new tokens, top-k 16000, top-p 0.9)");
     string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
-    if (!File.Exists(weights)) RandomCheckpoint.Write(weights, benchLayers, 16, 1536, 64000, 5120);
+    if (!File.Exists(weights)) K600Workload.WriteRandomTransformer(weights, benchLayers);
     double bandwidth;
     using (var probe = new IlgpuDevice(kind)) bandwidth = probe.CopyBandwidth();
     Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
-    using var model = await NbpModel.LoadAsync(weights);
+    using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
     var prompt = Enumerable.Range(0, 512).Select(i => (i * 7919) % 64000).ToArray();
     Report("");
     TokenizerBench();
@@ -124,7 +125,7 @@ async Task Bench()
             using var session = model.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16 });
             var request = new GenerationRequest
             {
-                Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = 768 / block,
+                Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = K600Workload.GeneratedTokens / block,
                 Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
             };
             var warm = session.CreateGenerator(request with { Steps = 2 });
