@@ -189,7 +189,7 @@ public static class GenerateCommand
         if (o.Input is not null && !File.Exists(o.Input) && !Directory.Exists(o.Input)) throw new CliInputException($"{o.Input}: --input not found (a PNG folder or a video file)");
         using var loggers = new StderrLoggerFactory(LogLevel.Information);
         var options = o.Pipeline with { Overrides = o.Overrides, LoggerFactory = loggers };
-        using var pipeline = await NbpPipeline.LoadAsync(o.Weights, o.Tokenizer, options, null, ct);
+        using var pipeline = await Report.RunAsync(progress => NbpPipeline.LoadAsync(o.Weights, o.Tokenizer, options, progress, ct));
         var cfg = pipeline.Model.Config;
         Console.Error.WriteLine($"nbp-run: {o.Weights}: {cfg.LayerCount} layers, {cfg.HeadCount} heads, C = {cfg.EmbeddingSize}, V = {cfg.VocabSize}, " +
                                 $"P = {cfg.PositionCount}, B = {cfg.BlockSize}{(cfg.Hybrid ? ", hybrid" : "")} (loaded in {pipeline.LoadSeconds:F2} s)");

@@ -88,6 +88,19 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task ProgressIsPlainLinesPerPhaseWhenStderrIsNotATerminalAndNothingWithQuiet()
+    {
+        string[] args = ["-m", Fixtures.PathOf("frame_model.safetensors"), "--prompt-tokens", Fixtures.PathOf("frame_prompt.txt"), "--tokens-out", _dir.File("out.txt"), "--greedy", "-t", "2"];
+        var (code, stderr) = await Run(args);
+        Assert.True(code == 0, stderr);
+        foreach (var line in new[] { "nbp-run: load 100%", "nbp-run: prefill 100%", "nbp-run: steps 11/11 (100%)" }) Assert.Contains(line, stderr);
+        File.Delete(_dir.File("out.txt"));
+        (code, stderr) = await Run([.. args, "-q"]);
+        Assert.True(code == 0, stderr);
+        Assert.DoesNotContain("%", stderr);
+    }
+
+    [Fact]
     public async Task HelpGroupsTheOptionsUnderHeadings()
     {
         var (code, stdout, _) = await CliRunner.RunCapturingOutput("--help");

@@ -59,6 +59,24 @@ internal static class Report
             });
     }
 
+    /// <summary>The asynchronous form of <see cref="Run{T}"/> (loading).</summary>
+    public static async Task<T> RunAsync<T>(Func<IProgress<PipelineProgress>?, Task<T>> work)
+    {
+        if (Quiet) return await work(null);
+        if (Console.IsErrorRedirected) return await work(PlainLines());
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        return await console.Progress().AutoClear(false).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async context =>
+            {
+                var bar = context.AddTask("load", maxValue: 1);
+                return await work(new SynchronousProgress<PipelineProgress>(p =>
+                {
+                    lock (Gate) bar.Value = p.Fraction;
+                }));
+            });
+    }
+
     /// <summary>A tokenizer phase's fraction as bars or lines (for the encode and decode commands).</summary>
     public static T Run<T>(PipelinePhase phase, Func<IProgress<float>?, T> work) => Run(progress => work(NbpPipeline.Fraction(progress, phase)));
 
