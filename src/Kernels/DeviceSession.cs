@@ -133,8 +133,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         Length = start + rows;
         var last = _x.SubView((long)(rows - logitRows) * c, (long)logitRows * c);
         LayerNorm(last, logitRows, _w.LnFinalWeight, _w.LnFinalBias, _normed);
-        var head = new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize };
-        _kernels.MatMul(_stream, MatMulKernel.Launch(logitRows, cfg.VocabSize, _shape.GroupSize), _normed, _w.Head, _w.NoBias, _logits, head);
+        Gemm(_normed, new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize }, _w.Head, _w.NoBias, _logits);
         LogitRows = logitRows;
     }
 
@@ -143,13 +142,19 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             new LayerNormArgs { Rows = rows, Width = _w.Config.EmbeddingSize });
 
     private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
+        => Gemm(a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c);
+
+    /// <summary>
+    /// The kernel for the shape: a step's few rows stream the weights (StepMatMulKernel), a prefill's many rows
+    /// take tensor cores when enabled, anything else the tiled kernel.
+    /// </summary>
+    private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c)
     {
-        var args = new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 };
-        if (_tensorCores && m >= TensorCoreMinRows)
-        {
-            _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(m, n, TensorCoreMatMulKernel.Warps(_shape.GroupSize)), a, w, bias, c, args);
-        }
-        else _kernels.MatMul(_stream, MatMulKernel.Launch(m, n, _shape.GroupSize), a, w, bias, c, args);
+        if (StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
+            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize), a.Cast<Float4>(), w, bias, c, args);
+        else if (_tensorCores && args.M >= TensorCoreMinRows)
+            _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(args.M, args.N, TensorCoreMatMulKernel.Warps(_shape.GroupSize)), a, w, bias, c, args);
+        else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
     }
 
     /// <summary>Samples every logits row on the device and copies the ids back (the step's one read-back).</summary>

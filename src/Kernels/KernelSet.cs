@@ -15,6 +15,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs> LayerNorm { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
 
@@ -24,6 +25,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         LayerNorm = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(LayerNormKernel.Normalize);
         MatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(MatMulKernel.Tiled<TW>);
         TensorCoreMatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW>);
+        StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMatMulKernel.Step<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
     }
@@ -41,6 +43,7 @@ public static class KernelCatalog
             yield return typeof(EmbeddingKernel).GetMethod(nameof(EmbeddingKernel.Embed))!.MakeGenericMethod(w);
             yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
             yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w);
+            yield return typeof(StepMatMulKernel).GetMethod(nameof(StepMatMulKernel.Step))!.MakeGenericMethod(w);
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;

@@ -67,6 +67,8 @@ public sealed unsafe partial class KernelParity : IDisposable
             yield return new($"matmul half-stored {m}x{n}x{k}", p => p.MatMulHalfStored(m, n, k));
         foreach (var (m, n, k, warps, store, gelu) in new[] { (64, 96, 96, 1, 0, false), (70, 65, 100, 2, 1, true), (128, 500, 96, 4, 0, false) })
             yield return new($"tensor-core matmul {m}x{n}x{k} w{warps}", p => p.TensorCoreMatMul(m, n, k, warps, store, gelu));
+        foreach (var (m, n, k, lda, group, store, gelu) in StepShapes)
+            yield return new($"step matmul {m}x{n}x{k} lda {lda} g{group}", p => p.StepMatMul(m, n, k, lda, group, store, gelu));
         foreach (var (kind, prefix, block, start, rows, hd, q) in new[]
                  {
                      (MaskKind.BlockCausal, 0, 16, 0, 48, 24, 1), (MaskKind.BlockCausal, 0, 4, 0, 37, 96, 2), (MaskKind.BlockCausal, 7, 4, 0, 30, 16, 1),

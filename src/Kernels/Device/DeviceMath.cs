@@ -38,6 +38,19 @@ public static class DeviceMath
         return Interop.IntAsFloat(bits & 0xFFFFE000u);
     }
 
+    /// <summary>An fp16 bit pattern (low 16 bits) as the float it encodes, exactly: subnormals, infinities and NaN included.</summary>
+    public static float HalfBitsToFloat(uint half)
+    {
+        uint sign = (half & 0x8000u) << 16, exponent = (half >> 10) & 0x1Fu, mantissa = half & 0x3FFu;
+        if (exponent == 0)
+        {
+            float subnormal = mantissa * 5.9604644775390625e-08f; // mantissa · 2^-24, exact
+            return sign != 0 ? -subnormal : subnormal;
+        }
+        uint bits = exponent == 0x1Fu ? sign | 0x7F800000u | (mantissa << 13) : sign | ((exponent + 112) << 23) | (mantissa << 13);
+        return Interop.IntAsFloat(bits);
+    }
+
     /// <summary>Maps a float to a uint whose unsigned order is the float order (NaN aside).</summary>
     public static uint OrderedKey(float value) => SortableFloat.Key((uint)Interop.FloatAsInt(value));
 

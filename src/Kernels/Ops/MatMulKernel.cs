@@ -12,6 +12,19 @@ public struct MatMulArgs
     /// <summary>1: apply GELU (erf form) to the result before storing.</summary>
     public int Gelu;
     public int HasBias;
+
+    /// <summary>
+    /// The epilogue every matmul kernel shares: output (m, n), if inside M x N, gets + bias, GELU, and is stored or
+    /// added to C (the residual).
+    /// </summary>
+    public readonly void Store(ArrayView<float> c, ArrayView<float> bias, int m, int n, float value)
+    {
+        if (m >= M || n >= N) return;
+        if (HasBias != 0) value += bias[n];
+        if (Gelu != 0) value = DeviceMath.Gelu(value);
+        long at = (long)m * Ldc + n;
+        c[at] = Accumulate != 0 ? c[at] + value : value;
+    }
 }
 
 /// <summary>
@@ -81,13 +94,8 @@ public static class MatMulKernel
         }
         for (int o = 0; o < owned; o++)
         {
-            int e = t + o * threads, m = m0 + e / TileN, n = n0 + e % TileN;
-            if (m >= args.M || n >= args.N) continue;
-            float value = acc[o];
-            if (args.HasBias != 0) value += bias[n];
-            if (args.Gelu != 0) value = DeviceMath.Gelu(value);
-            long at = (long)m * args.Ldc + n;
-            c[at] = args.Accumulate != 0 ? c[at] + value : value;
+            int e = t + o * threads;
+            args.Store(c, bias, m0 + e / TileN, n0 + e % TileN, acc[o]);
         }
     }
 }

@@ -109,18 +109,9 @@ public static class TensorCoreMatMulKernel
 
     private static void Store(ArrayView<float> c, ArrayView<float> bias, MatMulArgs args, int row, int col, float v0, float v1, float v2, float v3)
     {
-        StoreOne(c, bias, args, row, col, v0);
-        StoreOne(c, bias, args, row, col + 1, v1);
-        StoreOne(c, bias, args, row + 8, col, v2);
-        StoreOne(c, bias, args, row + 8, col + 1, v3);
-    }
-
-    private static void StoreOne(ArrayView<float> c, ArrayView<float> bias, MatMulArgs args, int m, int n, float value)
-    {
-        if (m >= args.M || n >= args.N) return;
-        if (args.HasBias != 0) value += bias[n];
-        if (args.Gelu != 0) value = DeviceMath.Gelu(value);
-        long at = (long)m * args.Ldc + n;
-        c[at] = args.Accumulate != 0 ? c[at] + value : value;
+        args.Store(c, bias, row, col, v0);
+        args.Store(c, bias, row, col + 1, v1);
+        args.Store(c, bias, row + 8, col, v2);
+        args.Store(c, bias, row + 8, col + 1, v3);
     }
 }

@@ -42,6 +42,13 @@ public static partial class SassInspector
         File.WriteAllText(ptx, compiled.PTXAssembly);
         string info = Run(Path.Combine(tools, "ptxas"), tools, "-v", "-arch=sm_90", "-o", cubin, ptx);
         string sass = Run(Path.Combine(tools, "cuobjdump"), tools, "-sass", cubin);
+        // NBP_SASS_DUMP=folder keeps each kernel's PTX and SASS for reading (the profiler when no GPU is lent)
+        if (Environment.GetEnvironmentVariable("NBP_SASS_DUMP") is { Length: > 0 } dump)
+        {
+            Directory.CreateDirectory(dump);
+            File.Copy(ptx, Path.Combine(dump, name + ".ptx"), overwrite: true);
+            File.WriteAllText(Path.Combine(dump, name + ".sass"), sass);
+        }
         var ops = Instruction().Matches(sass).Select(m => m.Groups[1].Value).ToList();
         return new SassFigures(Name(kernel),
             Number(info, @"Used (\d+) registers"), Number(info, @"(\d+) bytes stack frame"), Number(info, @"(\d+) bytes spill stores"),

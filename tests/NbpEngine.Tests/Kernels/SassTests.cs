@@ -46,6 +46,26 @@ public class SassTests(ITestOutputHelper output) : IDisposable
         else Assert.Equal(0, figures.Hmma);
     }
 
+    /// <summary>
+    /// The step GEMM streams the weights: 16-byte loads (LDG.128), accumulators in registers (no stack frame, no
+    /// spills, no local memory), no fp64, for every weight storage (issue 12 item 6).
+    /// </summary>
+    [TheoryRequiringCudaTools]
+    [InlineData("F32Weights")]
+    [InlineData("F16Weights")]
+    [InlineData("BF16Weights")]
+    public void TheStepGemmStreamsWeightsFromRegisters(string storage)
+    {
+        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == $"StepMatMulKernel.Step<{storage}>");
+        var f = SassInspector.Inspect(kernel, _dir.Path);
+        output.WriteLine(f.ToString());
+        Assert.True(f.Ldg128 >= (storage == "F32Weights" ? 8 : 4), $"{f.Kernel}: {f.Ldg128} LDG.128, expected the four columns' 16-byte weight loads");
+        Assert.Equal(0, f.StackBytes);
+        Assert.Equal((0, 0), (f.SpillStoreBytes, f.SpillLoadBytes));
+        Assert.Equal(0, f.LocalMemory);
+        Assert.Equal(0, f.Fp64);
+    }
+
     [FactRequiringCudaTools]
     public void TheFigureTable()
     {

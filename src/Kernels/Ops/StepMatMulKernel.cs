@@ -1,0 +1,130 @@
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels.Device;
+
+namespace NbpEngine.Kernels.Ops;
+
+/// <summary>
+/// The generation step's linear layers: C[M, N] (=|+=) A[M, K]·W[N, K]ᵀ (+ bias, GELU) for M ≤ 16 rows (one block),
+/// where every weight is used by at most 16 rows and the work is streaming W once at memory speed. One warp per 4
+/// output columns, no shared memory, no barriers: lane l reads weights k = 8l.., 8l+256.., 16 bytes at a time
+/// (<see cref="IWeightView.Load8"/>: one LDG.128 for fp16/bf16, two for fp32), four columns' loads in flight, and
+/// multiplies them with the same k of all 16 A rows (A is small and read through L1). The 64 accumulators are scalar
+/// registers (16 <see cref="Acc4"/> locals, rows unrolled by hand: an array would live in local memory). At the end
+/// the 64 partial sums go through shared memory, lane l adds up outputs l and l + 32 in lane order (deterministic:
+/// same order every launch; 2 x 32 stores, 64 loads and 4 warp barriers instead of 320 shuffles, which ILGPU's CPU
+/// accelerator emulates slowly), and the epilogue adds bias, GELU and the residual. Needs K % 8 == 0 and Lda % 4 == 0
+/// (16-byte aligned rows); the tiled kernel takes other shapes.
+/// Grid: ceil(ceil(N/4) / warps) groups of warps x 32 threads.
+/// </summary>
+public static class StepMatMulKernel
+{
+    public const int MaxRows = 16, Columns = 4, KPerLane = 8, KPerPass = 32 * KPerLane;
+    /// <summary>Most warps per group (the reduction's shared memory is sized for them: 8 x 32 x 33 floats, 33.8 KB).</summary>
+    public const int MaxWarps = 8;
+    private const int Stride = 33;
+
+    /// <summary>Whether a matmul of this shape can run here (else the tiled kernel).</summary>
+    public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxRows && k % KPerLane == 0 && lda % 4 == 0;
+
+    /// <summary>The launch for N columns with groups of <paramref name="groupSize"/> threads (a multiple of 32).</summary>
+    public static KernelConfig Launch(int n, int groupSize)
+    {
+        int warps = Math.Min(MaxWarps, groupSize / 32), needed = (n + Columns - 1) / Columns;
+        return new KernelConfig((needed + warps - 1) / warps, warps * 32);
+    }
+
+    /// <summary>One row's four column sums.</summary>
+    public struct Acc4
+    {
+        public float C0, C1, C2, C3;
+    }
+
+    /// <param name="a">A as 16-byte vectors: row r starts at vector r·Lda/4</param><param name="w">[N, K]</param>
+    /// <param name="bias">[N] (read only if HasBias)</param><param name="c">[M, Ldc]</param>
+    public static void Step<TW>(ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args) where TW : struct, IWeightView
+    {
+        int lane = Group.IdxX % 32;
+        int n0 = (Grid.IdxX * (Group.DimX / 32) + Group.IdxX / 32) * Columns;
+        if (n0 >= args.N) return; // the whole warp: n0 is the same for its lanes
+        // columns past N read the last one (in bounds) and are not stored
+        int last = args.N - 1;
+        long w0 = (long)n0 * args.K, w1 = (long)(n0 + 1 < last ? n0 + 1 : last) * args.K;
+        long w2 = (long)(n0 + 2 < last ? n0 + 2 : last) * args.K, w3 = (long)(n0 + 3 < last ? n0 + 3 : last) * args.K;
+        int lda4 = args.Lda / 4;
+        Acc4 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default, r8 = default, r9 = default, r10 = default, r11 = default, r12 = default, r13 = default, r14 = default, r15 = default;
+        for (int k = lane * KPerLane; k < args.K; k += KPerPass)
+        {
+            Vec8 x0 = w.Load8(w0 + k), x1 = w.Load8(w1 + k), x2 = w.Load8(w2 + k), x3 = w.Load8(w3 + k);
+            int a4 = k / 4;
+            if (0 < args.M) Row(ref r0, a, 0 * lda4 + a4, x0, x1, x2, x3);
+            if (1 < args.M) Row(ref r1, a, 1 * lda4 + a4, x0, x1, x2, x3);
+            if (2 < args.M) Row(ref r2, a, 2 * lda4 + a4, x0, x1, x2, x3);
+            if (3 < args.M) Row(ref r3, a, 3 * lda4 + a4, x0, x1, x2, x3);
+            if (4 < args.M) Row(ref r4, a, 4 * lda4 + a4, x0, x1, x2, x3);
+            if (5 < args.M) Row(ref r5, a, 5 * lda4 + a4, x0, x1, x2, x3);
+            if (6 < args.M) Row(ref r6, a, 6 * lda4 + a4, x0, x1, x2, x3);
+            if (7 < args.M) Row(ref r7, a, 7 * lda4 + a4, x0, x1, x2, x3);
+            if (8 < args.M) Row(ref r8, a, 8 * lda4 + a4, x0, x1, x2, x3);
+            if (9 < args.M) Row(ref r9, a, 9 * lda4 + a4, x0, x1, x2, x3);
+            if (10 < args.M) Row(ref r10, a, 10 * lda4 + a4, x0, x1, x2, x3);
+            if (11 < args.M) Row(ref r11, a, 11 * lda4 + a4, x0, x1, x2, x3);
+            if (12 < args.M) Row(ref r12, a, 12 * lda4 + a4, x0, x1, x2, x3);
+            if (13 < args.M) Row(ref r13, a, 13 * lda4 + a4, x0, x1, x2, x3);
+            if (14 < args.M) Row(ref r14, a, 14 * lda4 + a4, x0, x1, x2, x3);
+            if (15 < args.M) Row(ref r15, a, 15 * lda4 + a4, x0, x1, x2, x3);
+        }
+        // the 64 sums across the warp, through shared memory: lane l writes its partial of output o at [o, l], then sums
+        // row l (outputs l, then l + 32) in lane order: one fixed order, two warp barriers per half, conflict-free (stride 33)
+        var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
+        int at = (Group.IdxX / 32) * 32 * Stride + lane;
+        scratch[at + 0 * Stride] = r0.C0; scratch[at + 1 * Stride] = r0.C1; scratch[at + 2 * Stride] = r0.C2; scratch[at + 3 * Stride] = r0.C3;
+        scratch[at + 4 * Stride] = r1.C0; scratch[at + 5 * Stride] = r1.C1; scratch[at + 6 * Stride] = r1.C2; scratch[at + 7 * Stride] = r1.C3;
+        scratch[at + 8 * Stride] = r2.C0; scratch[at + 9 * Stride] = r2.C1; scratch[at + 10 * Stride] = r2.C2; scratch[at + 11 * Stride] = r2.C3;
+        scratch[at + 12 * Stride] = r3.C0; scratch[at + 13 * Stride] = r3.C1; scratch[at + 14 * Stride] = r3.C2; scratch[at + 15 * Stride] = r3.C3;
+        scratch[at + 16 * Stride] = r4.C0; scratch[at + 17 * Stride] = r4.C1; scratch[at + 18 * Stride] = r4.C2; scratch[at + 19 * Stride] = r4.C3;
+        scratch[at + 20 * Stride] = r5.C0; scratch[at + 21 * Stride] = r5.C1; scratch[at + 22 * Stride] = r5.C2; scratch[at + 23 * Stride] = r5.C3;
+        scratch[at + 24 * Stride] = r6.C0; scratch[at + 25 * Stride] = r6.C1; scratch[at + 26 * Stride] = r6.C2; scratch[at + 27 * Stride] = r6.C3;
+        scratch[at + 28 * Stride] = r7.C0; scratch[at + 29 * Stride] = r7.C1; scratch[at + 30 * Stride] = r7.C2; scratch[at + 31 * Stride] = r7.C3;
+        float out0 = SumRow(scratch, at - lane + lane * Stride);
+        scratch[at + 0 * Stride] = r8.C0; scratch[at + 1 * Stride] = r8.C1; scratch[at + 2 * Stride] = r8.C2; scratch[at + 3 * Stride] = r8.C3;
+        scratch[at + 4 * Stride] = r9.C0; scratch[at + 5 * Stride] = r9.C1; scratch[at + 6 * Stride] = r9.C2; scratch[at + 7 * Stride] = r9.C3;
+        scratch[at + 8 * Stride] = r10.C0; scratch[at + 9 * Stride] = r10.C1; scratch[at + 10 * Stride] = r10.C2; scratch[at + 11 * Stride] = r10.C3;
+        scratch[at + 12 * Stride] = r11.C0; scratch[at + 13 * Stride] = r11.C1; scratch[at + 14 * Stride] = r11.C2; scratch[at + 15 * Stride] = r11.C3;
+        scratch[at + 16 * Stride] = r12.C0; scratch[at + 17 * Stride] = r12.C1; scratch[at + 18 * Stride] = r12.C2; scratch[at + 19 * Stride] = r12.C3;
+        scratch[at + 20 * Stride] = r13.C0; scratch[at + 21 * Stride] = r13.C1; scratch[at + 22 * Stride] = r13.C2; scratch[at + 23 * Stride] = r13.C3;
+        scratch[at + 24 * Stride] = r14.C0; scratch[at + 25 * Stride] = r14.C1; scratch[at + 26 * Stride] = r14.C2; scratch[at + 27 * Stride] = r14.C3;
+        scratch[at + 28 * Stride] = r15.C0; scratch[at + 29 * Stride] = r15.C1; scratch[at + 30 * Stride] = r15.C2; scratch[at + 31 * Stride] = r15.C3;
+        float out1 = SumRow(scratch, at - lane + lane * Stride);
+        args.Store(c, bias, lane / 4, n0 + lane % 4, out0);
+        args.Store(c, bias, 8 + lane / 4, n0 + lane % 4, out1);
+    }
+
+    /// <summary>
+    /// One A row's 8 values times the four columns' 8 weights, into the row's sums. The caller skips rows past M (a
+    /// warp-uniform branch): a 1-row step (NTP, hybrid's first steps) does 1/16 of the multiplies, which matters on
+    /// ILGPU's CPU accelerator, where the parity suite runs every step.
+    /// </summary>
+    private static void Row(ref Acc4 acc, ArrayView<Float4> a, int at, Vec8 x0, Vec8 x1, Vec8 x2, Vec8 x3)
+    {
+        Float4 p = a[at], q = a[at + 1];
+        acc.C0 = Dot(acc.C0, p, q, x0);
+        acc.C1 = Dot(acc.C1, p, q, x1);
+        acc.C2 = Dot(acc.C2, p, q, x2);
+        acc.C3 = Dot(acc.C3, p, q, x3);
+    }
+
+    /// <summary>sum + p·x[0..3] + q·x[4..7], as a chain of 8 FMAs onto the running sum.</summary>
+    private static float Dot(float sum, Float4 p, Float4 q, Vec8 x) =>
+        sum + p.X * x.V0 + p.Y * x.V1 + p.Z * x.V2 + p.W * x.V3 + q.X * x.V4 + q.Y * x.V5 + q.Z * x.V6 + q.W * x.V7;
+
+    /// <summary>Σ_j row[j], j = 0..31, after the warp's writes; the warp barrier after it lets the next half reuse the rows.</summary>
+    private static float SumRow(ArrayView<float> scratch, int row)
+    {
+        Warp.Barrier();
+        float sum = 0;
+        for (int j = 0; j < 32; j++) sum += scratch[row + j];
+        Warp.Barrier();
+        return sum;
+    }
+}

@@ -1,0 +1,47 @@
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
+
+namespace NbpEngine.Parity;
+
+/// <summary>The step GEMM (M ≤ 16, weights streamed 16 bytes at a time) against the CPU backend, every weight storage.</summary>
+public sealed partial class KernelParity
+{
+    /// <summary>Shapes: one row to a full block; N not a multiple of 4 (masked columns); K one pass, several, and a partial pass; A rows wider than K.</summary>
+    internal static (int M, int N, int K, int Lda, int Group, int Store, bool Gelu)[] StepShapes =>
+    [
+        (1, 96, 96, 96, 32, 0, false), (16, 96, 96, 96, 64, 1, false), (16, 384, 96, 96, 32, 0, true), (5, 33, 72, 72, 32, 0, false),
+        (16, 501, 256, 256, 64, 1, true), (3, 10, 520, 528, 32, 0, false), (16, 1, 8, 8, 32, 1, false), (7, 130, 1032, 1032, 256, 0, true),
+    ];
+
+    /// <summary>fp32 weights: equal to the CPU backend within fp32 rounding (the order of the sum differs); fp16/bf16 weights: equal to fp32 on the rounded weights.</summary>
+    public ParityResult[] StepMatMul(int m, int n, int k, int lda, int group, int store, bool gelu)
+    {
+        var a = Random(m * lda, 1);
+        var dense = new float[m * k];
+        for (int r = 0; r < m; r++) Array.Copy(a, r * lda, dense, r * k, k);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var c = Random(m * n, 4);
+        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
+        var launch = StepMatMulKernel.Launch(n, group);
+        string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
+
+        var out32 = Upload(c);
+        _f32.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F32Weights(Upload(w)), Upload(bias), out32, args);
+        var out16 = Upload(c);
+        var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
+        _f16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F16Weights(Upload(half)), Upload(bias), out16, args);
+        var outBf = Upload(c);
+        var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
+        _bf16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new BF16Weights(Upload(bf)), Upload(bias), outBf, args);
+        return
+        [
+            new("step matmul fp32", shape, Nmse.Of(Download(out32, m * n), CpuMatMul(dense, w, bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("step matmul fp16 weights vs fp32 on rounded weights", shape,
+                Nmse.Of(Download(out16, m * n), CpuMatMul(dense, w.Select(v => (float)(System.Half)v).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("step matmul bf16 weights vs fp32 on rounded weights", shape,
+                Nmse.Of(Download(outBf, m * n), CpuMatMul(dense, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+        ];
+    }
+}
