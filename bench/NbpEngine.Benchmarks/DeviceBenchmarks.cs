@@ -35,7 +35,7 @@ public class DeviceBenchmarks : IDisposable
     private KernelSet<F32Weights> _kernels = null!;
     private CuBlas? _cublas;
     private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _buffers = new();
-    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled;
+    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled, _weights;
     private MemoryBuffer1D<int, Stride1D.Dense> _sampled = null!;
 
     [GlobalSetup]
@@ -58,7 +58,7 @@ public class DeviceBenchmarks : IDisposable
         _a = Buffer((long)rows * In, 1); _w = Buffer((long)Out * In, 0.02f); _bias = Buffer(Out, 0.1f); _c = Buffer((long)rows * Out, 0);
         int width = Heads * 96 > In ? In : Heads * 96;
         _query = Buffer((long)rows * width, 1); _keys = Buffer((long)Keys * width, 1); _values = Buffer((long)Keys * width, 1); _attended = Buffer((long)rows * width, 0);
-        _logits = Buffer(16L * Vocab, 3); _scaled = Buffer(16L * Vocab, 0);
+        _logits = Buffer(16L * Vocab, 3); _scaled = Buffer(16L * Vocab, 0); _weights = Buffer(16L * Vocab, 0);
         _sampled = _device.Accelerator.Allocate1D<int>(16);
         if (_device.Accelerator is CudaAccelerator cuda)
         {
@@ -99,7 +99,7 @@ public class DeviceBenchmarks : IDisposable
     [Benchmark(Description = "ILGPU sampling: 16 rows x 64000, top-k 16000, top-p 0.9")]
     public void Sampling()
     {
-        _kernels.Sample(_stream, new KernelConfig(16, _device.Shape.GroupSize), _logits, _scaled, _sampled.View,
+        _kernels.Sample(_stream, new KernelConfig(16, _device.Shape.GroupSize), _logits, _scaled, _weights, _sampled.View,
             new SamplingArgs { Vocab = Vocab, Greedy = 0, Temperature = 1f, TopK = Math.Min(16000, Vocab), TopP = 0.9f, Seed = 1, Step = 0 });
         _stream.Synchronize();
     }

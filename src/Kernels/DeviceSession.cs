@@ -29,7 +29,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<float> _keyCache, _valueCache;     // [layer, capacity, C]
     private readonly ArrayView<float> _x, _normed, _query, _attended; // [maxRows, C]
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
-    private readonly ArrayView<float> _logits, _scaled;           // [maxLogitRows, V]
+    private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
 
@@ -65,6 +65,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _hidden = Floats(maxRows * 4 * c);
             _logits = Floats(maxLogitRows * v);
             _scaled = Floats(maxLogitRows * v);
+            _weights = Floats(maxLogitRows * v);
             _ids = Track(accelerator.Allocate1D<int>(maxRows)).View;
             _sampled = Track(accelerator.Allocate1D<int>(maxLogitRows)).View;
         }
@@ -151,7 +152,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c)
     {
         if (StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
-            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize), a.Cast<Float4>(), w, bias, c, args);
+            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
         else if (_tensorCores && args.M >= TensorCoreMinRows)
             _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(args.M, args.N, TensorCoreMatMulKernel.Warps(_shape.GroupSize)), a, w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
@@ -163,7 +164,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         if (destination.Length != LogitRows)
             throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {LogitRows} logit rows", nameof(destination));
         args.Vocab = _w.Config.VocabSize;
-        _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _sampled, args);
+        _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _weights, _sampled, args);
         _sampled.SubView(0, LogitRows).CopyToCPU(_stream, destination);
         _stream.Synchronize();
     }

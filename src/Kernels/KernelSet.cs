@@ -17,7 +17,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
 
     public KernelSet(Accelerator accelerator)
     {
@@ -27,7 +27,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         TensorCoreMatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW>);
         StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMatMulKernel.Step<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
-        Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
+        Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
     }
 }
 

@@ -269,12 +269,13 @@ public sealed unsafe partial class KernelParity : IDisposable
         var keys = new ulong[vocab];
         var lv = Upload(logits);
         var scratch = Upload(new float[rows * vocab]);
+        var weights = Upload(new float[rows * vocab]);
         var tokens = Upload(new int[rows]);
         int mismatches = 0, draws = 0;
         string first = "";
         for (int step = 0; step < steps; step++)
         {
-            _f32.Sample(_stream, new KernelConfig(rows, group), lv, scratch, tokens, new SamplingArgs
+            _f32.Sample(_stream, new KernelConfig(rows, group), lv, scratch, weights, tokens, new SamplingArgs
             {
                 Vocab = vocab, Greedy = greedy ? 1 : 0, Temperature = temperature, TopK = topK, TopP = topP, Seed = 99, Step = step,
             });

@@ -88,6 +88,22 @@ public class SamplerTests
     }
 
     [Fact]
+    public void TheSamplersExpIsWithinTwoUlpOfTheTrueValueAndZeroBelowTheNormalRange()
+    {
+        // every logit weight e^(z - max) on both backends comes from Core's SamplingMath: check it against double exp
+        double worst = 0;
+        for (float x = 0f; x > -87f; x -= 0.000731f)
+        {
+            double exact = Math.Exp(x), found = RowSampler.Weight(x);
+            worst = Math.Max(worst, Math.Abs(found - exact) / exact);
+        }
+        Assert.True(worst < 2.4e-7, $"worst relative error {worst:E2}");
+        Assert.Equal(1.0, RowSampler.Weight(0f));
+        Assert.Equal(0.0, RowSampler.Weight(-88f));
+        Assert.Equal(0.0, RowSampler.Weight(float.NegativeInfinity));
+    }
+
+    [Fact]
     public void TopKKeepsEveryTieOfTheKthValue()
     {
         // Top-2 of these logits: threshold 2.0, held by indices 2, 4, 7, so three tokens survive.

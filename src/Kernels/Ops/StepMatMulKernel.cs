@@ -27,10 +27,15 @@ public static class StepMatMulKernel
     /// <summary>Whether a matmul of this shape can run here (else the tiled kernel).</summary>
     public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxRows && k % KPerLane == 0 && lda % 4 == 0;
 
-    /// <summary>The launch for N columns with groups of <paramref name="groupSize"/> threads (a multiple of 32).</summary>
-    public static KernelConfig Launch(int n, int groupSize)
+    /// <summary>
+    /// The launch for N columns with groups of at most <paramref name="groupSize"/> threads (a multiple of 32), made
+    /// smaller while that leaves fewer groups than <paramref name="multiprocessors"/>: a 1536-column GEMM is 384 warps,
+    /// which in groups of 8 would stream its weights through only 48 of an H100's 132 SMs.
+    /// </summary>
+    public static KernelConfig Launch(int n, int groupSize, int multiprocessors = 1)
     {
         int warps = Math.Min(MaxWarps, groupSize / 32), needed = (n + Columns - 1) / Columns;
+        while (warps > 1 && (needed + warps - 1) / warps < multiprocessors) warps /= 2;
         return new KernelConfig((needed + warps - 1) / warps, warps * 32);
     }
 

@@ -21,17 +21,20 @@ public struct SamplingArgs
 /// rules (Runtime/Sampling/RowSampler.cs): the k-th largest value found by a bitwise search over
 /// order-preserving keys (ties with it survive), the top-p cut as the largest value whose mass from
 /// the top exceeds p·total with ties at the cut taken in index order, and the draw walking the
-/// survivors in index order with u = CounterRandom.Uniform(seed, step, row). Masses are summed in
-/// double over contiguous chunks in a fixed order; on identical logits the tokens equal the CPU's
-/// unless u lands within double rounding of a boundary.
+/// survivors in index order with u = CounterRandom.Uniform(seed, step, row). Each logit's weight
+/// e^(z - max) is computed once, in fp32 by Core's SamplingMath (the CPU sampler's formula: no
+/// double-precision exp, which was a ~4,000-instruction routine called in each of 32 search passes);
+/// masses are summed in double over contiguous chunks in a fixed order; on identical logits the tokens
+/// equal the CPU's unless u lands within double rounding of a boundary.
 /// Grid: one group per row, any power-of-two size up to <see cref="MaxGroupSize"/>.
 /// </summary>
 public static class SamplingKernel
 {
     public const int MaxGroupSize = 256;
 
-    /// <param name="logits">[rows, V]</param><param name="scaled">scratch [rows, V]</param><param name="tokens">[rows]</param>
-    public static void Sample(ArrayView<float> logits, ArrayView<float> scaled, ArrayView<int> tokens, SamplingArgs args)
+    /// <param name="logits">[rows, V]</param><param name="scaled">scratch [rows, V]: logits / T</param>
+    /// <param name="weights">scratch [rows, V]: e^(z - max), computed once per logit</param><param name="tokens">[rows]</param>
+    public static void Sample(ArrayView<float> logits, ArrayView<float> scaled, ArrayView<float> weights, ArrayView<int> tokens, SamplingArgs args)
     {
         var sharedDouble = SharedMemory.Allocate<double>(MaxGroupSize);
         var sharedInt = SharedMemory.Allocate<int>(MaxGroupSize);
@@ -89,24 +92,27 @@ public static class SamplingKernel
         Group.Barrier();
         float max = float.NegativeInfinity;
         for (int g = 0; g < Group.DimX; g++) max = XMath.Max(max, sharedFloat[g]);
+        // every logit's weight once (fp32, Core's SamplingMath, as the CPU sampler); the searches below only add them up
+        var e = weights.SubView(rowBase, vocab);
+        for (int i = begin; i < end; i++) e[i] = Weight(z[i] - max);
 
         // top-p: cut value = the largest value whose mass from the top exceeds p·total
         float cutValue = float.NegativeInfinity;
         int cutIndex = int.MaxValue;
         if (args.TopP < 1f)
         {
-            double total = MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, 0u, threshold, max));
+            double total = MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, 0u, threshold, max));
             double target = args.TopP * total;
             uint key = 0;
             for (int bit = 31; bit >= 0; bit--)
             {
                 uint candidate = key | (1u << bit);
-                if (MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, candidate, threshold, max)) > target) key = candidate;
+                if (MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, candidate, threshold, max)) > target) key = candidate;
             }
             cutValue = DeviceMath.FromOrderedKey(key);
             uint above = key + 1;
-            double before = key == uint.MaxValue ? 0 : MassAll(sharedDouble, MassOfKeysFrom(z, begin, end, above, threshold, max));
-            double each = XMath.Exp((double)cutValue - max);
+            double before = key == uint.MaxValue ? 0 : MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, above, threshold, max));
+            double each = Weight(cutValue - max);
             int needed = (int)XMath.Floor((target - before) / each) + 1; // tied entries kept, in index order
             int ties = 0;
             for (int i = begin; i < end; i++) if (z[i] == cutValue) ties++;
@@ -133,7 +139,7 @@ public static class SamplingKernel
 
         // draw: inverse CDF over the survivors in index order
         double mass = 0;
-        for (int i = begin; i < end; i++) if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += XMath.Exp((double)z[i] - max);
+        for (int i = begin; i < end; i++) if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += e[i];
         sharedDouble[t] = mass;
         Group.Barrier();
         if (t == 0)
@@ -150,7 +156,7 @@ public static class SamplingKernel
                 for (int i = from; i < to; i++)
                 {
                     if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
-                    running += XMath.Exp((double)z[i] - max);
+                    running += e[i];
                     lastSurvivor = i;
                     if (running > targetMass) { chosen = i; break; }
                 }
@@ -165,15 +171,22 @@ public static class SamplingKernel
     private static bool Survives(float value, int index, float threshold, float cutValue, int cutIndex)
         => value >= threshold && (value > cutValue || (value == cutValue && index <= cutIndex));
 
-    private static double MassOfKeysFrom(ArrayView<float> z, int begin, int end, uint minKey, float threshold, float max)
+    private static double MassOfKeysFrom(ArrayView<float> z, ArrayView<float> e, int begin, int end, uint minKey, float threshold, float max)
     {
         double mass = 0;
         for (int i = begin; i < end; i++)
         {
             float v = z[i];
-            if (v >= threshold && DeviceMath.OrderedKey(v) >= minKey) mass += XMath.Exp((double)v - max);
+            if (v >= threshold && DeviceMath.OrderedKey(v) >= minKey) mass += e[i];
         }
         return mass;
+    }
+
+    /// <summary>e^x, x ≤ 0, exactly as the CPU sampler's RowSampler.Weight computes it.</summary>
+    private static float Weight(float x)
+    {
+        float mantissa = SamplingMath.ExpParts(x, out uint scaleBits);
+        return mantissa * Interop.IntAsFloat(scaleBits);
     }
 
     /// <summary>Sum of the threads' chunk masses in thread order (fixed, so deterministic); all threads get it.</summary>

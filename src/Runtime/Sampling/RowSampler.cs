@@ -51,12 +51,12 @@ public static class RowSampler
             var survivors = keys[..n];
             survivors.Sort();
             double total = 0;
-            for (int t = 0; t < n; t++) total += Math.Exp(ValueOf(survivors[t]) - max);
+            for (int t = 0; t < n; t++) total += Weight(ValueOf(survivors[t]) - max);
             double cumulative = 0;
             int last = n - 1;
             for (int t = 0; t < n; t++)
             {
-                cumulative += Math.Exp(ValueOf(survivors[t]) - max);
+                cumulative += Weight(ValueOf(survivors[t]) - max);
                 if (cumulative / total > settings.TopP) { last = t; break; }
             }
             cutValue = ValueOf(survivors[last]);
@@ -66,17 +66,24 @@ public static class RowSampler
         // Draw by inverse CDF over survivors in index order.
         double mass = 0;
         for (int i = 0; i < vocab; i++)
-            if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += Math.Exp(z[i] - max);
+            if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += Weight(z[i] - max);
         double target = u * mass, running = 0;
         int lastSurvivor = -1;
         for (int i = 0; i < vocab; i++)
         {
             if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
-            running += Math.Exp(z[i] - max);
+            running += Weight(z[i] - max);
             lastSurvivor = i;
             if (running > target) return i;
         }
         return lastSurvivor; // rounding left target at the very end
+    }
+
+    /// <summary>e^x for x = logit - max as the sampling kernel computes it (Core's SamplingMath), summed in double.</summary>
+    public static double Weight(float x)
+    {
+        float mantissa = SamplingMath.ExpParts(x, out uint scaleBits);
+        return mantissa * BitConverter.UInt32BitsToSingle(scaleBits);
     }
 
     /// <summary>Greedy: argmax of the raw logits, lowest index on ties.</summary>
