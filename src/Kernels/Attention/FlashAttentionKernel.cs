@@ -28,6 +28,11 @@ public static class FlashAttentionKernel
     public const int MaxQueryRows = 4;
     public const int KeyTile = 32;
     public const int MaxHeadSize = 128;
+    /// <summary>
+    /// Row stride of the staged keys: lane j reads key j's dimension d at j·KeyStride + d, so with a stride of 128
+    /// all 32 lanes hit one bank (a 32-way conflict in the score loop); 129 puts lane j in bank (j + d) mod 32.
+    /// </summary>
+    public const int KeyStride = MaxHeadSize + 1;
 
     /// <param name="query">[rows, C]</param>
     /// <param name="keys">this layer's cache, [capacity, C]</param><param name="values">[capacity, C]</param>
@@ -35,7 +40,7 @@ public static class FlashAttentionKernel
     public static void Attend(ArrayView<float> query, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, AttentionArgs args)
     {
         var qTile = SharedMemory.Allocate<float>(MaxQueryRows * MaxHeadSize);
-        var kTile = SharedMemory.Allocate<float>(KeyTile * MaxHeadSize);
+        var kTile = SharedMemory.Allocate<float>(KeyTile * KeyStride);
         var vTile = SharedMemory.Allocate<float>(KeyTile * MaxHeadSize);
         var scores = SharedMemory.Allocate<float>(MaxQueryRows * KeyTile);
         int queryRows = Group.DimX / 32;
@@ -68,7 +73,7 @@ public static class FlashAttentionKernel
             {
                 int j = e / hd, d = e % hd;
                 long at = (long)(k0 + j) * args.Width + headOffset + d;
-                kTile[j * MaxHeadSize + d] = keys[at];
+                kTile[j * KeyStride + d] = keys[at];
                 vTile[j * MaxHeadSize + d] = values[at];
             }
             Group.Barrier();
@@ -79,7 +84,7 @@ public static class FlashAttentionKernel
             if (busy && lane < tileKeys && key < myEnd)
             {
                 float dot = 0;
-                for (int d = 0; d < hd; d++) dot += qTile[warp * MaxHeadSize + d] * kTile[lane * MaxHeadSize + d];
+                for (int d = 0; d < hd; d++) dot += qTile[warp * MaxHeadSize + d] * kTile[lane * KeyStride + d];
                 score = dot * args.Scale;
             }
             scores[warp * KeyTile + lane] = score;
