@@ -37,15 +37,24 @@ public static class LayerNormKernel
     }
 
     /// <summary>
-    /// Sum over the group with a single barrier: every thread adds all partials itself, in the same
-    /// order, so all get the same value. Barriers are the expensive part on the CPU accelerator.
+    /// Sum over the group with a single barrier: every thread adds all partials itself (broadcast reads), in the
+    /// same order, so all get the same value; barriers are the expensive part on the CPU accelerator. Four
+    /// interleaved sums (g mod 4) cut the dependent chain of adds from 256 to 64 + 3 on a 256-thread group.
     /// </summary>
     internal static float GroupSum(ArrayView<float> partial, float value)
     {
         partial[Group.IdxX] = value;
         Group.Barrier();
-        float sum = 0;
-        for (int g = 0; g < Group.DimX; g++) sum += partial[g];
-        return sum;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int g = 0;
+        for (; g + 4 <= Group.DimX; g += 4)
+        {
+            s0 += partial[g];
+            s1 += partial[g + 1];
+            s2 += partial[g + 2];
+            s3 += partial[g + 3];
+        }
+        for (; g < Group.DimX; g++) s0 += partial[g];
+        return (s0 + s1) + (s2 + s3);
     }
 }
