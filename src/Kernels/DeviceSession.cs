@@ -37,6 +37,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int Length { get; private set; }
     public int LogitRows { get; private set; }
     public long DeviceBytes { get; private set; }
+    /// <summary>Kernels enqueued so far: a step costs 9 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
+    public long Launches { get; private set; }
 
     public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows,
         bool tensorCores = false)
@@ -105,6 +107,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
         int c = cfg.EmbeddingSize, start = Length;
         _ids.SubView(0, rows).CopyFromCPU(_stream, ids);
+        Launches++;
         _kernels.Embed(_stream, new KernelConfig(rows, _shape.GroupSize), _ids, _w.TokenEmbedding, _w.PositionEmbedding, _x,
             new EmbeddingArgs { Rows = rows, Width = c, StartPosition = start });
         var attention = new AttentionArgs
@@ -126,6 +129,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             MatMul(_normed, rows, c, l.Key, c, l.KeyBias, keys.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
             MatMul(_normed, rows, c, l.Value, c, l.ValueBias, values.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
             _kernels.Attention(_stream, attentionGrid, _query, keys, values, _attended, attention);
+            Launches++;
             MatMul(_attended, rows, c, l.Proj, c, l.ProjBias, _x, c, accumulate: true, gelu: false);
             LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
             MatMul(_normed, rows, c, l.Fc, 4 * c, l.FcBias, _hidden, 4 * c, accumulate: false, gelu: true);
@@ -139,8 +143,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     }
 
     private void LayerNorm(ArrayView<float> x, int rows, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
-        => _kernels.LayerNorm(_stream, new KernelConfig(rows, _shape.GroupSize), x, weight, bias, y,
+    {
+        Launches++;
+        _kernels.LayerNorm(_stream, new KernelConfig(rows, _shape.GroupSize), x, weight, bias, y,
             new LayerNormArgs { Rows = rows, Width = _w.Config.EmbeddingSize });
+    }
 
     private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
         => Gemm(a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c);
@@ -151,6 +158,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// </summary>
     private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c)
     {
+        Launches++;
         if (StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
         else if (_tensorCores && args.M >= TensorCoreMinRows)
@@ -164,6 +172,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         if (destination.Length != LogitRows)
             throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {LogitRows} logit rows", nameof(destination));
         args.Vocab = _w.Config.VocabSize;
+        Launches++;
         _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _weights, _sampled, args);
         _sampled.SubView(0, LogitRows).CopyToCPU(_stream, destination);
         _stream.Synchronize();
