@@ -41,16 +41,51 @@ public sealed class DeviceTokenizer : IDisposable
         }
     }
 
-    private sealed class DeviceVolume(MemoryBuffer1D<float, Stride1D.Dense> buffer, int t, int h, int w, int c) : IDisposable
+    /// <summary>An activation volume on a pooled buffer; disposing it gives the buffer back to the pool.</summary>
+    private sealed class DeviceVolume(DeviceTokenizer owner, MemoryBuffer1D<float, Stride1D.Dense> buffer, int t, int h, int w, int c) : IDisposable
     {
         public ArrayView<float> View => buffer.View;
         public int T => t; public int H => h; public int W => w; public int C => c;
         public long Length => (long)t * h * w * c;
         public VolumeArgs Args => new() { T = t, H = h, W = w, C = c };
-        public void Dispose() => buffer.Dispose();
+        public void Dispose() => owner.Return(buffer);
     }
 
-    private DeviceVolume NewVolume(int t, int h, int w, int c) => new(_device.Accelerator.Allocate1D<float>((long)t * h * w * c), t, h, w, c);
+    // The workspace: freed volumes wait here by exact length, so a second encode or decode of the same shape allocates
+    // nothing (a device allocation or free is an implicit synchronisation on CUDA; a decode made 52 of each).
+    private readonly Dictionary<long, Stack<MemoryBuffer1D<float, Stride1D.Dense>>> _free = new();
+    private readonly Dictionary<long, MemoryBuffer1D<int, Stride1D.Dense>> _idBuffers = new();
+
+    /// <summary>Device buffers allocated for activations and ids so far (flat after the first pass of a shape).</summary>
+    public long Allocations { get; private set; }
+
+    private DeviceVolume NewVolume(int t, int h, int w, int c)
+    {
+        long length = (long)t * h * w * c;
+        if (!_free.TryGetValue(length, out var free) || !free.TryPop(out var buffer))
+        {
+            buffer = _device.Accelerator.Allocate1D<float>(length);
+            Allocations++;
+        }
+        return new DeviceVolume(this, buffer, t, h, w, c);
+    }
+
+    private void Return(MemoryBuffer1D<float, Stride1D.Dense> buffer)
+    {
+        if (!_free.TryGetValue(buffer.Length, out var free)) _free[buffer.Length] = free = new Stack<MemoryBuffer1D<float, Stride1D.Dense>>();
+        free.Push(buffer);
+    }
+
+    /// <summary>The id buffer for <paramref name="positions"/> FSQ indices, kept for the next call of that size.</summary>
+    private ArrayView<int> Ids(int positions)
+    {
+        if (!_idBuffers.TryGetValue(positions, out var buffer))
+        {
+            _idBuffers[positions] = buffer = _device.Accelerator.Allocate1D<int>(positions);
+            Allocations++;
+        }
+        return buffer.View;
+    }
 
     private ArrayView<float> Upload(ReadOnlySpan<float> values)
     {
@@ -159,10 +194,10 @@ public sealed class DeviceTokenizer : IDisposable
         if (indices.Length != positions) throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         foreach (int index in indices)
             if ((uint)index >= Fsq.CodebookSize) throw new ArgumentOutOfRangeException(nameof(indices), index, $"FSQ index must be in [0, {Fsq.CodebookSize})");
-        using var ids = _device.Accelerator.Allocate1D<int>(positions);
-        ids.View.CopyFromCPU(_stream, indices);
+        var ids = Ids(positions);
+        ids.CopyFromCPU(_stream, indices);
         var x = NewVolume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
-        _kernels.FsqCodes(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), ids.View, x.View, positions);
+        _kernels.FsqCodes(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), ids, x.View, positions);
         var layers = _model.DecoderLayers;
         for (int i = 0; i < layers.Count; i++)
         {
@@ -203,10 +238,10 @@ public sealed class DeviceTokenizer : IDisposable
         using (x)
         {
             int positions = x.T * x.H * x.W;
-            using var ids = _device.Accelerator.Allocate1D<int>(positions);
-            _kernels.FsqQuantize(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), x.View, ids.View, positions);
+            var ids = Ids(positions);
+            _kernels.FsqQuantize(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), x.View, ids, positions);
             var result = new int[positions];
-            ids.View.CopyToCPU(_stream, result);
+            ids.CopyToCPU(_stream, result);
             _stream.Synchronize();
             return result;
         }
@@ -216,6 +251,10 @@ public sealed class DeviceTokenizer : IDisposable
     {
         foreach (var b in _weights) b.Dispose();
         _weights.Clear();
+        foreach (var b in _free.Values.SelectMany(s => s)) b.Dispose();
+        _free.Clear();
+        foreach (var b in _idBuffers.Values) b.Dispose();
+        _idBuffers.Clear();
         _stream?.Dispose();
         _device.Dispose();
     }

@@ -40,4 +40,21 @@ public class DeviceTokenizerTests(ITestOutputHelper output)
             Assert.True(near, $"code {p}: device {encodedOnDevice[p]}, cpu {encodedOnCpu[p]}, not at a rounding boundary");
         }
     }
+
+    [Fact]
+    public void ASecondDecodeAndEncodeOfTheSameShapeAllocateNothing()
+    {
+        using var model = new VideoTokenizer(Fixtures.PathOf("tokenizer_model.safetensors"));
+        using var device = new DeviceTokenizer(model, IlgpuDeviceKind.Cpu);
+        var (codes, _) = Fixtures.NpyInt(Fixtures.PathOf("tokenizer_codes.npy"));
+        var latent = codes.Take(2 * 2 * 2).ToArray();
+        var first = device.Decode(latent, 2, 2, 2);
+        device.Encode(first, 5, 16, 16);
+        long warm = device.Allocations;
+        Assert.True(warm > 0);
+        var second = device.Decode(latent, 2, 2, 2);
+        device.Encode(second, 5, 16, 16);
+        Assert.Equal(warm, device.Allocations); // the workspace served every volume
+        Assert.Equal(first, second);            // and reusing buffers changed nothing
+    }
 }
