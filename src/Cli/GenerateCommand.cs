@@ -125,7 +125,7 @@ public static class GenerateCommand
             parse.GetValue(o.Text), parse.GetValue(o.ClassName), parse.GetValue(o.TextTokenizer), parse.GetValue(o.Padding));
     }
 
-    /// <summary>--greedy or --temperature 0: argmax; otherwise the published settings with the given changes, checked here.</summary>
+    /// <summary>--greedy or --temperature 0: argmax; otherwise the published settings with the given changes, checked before any work.</summary>
     private static SamplingSettings Sampling(ParseResult parse, GenerateOptions o)
     {
         float? temperature = parse.GetValue(o.Temperature);
@@ -138,10 +138,7 @@ public static class GenerateCommand
             return SamplingSettings.GreedyDecoding;
         }
         var settings = new SamplingSettings(false, temperature ?? 1f, parse.GetValue(o.TopK) ?? 16000, parse.GetValue(o.TopP) ?? 0.9f);
-        if (!(settings.Temperature > 0) || float.IsInfinity(settings.Temperature))
-            throw new CliInputException($"--temperature must be a finite number >= 0 (0 = greedy), found {settings.Temperature}");
-        if (settings.TopK < 0) throw new CliInputException($"--top-k must be >= 0 (0 = off), found {settings.TopK}");
-        if (!(settings.TopP > 0 && settings.TopP <= 1)) throw new CliInputException($"--top-p must be in (0, 1] (1 = off), found {settings.TopP}");
+        settings.Validate(); // the engine's own rule, here so a bad value stops the run before anything loads
         return settings;
     }
 

@@ -32,31 +32,12 @@ internal static class Report
     {
         if (Quiet) return work(null);
         if (Console.IsErrorRedirected) return work(PlainLines());
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        return console.Progress().AutoClear(false).HideCompleted(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-            .Start(context =>
-            {
-                var bars = new Dictionary<PipelinePhase, ProgressTask>();
-                lock (Gate) _live = console;
-                try
-                {
-                    return work(new SynchronousProgress<PipelineProgress>(p =>
-                    {
-                        lock (Gate)
-                        {
-                            if (!bars.TryGetValue(p.Phase, out var bar)) bars[p.Phase] = bar = context.AddTask(Name(p), maxValue: 1);
-                            bar.Description = Name(p);
-                            bar.Value = p.Fraction;
-                            if (p.Fraction >= 1) bar.StopTask();
-                        }
-                    }));
-                }
-                finally
-                {
-                    lock (Gate) _live = null;
-                }
-            });
+        var bars = Bars(out var console);
+        return bars.Start(context =>
+        {
+            using var live = Live(console);
+            return work(Sink(context));
+        });
     }
 
     /// <summary>The asynchronous form of <see cref="Run{T}"/> (loading).</summary>
@@ -64,17 +45,51 @@ internal static class Report
     {
         if (Quiet) return await work(null);
         if (Console.IsErrorRedirected) return await work(PlainLines());
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        return await console.Progress().AutoClear(false).HideCompleted(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-            .StartAsync(async context =>
+        var bars = Bars(out var console);
+        return await bars.StartAsync(async context =>
+        {
+            using var live = Live(console);
+            return await work(Sink(context));
+        });
+    }
+
+    /// <summary>Spectre's progress display on stderr, the same columns for every phase.</summary>
+    private static Progress Bars(out IAnsiConsole console)
+    {
+        console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        return console.Progress().AutoClear(false).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn());
+    }
+
+    /// <summary>Routes <see cref="Detail"/> lines through the live display until disposed.</summary>
+    private static IDisposable Live(IAnsiConsole console)
+    {
+        lock (Gate) _live = console;
+        return new EndLive();
+    }
+
+    private sealed class EndLive : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (Gate) _live = null;
+        }
+    }
+
+    /// <summary>One bar per phase, added when the phase first reports, stopped at 100%.</summary>
+    private static IProgress<PipelineProgress> Sink(ProgressContext context)
+    {
+        var bars = new Dictionary<PipelinePhase, ProgressTask>();
+        return new SynchronousProgress<PipelineProgress>(p =>
+        {
+            lock (Gate)
             {
-                var bar = context.AddTask("load", maxValue: 1);
-                return await work(new SynchronousProgress<PipelineProgress>(p =>
-                {
-                    lock (Gate) bar.Value = p.Fraction;
-                }));
-            });
+                if (!bars.TryGetValue(p.Phase, out var bar)) bars[p.Phase] = bar = context.AddTask(Name(p), maxValue: 1);
+                bar.Description = Name(p);
+                bar.Value = p.Fraction;
+                if (p.Fraction >= 1) bar.StopTask();
+            }
+        });
     }
 
     /// <summary>A tokenizer phase's fraction as bars or lines (for the encode and decode commands).</summary>
