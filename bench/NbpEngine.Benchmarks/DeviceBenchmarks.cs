@@ -6,6 +6,7 @@ using NbpEngine.Kernels;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Sampling;
 
 namespace NbpEngine.Benchmarks;
@@ -79,7 +80,7 @@ public class DeviceBenchmarks : IDisposable
     [Benchmark(Description = "ILGPU tensor-core matmul (mma.sync, fp16 operands)")]
     public void TensorCoreMatMul()
     {
-        _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(Rows, Out, TensorCoreMatMulKernel.Warps(_device.Shape.GroupSize)), _a, new F32Weights(_w), _bias, _c,
+        _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(Rows, Out, MmaTile.Warps(_device.Shape.GroupSize)), _a, TensorCoreMatMulKernel.Vectors(_a), new F32Weights(_w), _bias, _c,
             new MatMulArgs { M = Rows, N = Out, K = In, Lda = In, Ldc = Out, HasBias = 1 });
         _stream.Synchronize();
     }

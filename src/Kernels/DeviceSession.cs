@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Core;
 
@@ -162,7 +163,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         if (StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
         else if (_tensorCores && args.M >= TensorCoreMinRows)
-            _kernels.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(args.M, args.N, TensorCoreMatMulKernel.Warps(_shape.GroupSize)), a, w, bias, c, args);
+            _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
     }
 

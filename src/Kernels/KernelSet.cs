@@ -5,6 +5,7 @@ using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Sampling;
+using NbpEngine.Kernels.TensorCores;
 
 namespace NbpEngine.Kernels;
 
@@ -14,7 +15,8 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs> Embed { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs> LayerNorm { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
+    /// <summary>The tensor-core GEMM: mma.sync on CUDA, the lane-exact emulation elsewhere (<see cref="TensorCores.IMma"/>).</summary>
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
@@ -24,7 +26,9 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         Embed = accelerator.LoadKernel<ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs>(EmbeddingKernel.Embed<TW>);
         LayerNorm = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(LayerNormKernel.Normalize);
         MatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(MatMulKernel.Tiled<TW>);
-        TensorCoreMatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW>);
+        TensorCoreMatMul = accelerator.AcceleratorType == AcceleratorType.Cuda
+            ? accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, PtxMma>)
+            : accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, EmulatedMma>);
         StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMatMulKernel.Step<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
@@ -34,7 +38,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
 /// <summary>The kernel entry points, for tools and the PTX compile test.</summary>
 public static class KernelCatalog
 {
-    /// <summary>Every explicitly grouped kernel, generic ones closed over each weight storage.</summary>
+    /// <summary>Every explicitly grouped kernel, generic ones closed over each weight storage, tensor-core ones over mma.sync (what CUDA runs).</summary>
     public static IEnumerable<MethodInfo> All()
     {
         Type[] storages = [typeof(F32Weights), typeof(F16Weights), typeof(BF16Weights)];
@@ -42,13 +46,14 @@ public static class KernelCatalog
         {
             yield return typeof(EmbeddingKernel).GetMethod(nameof(EmbeddingKernel.Embed))!.MakeGenericMethod(w);
             yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
-            yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w);
+            yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w, typeof(PtxMma));
             yield return typeof(StepMatMulKernel).GetMethod(nameof(StepMatMulKernel.Step))!.MakeGenericMethod(w);
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
         yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
         yield return typeof(Tokenizer.Conv3dKernel).GetMethod(nameof(Tokenizer.Conv3dKernel.Conv))!;
+        yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma));
         yield return typeof(Tokenizer.GroupNormSwishKernel).GetMethod(nameof(Tokenizer.GroupNormSwishKernel.Normalize))!;
         yield return typeof(Tokenizer.Depth2SpaceKernel).GetMethod(nameof(Tokenizer.Depth2SpaceKernel.Rearrange))!;
         yield return typeof(Tokenizer.FsqKernel).GetMethod(nameof(Tokenizer.FsqKernel.Codes))!;

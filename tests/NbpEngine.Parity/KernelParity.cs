@@ -5,6 +5,7 @@ using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Sampling;
+using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Core;
 using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Cpu;
@@ -65,8 +66,13 @@ public sealed unsafe partial class KernelParity : IDisposable
             yield return new($"matmul {m}x{n}x{k} g{group} {(store == 1 ? "acc" : "store")}{(gelu ? " gelu" : "")}", p => [p.MatMul(m, n, k, group, store, gelu)]);
         foreach (var (m, n, k) in new[] { (16, 96, 96), (5, 33, 70) })
             yield return new($"matmul half-stored {m}x{n}x{k}", p => p.MatMulHalfStored(m, n, k));
-        foreach (var (m, n, k, warps, store, gelu) in new[] { (64, 96, 96, 1, 0, false), (70, 65, 100, 2, 1, true), (128, 500, 96, 4, 0, false) })
-            yield return new($"tensor-core matmul {m}x{n}x{k} w{warps}", p => p.TensorCoreMatMul(m, n, k, warps, store, gelu));
+        foreach (var (m, n, k, lda, warps, store, gelu) in new[]
+                 {
+                     (64, 96, 96, 96, 1, 0, false), (70, 65, 100, 100, 2, 1, true), (128, 500, 96, 96, 4, 0, false), (100, 3, 64, 64, 4, 1, false),
+                     (33, 40, 72, 75, 2, 0, true), (65, 17, 40, 44, 1, 0, false),
+                 })
+            yield return new($"tensor-core matmul {m}x{n}x{k} lda {lda} w{warps}", p => p.TensorCoreMatMul(m, n, k, lda, warps, store, gelu));
+        yield return new("tensor-core matmul fp16-stored weights", p => [p.TensorCoreMatMulHalfStored(96, 64, 128)]);
         foreach (var (m, n, k, lda, group, store, gelu) in StepShapes)
             yield return new($"step matmul {m}x{n}x{k} lda {lda} g{group}", p => p.StepMatMul(m, n, k, lda, group, store, gelu));
         foreach (var (kind, prefix, block, start, rows, hd, q) in new[]
@@ -191,26 +197,47 @@ public sealed unsafe partial class KernelParity : IDisposable
         ];
     }
 
+    private static float[] RoundToHalf(float[] x) => x.Select(v => (float)(System.Half)v).ToArray();
+
     /// <summary>
-    /// Tensor-core matmul: equal to fp32 compute on the fp16-rounded operands (the plain branch exactly so;
-    /// mma.sync up to accumulation order), within 1e-5 of fp32 on the unrounded operands.
+    /// Tensor-core matmul (mma.sync on CUDA, the lane-exact emulation here): equal to fp32 compute on the
+    /// fp16-rounded operands up to accumulation order, within 1e-5 of fp32 on the unrounded operands. A's rows
+    /// <paramref name="lda"/> apart (lda ≠ k and odd depths take the scalar loads).
     /// </summary>
-    public ParityResult[] TensorCoreMatMul(int m, int n, int k, int warps, int store, bool gelu)
+    public ParityResult[] TensorCoreMatMul(int m, int n, int k, int lda, int warps, int store, bool gelu)
     {
-        var a = Random(m * k, 1);
+        var a = Random(m * lda, 1);
+        var dense = new float[m * k];
+        for (int r = 0; r < m; r++) Array.Copy(a, r * lda, dense, r * k, k);
         var w = Random(n * k, 2);
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
         var cv = Upload(c);
-        _f32.TensorCoreMatMul(_stream, TensorCoreMatMulKernel.Launch(m, n, warps), Upload(a), new F32Weights(Upload(w)), Upload(bias), cv, Args(m, n, k, store, gelu));
+        var av = Upload(a);
+        var args = Args(m, n, k, store, gelu);
+        args.Lda = lda;
+        _f32.TensorCoreMatMul(_stream, MmaTile.Launch(m, n, warps), av, TensorCoreMatMulKernel.Vectors(av), new F32Weights(Upload(w)), Upload(bias), cv, args);
         var result = Download(cv, m * n);
-        static float[] Round(float[] x) => x.Select(v => (float)(System.Half)v).ToArray();
-        string shape = $"{m}x{n}x{k} w{warps}";
+        string shape = $"{m}x{n}x{k} lda {lda} w{warps}";
         return
         [
-            new("tensor-core matmul vs fp32 on fp16-rounded operands", shape, Nmse.Of(result, CpuMatMul(Round(a), Round(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
-            new("tensor-core matmul vs fp32", shape, Nmse.Of(result, CpuMatMul(a, w, bias, c, m, n, k, store, gelu)), 1e-5),
+            new("tensor-core matmul vs fp32 on fp16-rounded operands", shape, Nmse.Of(result, CpuMatMul(RoundToHalf(dense), RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("tensor-core matmul vs fp32", shape, Nmse.Of(result, CpuMatMul(dense, w, bias, c, m, n, k, store, gelu)), 1e-5),
         ];
+    }
+
+    /// <summary>Tensor cores reading fp16-stored weights: the same product as fp32 compute on the rounded operands.</summary>
+    public ParityResult TensorCoreMatMulHalfStored(int m, int n, int k)
+    {
+        var a = Random(m * k, 5);
+        var w = Random(n * k, 6);
+        var bias = Random(n, 7);
+        var c = Upload(new float[m * n]);
+        var av = Upload(a);
+        var halves = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
+        _f16.TensorCoreMatMul(_stream, MmaTile.Launch(m, n, 2), av, TensorCoreMatMulKernel.Vectors(av), new F16Weights(Upload(halves)), Upload(bias), c, Args(m, n, k, 0, false));
+        return new("tensor-core matmul fp16 weights vs fp32 on rounded operands", $"{m}x{n}x{k}",
+            Nmse.Of(Download(c, m * n), CpuMatMul(RoundToHalf(a), RoundToHalf(w), bias, new float[m * n], m, n, k, 0, false)), Nmse.F32);
     }
 
     public ParityResult Attention(MaskKind kind, int prefix, int block, int start, int rows, int headSize, int queryRows)

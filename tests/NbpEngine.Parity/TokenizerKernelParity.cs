@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Tokenizer;
 using NbpEngine.Tokenizer;
 using NbpEngine.Tokenizer.Cpu;
@@ -25,6 +27,17 @@ public sealed unsafe partial class KernelParity
                      (5, 4, 4, 8, 8, 3, 2, 2, false), (2, 3, 5, 16, 6, 1, 1, 1, false), (2, 3, 3, 16, 16, 1, 1, 1, true),
                  })
             yield return new($"tokenizer conv3d {t}x{h}x{w}x{cin}->{cout} k{k} s{st},{ss},{ss}{(acc ? " acc" : "")}", p => [p.TokenizerConv(t, h, w, cin, cout, k, st, ss, acc)]);
+        // tensor cores: Cin a multiple of 8 (two 16-byte loads per 8 taps) and not (3, 6), the 3-channel narrow output,
+        // a width past one warp tile (two warps side by side), strides, 1x1x1, the fused Depth2Space
+        foreach (var (t, h, w, cin, cout, k, st, ss, acc, warps, d2s) in new[]
+                 {
+                     (3, 5, 6, 8, 12, 3, 1, 1, false, 1, 0), (3, 4, 4, 6, 40, 3, 1, 1, true, 2, 0), (3, 6, 6, 16, 8, 3, 1, 2, false, 4, 0),
+                     (5, 4, 4, 8, 8, 3, 2, 2, false, 2, 0), (2, 3, 5, 16, 6, 1, 1, 1, false, 1, 0), (2, 5, 6, 32, 3, 3, 1, 1, false, 4, 0),
+                     (3, 4, 4, 3, 64, 3, 1, 1, false, 4, 0), (2, 3, 3, 16, 72, 1, 1, 1, true, 2, 0), (3, 3, 4, 8, 32, 3, 1, 1, false, 2, 222),
+                     (2, 3, 3, 16, 16, 3, 1, 1, false, 1, 122),
+                 })
+            yield return new($"tokenizer tensor-core conv3d {t}x{h}x{w}x{cin}->{cout} k{k} s{st},{ss},{ss}{(acc ? " acc" : "")} w{warps}{(d2s > 0 ? $" d2s{d2s}" : "")}",
+                p => p.TokenizerTensorCoreConv(t, h, w, cin, cout, k, st, ss, acc, warps, d2s));
         foreach (var (t, h, w, c, swish) in new[] { (2, 3, 5, 64, true), (1, 4, 4, 32, false), (3, 2, 2, 96, true) })
             yield return new($"tokenizer groupnorm {t}x{h}x{w}x{c}{(swish ? "+swish" : "")}", p => [p.TokenizerGroupNorm(t, h, w, c, swish)]);
         foreach (var (bt, bh, bw) in new[] { (2, 2, 2), (1, 2, 2) })
@@ -72,6 +85,64 @@ public sealed unsafe partial class KernelParity
             NativeMemory.Free(wp);
             NativeMemory.Free(bp);
         }
+    }
+
+    /// <summary>
+    /// The tensor-core conv (emulated mma here) against the CPU conv: equal to fp32 compute on fp16-rounded input
+    /// and weights up to accumulation order (NMSE 1e-7), within 1e-5 of the unrounded conv. d2s = 100·bt + 10·bh + bw
+    /// fuses Depth2Space into the store (compared with the CPU conv followed by Depth2Space.Run).
+    /// </summary>
+    public ParityResult[] TokenizerTensorCoreConv(int t, int h, int w, int cin, int cout, int k, int st, int ss, bool accumulate, int warps, int d2s)
+    {
+        var weights = Random(cout * k * k * k * cin, 15, 0.3f);
+        var bias = Random(cout, 16);
+        (int bt, int bh, int bw) = d2s > 0 ? (d2s / 100, d2s / 10 % 10, d2s % 10) : (1, 1, 1);
+        using var x = RandomVolume(t, h, w, cin, 17);
+        Volume Reference(float[] wts, Volume input, Volume? initial)
+        {
+            float* wp = Native(wts), bp = Native(bias);
+            try
+            {
+                var conv = new Conv3d(cin, cout, k, k, k, (st, ss, ss), wp, bp);
+                var (to, ho, wo) = conv.OutputShape(input);
+                var y = new Volume(to, ho, wo, cout);
+                if (initial is not null) new ReadOnlySpan<float>(initial.Data, (int)initial.Length).CopyTo(new Span<float>(y.Data, (int)y.Length));
+                using (var ws = new TokenizerWorkspace(2, Math.Max(cin, cout)))
+                    conv.Run(ws, input, y, accumulate);
+                if (d2s == 0) return y;
+                var rearranged = Depth2Space.Run(y, bt, bh, bw);
+                y.Dispose();
+                return rearranged;
+            }
+            finally
+            {
+                NativeMemory.Free(wp);
+                NativeMemory.Free(bp);
+            }
+        }
+        using var rounded = RandomVolume(t, h, w, cin, 17);
+        for (long i = 0; i < rounded.Length; i++) rounded.Data[i] = (float)(System.Half)rounded.Data[i];
+        int tOut = (t + 2 * (k / 2) - k) / st + 1, hOut = (h + 2 * (k / 2) - k) / ss + 1, wOut = (w + 2 * (k / 2) - k) / ss + 1;
+        using var initial = accumulate ? RandomVolume(tOut, hOut, wOut, cout, 18) : null;
+        using var exact = Reference(weights, x, initial);
+        using var onRounded = Reference(RoundToHalf(weights), rounded, initial);
+        var yv = Upload(initial is null ? new float[exact.Length] : new ReadOnlySpan<float>(initial.Data, (int)initial.Length).ToArray());
+        var xv = Upload(x);
+        var packed = TensorCoreConv3dKernel.PackWeights(weights, cout, k * k * k * cin);
+        var units = Upload(MemoryMarshal.Cast<ushort, Bits128>(packed).ToArray());
+        TokenizerKernels.TensorCoreConv3d(_stream, MmaTile.Launch(tOut * hOut * wOut, cout, warps), xv, xv.SubView(0, xv.Length / 4 * 4).Cast<Float4>(), units, Upload(bias), yv,
+            new Conv3dArgs
+            {
+                T = t, H = h, W = w, Cin = cin, To = tOut, Ho = hOut, Wo = wOut, Cout = cout, KT = k, KH = k, KW = k, ST = st, SH = ss, SW = ss,
+                Accumulate = accumulate ? 1 : 0, BT = d2s > 0 ? bt : 0, BH = bh, BW = bw,
+            });
+        var result = Download(yv, exact.Length);
+        string shape = $"{t}x{h}x{w}x{cin}->{cout} k{k} w{warps}{(d2s > 0 ? $" d2s{d2s}" : "")}";
+        return
+        [
+            new("tokenizer tensor-core conv3d vs fp32 on fp16-rounded operands", shape, Nmse.Of(result, new ReadOnlySpan<float>(onRounded.Data, (int)onRounded.Length)), Nmse.F32),
+            new("tokenizer tensor-core conv3d vs fp32", shape, Nmse.Of(result, new ReadOnlySpan<float>(exact.Data, (int)exact.Length)), 1e-5),
+        ];
     }
 
     public ParityResult TokenizerGroupNorm(int t, int h, int w, int c, bool swish)

@@ -38,6 +38,21 @@ public static class DeviceMath
         return Interop.IntAsFloat(bits & 0xFFFFE000u);
     }
 
+    /// <summary>
+    /// The fp16 bit pattern of x rounded to nearest, ties to even (what cvt.rn.f16.f32 gives): overflow to infinity,
+    /// subnormals kept, NaN stays NaN (as the quiet NaN 0x7E00 with x's sign).
+    /// </summary>
+    public static uint HalfBits(float x)
+    {
+        float r = RoundToHalf(x);
+        uint bits = (uint)Interop.FloatAsInt(r), sign = (bits >> 16) & 0x8000u;
+        uint exponent = (bits >> 23) & 0xFFu;
+        if (exponent == 0xFFu) return sign | ((bits & 0x7FFFFFu) != 0 ? 0x7E00u : 0x7C00u);
+        float magnitude = XMath.Abs(r);
+        if (magnitude < 6.103515625e-05f) return sign | (uint)(magnitude * 16777216f); // subnormal: an exact multiple of 2^-24
+        return sign | ((exponent - 112) << 10) | ((bits >> 13) & 0x3FFu);
+    }
+
     /// <summary>An fp16 bit pattern (low 16 bits) as the float it encodes, exactly: subnormals, infinities and NaN included.</summary>
     public static float HalfBitsToFloat(uint half)
     {

@@ -11,6 +11,24 @@ public struct Conv3dArgs
     public int KT, KH, KW, ST, SH, SW;
     /// <summary>1: add into the output (the residual add of a ResidualUnit).</summary>
     public int Accumulate;
+    /// <summary>
+    /// Depth2Space factors fused into the store (0 = none): output channel ((it·BH + ih)·BW + iw)·c + o of position
+    /// (t, h, w) goes to (t·BT + it - (BT-1), h·BH + ih, w·BW + iw, o) of a [To·BT-(BT-1), Ho·BH, Wo·BW, c] volume,
+    /// the first BT-1 frames dropped (Depth2SpaceKernel's rule, without its pass over the volume).
+    /// </summary>
+    public int BT, BH, BW;
+
+    /// <summary>Where output (position m, channel n) is stored; -1 for a frame Depth2Space drops.</summary>
+    public readonly long OutputIndex(int m, int n)
+    {
+        if (BT == 0) return (long)m * Cout + n;
+        int c = Cout / (BT * BH * BW), o = n % c, sub = n / c;
+        int iw = sub % BW, ih = (sub / BW) % BH, it = sub / (BW * BH);
+        int w = m % Wo, h = (m / Wo) % Ho, t = m / (Wo * Ho);
+        int to = t * BT + it - (BT - 1);
+        if (to < 0) return -1;
+        return (((long)to * Ho * BH + h * BH + ih) * Wo * BW + w * BW + iw) * c + o;
+    }
 }
 
 /// <summary>
@@ -70,7 +88,8 @@ public static class Conv3dKernel
         {
             int e = t + o * threads, m = m0 + e / TileN, n = n0 + e % TileN;
             if (m >= positions || n >= a.Cout) continue;
-            long at = (long)m * a.Cout + n;
+            long at = a.OutputIndex(m, n);
+            if (at < 0) continue;
             float value = acc[o] + bias[n];
             y[at] = a.Accumulate != 0 ? y[at] + value : value;
         }

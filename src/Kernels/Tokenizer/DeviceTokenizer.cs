@@ -4,6 +4,8 @@ using NbpEngine.Tokenizer;
 
 using NbpEngine.Tokenizer.Cpu;
 using NbpEngine.Core;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.TensorCores;
 
 namespace NbpEngine.Kernels.Tokenizer;
 
@@ -11,6 +13,9 @@ namespace NbpEngine.Kernels.Tokenizer;
 /// The tokenizer's layer list run with the ILGPU kernels (src/Kernels/Tokenizer) on CUDA or the CPU
 /// accelerator. Weights are uploaded once from a loaded <see cref="VideoTokenizer"/>; activations are
 /// channels-last device buffers freed as soon as the next layer has consumed them, like the CPU path.
+/// With tensor cores (the default) every conv is an implicit GEMM on mma.sync with fp16 operands and fp32
+/// accumulation (emulated lane for lane on the CPU accelerator); otherwise the fp32 kernel. A conv followed by
+/// Depth2Space writes the rearranged volume directly (one pass less over the decoder's largest volumes).
 /// </summary>
 public sealed class DeviceTokenizer : IDisposable
 {
@@ -19,13 +24,18 @@ public sealed class DeviceTokenizer : IDisposable
     private readonly AcceleratorStream _stream;
     private readonly TokenizerKernelSet _kernels;
     private readonly Dictionary<object, (ArrayView<float> A, ArrayView<float> B, ArrayView<float> C)> _params = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<Conv3d, ArrayView<Bits128>> _packed = new(ReferenceEqualityComparer.Instance);
     private readonly List<MemoryBuffer> _weights = new();
 
     public string Name => _device.Kind == IlgpuDeviceKind.Cuda ? "cuda" : "ilgpu-cpu";
 
-    public DeviceTokenizer(VideoTokenizer model, IlgpuDeviceKind kind)
+    /// <summary>Convs on tensor cores (fp16 operands, fp32 accumulation) rather than the fp32 kernel.</summary>
+    public bool TensorCores { get; }
+
+    public DeviceTokenizer(VideoTokenizer model, IlgpuDeviceKind kind, bool tensorCores = true)
     {
         _model = model;
+        TensorCores = tensorCores;
         _device = new IlgpuDevice(kind);
         try
         {
@@ -108,30 +118,87 @@ public sealed class DeviceTokenizer : IDisposable
         }
     }
 
-    private void UploadConv(Conv3d conv) => _params[conv] = (Upload(conv.Weight), Upload(conv.Bias), default);
+    private void UploadConv(Conv3d conv)
+    {
+        if (!TensorCores)
+        {
+            _params[conv] = (Upload(conv.Weight), Upload(conv.Bias), default);
+            return;
+        }
+        _params[conv] = (default, Upload(conv.Bias), default);
+        int depth = conv.KT * conv.KH * conv.KW * conv.InChannels;
+        var halves = TensorCoreConv3dKernel.PackWeights(conv.Weight, conv.OutChannels, depth);
+        var buffer = _device.Accelerator.Allocate1D<Bits128>(halves.Length / 8);
+        _weights.Add(buffer);
+        buffer.View.AsContiguous().Cast<ushort>().CopyFromCPU(_stream, halves);
+        _packed[conv] = buffer.View;
+    }
 
     private void UploadNorm(GroupNormSwish norm) =>
         _params[norm] = (Upload(norm.Gamma), Upload(norm.Beta), norm.SwishBeta.IsEmpty ? Upload(new float[1]) : Upload(norm.SwishBeta));
 
-    private void Conv(Conv3d conv, DeviceVolume x, DeviceVolume y, bool accumulate)
+    /// <summary>y (=|+=) conv(x); with <paramref name="depth2Space"/>, y is the rearranged volume (Conv3dArgs.BT).</summary>
+    private void Conv(Conv3d conv, DeviceVolume x, DeviceVolume y, bool accumulate, (int T, int H, int W) depth2Space = default)
     {
         var (weight, bias, _) = _params[conv];
-        _kernels.Conv3d(_stream, TokenizerKernelSet.ConvGrid(y.T * y.H * y.W, conv.OutChannels, _device.Shape.GroupSize), x.View, weight, bias, y.View,
-            new Conv3dArgs
-            {
-                T = x.T, H = x.H, W = x.W, Cin = x.C, To = y.T, Ho = y.H, Wo = y.W, Cout = y.C,
-                KT = conv.KT, KH = conv.KH, KW = conv.KW, ST = conv.Stride.T, SH = conv.Stride.H, SW = conv.Stride.W, Accumulate = accumulate ? 1 : 0,
-            });
+        var (to, ho, wo) = ConvShape(conv, x);
+        var args = new Conv3dArgs
+        {
+            T = x.T, H = x.H, W = x.W, Cin = x.C, To = to, Ho = ho, Wo = wo, Cout = conv.OutChannels,
+            KT = conv.KT, KH = conv.KH, KW = conv.KW, ST = conv.Stride.T, SH = conv.Stride.H, SW = conv.Stride.W, Accumulate = accumulate ? 1 : 0,
+            BT = depth2Space.T, BH = depth2Space.H, BW = depth2Space.W,
+        };
+        int positions = to * ho * wo;
+        if (!TensorCores)
+        {
+            _kernels.Conv3d(_stream, TokenizerKernelSet.ConvGrid(positions, conv.OutChannels, _device.Shape.GroupSize), x.View, weight, bias, y.View, args);
+            return;
+        }
+        // the tensor-core gather indexes with 32-bit integers
+        if (x.Length > int.MaxValue || y.Length > int.MaxValue)
+            throw new NotSupportedException($"tokenizer volume [{x.T}, {x.H}, {x.W}, {x.C}] -> [{y.T}, {y.H}, {y.W}, {y.C}] exceeds 2^31 elements for the tensor-core conv; run with tensor cores off");
+        var vectors = x.View.SubView(0, x.Length / 4 * 4).Cast<Float4>();
+        _kernels.TensorCoreConv3d(_stream, MmaTile.Launch(positions, conv.OutChannels, MmaTile.Warps(_device.Shape.GroupSize)), x.View, vectors, _packed[conv], bias, y.View, args);
     }
+
+    private static (int T, int H, int W) ConvShape(Conv3d conv, DeviceVolume x) =>
+        ((x.T + 2 * (conv.KT / 2) - conv.KT) / conv.Stride.T + 1,
+         (x.H + 2 * (conv.KH / 2) - conv.KH) / conv.Stride.H + 1,
+         (x.W + 2 * (conv.KW / 2) - conv.KW) / conv.Stride.W + 1);
 
     private DeviceVolume ConvNew(Conv3d conv, DeviceVolume x)
     {
-        int t = (x.T + 2 * (conv.KT / 2) - conv.KT) / conv.Stride.T + 1;
-        int h = (x.H + 2 * (conv.KH / 2) - conv.KH) / conv.Stride.H + 1;
-        int w = (x.W + 2 * (conv.KW / 2) - conv.KW) / conv.Stride.W + 1;
+        var (t, h, w) = ConvShape(conv, x);
         var y = NewVolume(t, h, w, conv.OutChannels);
         Conv(conv, x, y, accumulate: false);
         return y;
+    }
+
+    /// <summary>A conv and the Depth2Space after it, in one kernel: the conv's epilogue stores straight into the rearranged volume.</summary>
+    private DeviceVolume ConvDepth2Space(Conv3d conv, Depth2SpaceLayer d, DeviceVolume x)
+    {
+        var (t, h, w) = ConvShape(conv, x);
+        var (bt, bh, bw) = d.Factors;
+        var y = NewVolume(t * bt - (bt - 1), h * bh, w * bw, conv.OutChannels / (bt * bh * bw));
+        Conv(conv, x, y, accumulate: false, d.Factors);
+        x.Dispose();
+        return y;
+    }
+
+    /// <summary>Runs the layer list, fusing each conv with a Depth2Space that follows it.</summary>
+    private DeviceVolume RunLayers(IReadOnlyList<TokenizerLayer> layers, DeviceVolume x, IProgress<float>? progress)
+    {
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (layers[i] is ConvLayer c && i + 1 < layers.Count && layers[i + 1] is Depth2SpaceLayer d)
+            {
+                x = ConvDepth2Space(c.Conv, d, x);
+                i++;
+            }
+            else x = Run(layers[i], x);
+            progress?.Report((i + 1f) / layers.Count);
+        }
+        return x;
     }
 
     private void Norm(GroupNormSwish norm, DeviceVolume x, DeviceVolume y)
@@ -198,12 +265,7 @@ public sealed class DeviceTokenizer : IDisposable
         ids.CopyFromCPU(_stream, indices);
         var x = NewVolume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
         _kernels.FsqCodes(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), ids, x.View, positions);
-        var layers = _model.DecoderLayers;
-        for (int i = 0; i < layers.Count; i++)
-        {
-            x = Run(layers[i], x);
-            progress?.Report((i + 1f) / layers.Count);
-        }
+        x = RunLayers(_model.DecoderLayers, x, progress);
         using (x)
         {
             var channelsLast = new float[x.Length];
@@ -229,12 +291,7 @@ public sealed class DeviceTokenizer : IDisposable
             for (int c = 0; c < 3; c++) channelsLast[p * 3 + c] = pixels[(int)(c * plane + p)];
         var x = NewVolume(frames, height, width, 3);
         x.View.CopyFromCPU(_stream, channelsLast);
-        var layers = _model.EncoderLayers;
-        for (int i = 0; i < layers.Count; i++)
-        {
-            x = Run(layers[i], x);
-            progress?.Report((i + 1f) / layers.Count);
-        }
+        x = RunLayers(_model.EncoderLayers, x, progress);
         using (x)
         {
             int positions = x.T * x.H * x.W;
