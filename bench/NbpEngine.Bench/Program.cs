@@ -19,7 +19,8 @@ var backend = new Option<string>("--backend", "-b") { Description = "cpu | cuda 
 backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
 var deviceWeights = new Option<string>("--device-weights") { Description = "f32 | f16 | bf16 weight storage on an ILGPU device", DefaultValueFactory = _ => "f32" };
 deviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
-var tensorCores = new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls on tensor cores" };
+var tensorCores = new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls and tokenizer convs on tensor cores (default on CUDA)" };
+var noTensorCores = new Option<bool>("--no-tensor-cores") { Description = "ILGPU backends: fp32 prefill matmuls and tokenizer convs" };
 var blocks = new Option<string>("--blocks") { Description = "block sizes to run, comma-separated", DefaultValueFactory = _ => "1,8,16,32,64,256" };
 var threads = new Option<int?>("--threads", "-t") { Description = "CPU threads (default: all cores)" };
 var repetitions = new Option<int>("--repetitions", "-r") { Description = "timed runs per block size and per tokenizer phase (after one warm-up); the table shows the median and the best", DefaultValueFactory = _ => 1 };
@@ -30,7 +31,7 @@ var torch = new Option<bool>("--torch") { Description = "run the same workload t
 var python = new Option<string>("--python") { Description = "python with torch for --torch", DefaultValueFactory = _ => "/usr/bin/python3" };
 var root = new RootCommand("nbp-bench: NBP's K600 frame-prediction workload end to end per block size, against the paper's Figure 7")
 {
-    weights, tokenizer, random, quick, backend, deviceWeights, tensorCores, blocks, threads, repetitions, outDir, cache, json, torch, python,
+    weights, tokenizer, random, quick, backend, deviceWeights, tensorCores, noTensorCores, blocks, threads, repetitions, outDir, cache, json, torch, python,
 };
 root.SetAction((parse, ct) =>
 {
@@ -52,7 +53,7 @@ root.SetAction((parse, ct) =>
         parse.GetValue(weights), parse.GetValue(tokenizer), parse.GetValue(random), parse.GetValue(quick),
         parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
         parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-        parse.GetValue(tensorCores), sizes, parse.GetValue(threads) ?? Environment.ProcessorCount, parse.GetValue(repetitions),
+        parse.GetValue(tensorCores) ? true : parse.GetValue(noTensorCores) ? false : null, sizes, parse.GetValue(threads) ?? Environment.ProcessorCount, parse.GetValue(repetitions),
         parse.GetValue(outDir)!, parse.GetValue(cache) ?? parse.GetValue(outDir)!, parse.GetValue(json), parse.GetValue(torch), parse.GetValue(python)!);
     return Bench.RunAsync(settings, ct);
 });

@@ -118,7 +118,7 @@ public static class GenerateCommand
             {
                 Backend = SharedOptions.BackendKindOf(parse.GetValue(o.Backend)), Threads = CheckThreads(parse.GetValue(o.Threads)),
                 DeviceWeights = parse.GetValue(o.DeviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
-                TensorCores = parse.GetValue(o.TensorCores), CpuWeights = parse.GetValue(o.CpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed,
+                TensorCores = SharedOptions.TensorCoresOf(parse, o.TensorCores), CpuWeights = parse.GetValue(o.CpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed,
                 CheckFinite = !parse.GetValue(o.SkipFinite),
             },
             parse.GetValue(o.Tokenizer), parse.GetValue(o.Input), parse.GetValue(o.Output), parse.GetValue(o.Fps),

@@ -23,7 +23,8 @@ public static class TokenizerCommands
         var fps = SharedOptions.Fps();
         var backend = SharedOptions.Backend();
         var conv = SharedOptions.Conv();
-        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv };
+        var tensorCores = SharedOptions.TensorCores();
+        var command = new Command("decode", "FSQ codes -> frames (and a video file when ffmpeg is installed)") { tokenizer, tokens, output, rawOut, latent, threads, fps, backend, conv, tensorCores.On, tensorCores.Off };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             GenerateCommand.CheckThreads(parse.GetValue(threads));
@@ -35,7 +36,7 @@ public static class TokenizerCommands
             int size = parse.GetValue(latent);
             if (size < 1 || size > ModelConfig.MaxResolution / ModelConfig.SpatialFactor || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
-            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv));
+            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv), SharedOptions.TensorCoresOf(parse, tensorCores));
             if (!codec.Model.HasDecoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no decoder weights ('decoder_layers.*'), so it cannot decode");
             int latentFrames = codes.Length / (size * size);
             Report.Detail($"nbp-run: decoding {latentFrames} latent frames to {4 * latentFrames - 3} frames of {size * ModelConfig.SpatialFactor}x{size * ModelConfig.SpatialFactor} on {codec.BackendName}");
@@ -58,7 +59,8 @@ public static class TokenizerCommands
         var threads = SharedOptions.Threads();
         var backend = SharedOptions.Backend();
         var conv = SharedOptions.Conv();
-        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv };
+        var tensorCores = SharedOptions.TensorCores();
+        var command = new Command("encode", "frames -> FSQ codes") { tokenizer, input, tokensOut, frames, size, threads, backend, conv, tensorCores.On, tensorCores.Off };
         command.SetAction(parse => GenerateCommand.Guard(() =>
         {
             GenerateCommand.CheckThreads(parse.GetValue(threads));
@@ -70,7 +72,7 @@ public static class TokenizerCommands
                 throw new CliInputException($"--frames must be 1 + 4n, at most {ModelConfig.MaxSequenceLength}, found {n}");
             string path = parse.GetValue(input)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliInputException($"{path}: --input not found (a PNG folder or a video file)");
-            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv));
+            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv), SharedOptions.TensorCoresOf(parse, tensorCores));
             if (!codec.Model.HasEncoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no encoder weights ('encoder_layers.*'), so it cannot encode");
             var clip = VideoClip.Read(path, side, parse.GetValue(frames));
             Report.Detail($"nbp-run: encoding {clip.Frames} frames of {side}x{side} from {path} on {codec.BackendName}");

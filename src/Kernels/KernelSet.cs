@@ -53,9 +53,9 @@ public static class KernelCatalog
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
         yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
         yield return typeof(Tokenizer.Conv3dKernel).GetMethod(nameof(Tokenizer.Conv3dKernel.Conv))!;
-        yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma));
+        yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvWindowSource));
+        yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvGatherSource));
         yield return typeof(Tokenizer.GroupNormSwishKernel).GetMethod(nameof(Tokenizer.GroupNormSwishKernel.Normalize))!;
-        yield return typeof(Tokenizer.Depth2SpaceKernel).GetMethod(nameof(Tokenizer.Depth2SpaceKernel.Rearrange))!;
         yield return typeof(Tokenizer.FsqKernel).GetMethod(nameof(Tokenizer.FsqKernel.Codes))!;
         yield return typeof(Tokenizer.FsqKernel).GetMethod(nameof(Tokenizer.FsqKernel.Quantize))!;
     }

@@ -50,7 +50,7 @@ public sealed class NbpPipeline : IDisposable
         IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         options ??= new PipelineOptions();
-        VideoCodec? codec = tokenizer is null ? null : VideoCodec.Open(tokenizer, options.Backend, options.Conv);
+        VideoCodec? codec = tokenizer is null ? null : VideoCodec.Open(tokenizer, options.Backend, options.Conv, options.TensorCores);
         try
         {
             var clock = Stopwatch.StartNew();

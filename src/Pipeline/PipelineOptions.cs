@@ -14,8 +14,11 @@ public sealed record PipelineOptions
     public BackendKind Backend { get; init; } = BackendKind.Auto;
     /// <summary>ILGPU backends: how the weight matrices are stored on the device.</summary>
     public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
-    /// <summary>ILGPU backends: prefill matmuls on tensor cores (fp16-rounded operands).</summary>
-    public bool TensorCores { get; init; }
+    /// <summary>
+    /// ILGPU backends: prefill matmuls and the tokenizer's convs on tensor cores (fp16-rounded operands, fp32
+    /// accumulation). Null: on for CUDA, off for the ILGPU CPU accelerator; true or false forces it.
+    /// </summary>
+    public bool? TensorCores { get; init; }
     /// <summary>CPU threads; default all cores.</summary>
     public int? Threads { get; init; }
     /// <summary>CPU backend: packed copies of the matrices (faster steps, one more copy in memory) or the loaded ones in place.</summary>

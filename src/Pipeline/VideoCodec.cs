@@ -30,14 +30,15 @@ public sealed class VideoCodec : IDisposable
     }
 
     /// <summary>Loads and checks the tokenizer's weights (TOKENIZER.md) and uploads them when the backend is a device.</summary>
-    public static VideoCodec Open(string path, BackendKind backend, ConvAlgorithm conv = ConvAlgorithm.Auto)
+    /// <param name="tensorCores">device convs on tensor cores; null: on for CUDA, off for the ILGPU CPU accelerator</param>
+    public static VideoCodec Open(string path, BackendKind backend, ConvAlgorithm conv = ConvAlgorithm.Auto, bool? tensorCores = null)
     {
         var model = new VideoTokenizer(path) { ConvAlgorithm = conv };
         try
         {
             bool device = backend is BackendKind.Cuda or BackendKind.IlgpuCpu || (backend == BackendKind.Auto && IlgpuDevice.CudaAvailable());
             var kind = backend == BackendKind.IlgpuCpu ? IlgpuDeviceKind.Cpu : IlgpuDeviceKind.Cuda;
-            return new VideoCodec(model, device ? new DeviceTokenizer(model, kind) : null);
+            return new VideoCodec(model, device ? new DeviceTokenizer(model, kind, tensorCores) : null);
         }
         catch
         {

@@ -11,7 +11,8 @@ namespace NbpEngine.Parity;
 
 /// <summary>
 /// The tokenizer's ILGPU kernels against the CPU tokenizer (src/Tokenizer/Cpu): conv3d with every
-/// stride and kernel size the layer lists use, GroupNorm with and without Swish, Depth2Space, FSQ.
+/// stride and kernel size the layer lists use (fp32 and tensor cores, Depth2Space fused into the store), GroupNorm
+/// with and without Swish, FSQ.
 /// Part of <see cref="KernelParity"/>, so CI and tools/gpu run it too.
 /// </summary>
 public sealed unsafe partial class KernelParity
@@ -40,8 +41,6 @@ public sealed unsafe partial class KernelParity
                 p => p.TokenizerTensorCoreConv(t, h, w, cin, cout, k, st, ss, acc, warps, d2s));
         foreach (var (t, h, w, c, swish) in new[] { (2, 3, 5, 64, true), (1, 4, 4, 32, false), (3, 2, 2, 96, true) })
             yield return new($"tokenizer groupnorm {t}x{h}x{w}x{c}{(swish ? "+swish" : "")}", p => [p.TokenizerGroupNorm(t, h, w, c, swish)]);
-        foreach (var (bt, bh, bw) in new[] { (2, 2, 2), (1, 2, 2) })
-            yield return new($"tokenizer depth2space {bt}{bh}{bw}", p => [p.TokenizerDepth2Space(bt, bh, bw)]);
         yield return new("tokenizer fsq codes and quantize", p => p.TokenizerFsq());
     }
 
@@ -130,7 +129,7 @@ public sealed unsafe partial class KernelParity
         var xv = Upload(x);
         var packed = TensorCoreConv3dKernel.PackWeights(weights, cout, k * k * k * cin);
         var units = Upload(MemoryMarshal.Cast<ushort, Bits128>(packed).ToArray());
-        TokenizerKernels.TensorCoreConv3d(_stream, MmaTile.Launch(tOut * hOut * wOut, cout, warps), xv, xv.SubView(0, xv.Length / 4 * 4).Cast<Float4>(), units, Upload(bias), yv,
+        TokenizerKernels.TensorCoreConv3d(cin)(_stream, MmaTile.Launch(tOut * hOut * wOut, cout, warps), xv, xv.SubView(0, xv.Length / 4 * 4).Cast<Float4>(), units, Upload(bias), yv,
             new Conv3dArgs
             {
                 T = t, H = h, W = w, Cin = cin, To = tOut, Ho = hOut, Wo = wOut, Cout = cout, KT = k, KH = k, KW = k, ST = st, SH = ss, SW = ss,
@@ -168,15 +167,6 @@ public sealed unsafe partial class KernelParity
             NativeMemory.Free(bp);
             NativeMemory.Free(sp);
         }
-    }
-
-    public ParityResult TokenizerDepth2Space(int bt, int bh, int bw)
-    {
-        using var x = RandomVolume(3, 2, 3, bt * bh * bw * 5, 31);
-        using var y = Depth2Space.Run(x, bt, bh, bw);
-        var yv = Upload(new float[y.Length]);
-        TokenizerKernels.Depth2Space(_stream, new KernelConfig(4, GroupSize), Upload(x), yv, new VolumeArgs { T = 3, H = 2, W = 3, C = x.Channels }, bt, bh, bw);
-        return new("tokenizer depth2space", $"{bt}{bh}{bw}", Nmse.Of(Download(yv, y.Length), new ReadOnlySpan<float>(y.Data, (int)y.Length)), 0);
     }
 
     public ParityResult[] TokenizerFsq()

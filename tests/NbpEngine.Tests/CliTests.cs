@@ -125,6 +125,15 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task ContradictoryTensorCoreFlagsAreAnInputError()
+    {
+        var (code, stderr) = await Run([.. Base(), "--tensor-cores", "--no-tensor-cores"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--tensor-cores and --no-tensor-cores contradict each other", stderr);
+        Assert.False(File.Exists(_dir.File("out.txt")));
+    }
+
+    [Fact]
     public async Task ABadTokenFileIsNamedWithThePosition()
     {
         File.WriteAllText(_dir.File("p.txt"), "1 2 x 4");

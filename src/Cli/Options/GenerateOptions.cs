@@ -40,7 +40,7 @@ internal sealed class GenerateOptions
     public readonly Option<string> Backend = SharedOptions.Backend();
     public readonly Option<int?> Threads = SharedOptions.Threads();
     public readonly Option<string> DeviceWeights = new("--device-weights") { Description = "weight storage on an ILGPU device: f32 | f16 | bf16", DefaultValueFactory = _ => "f32" };
-    public readonly Option<bool> TensorCores = new("--tensor-cores") { Description = "ILGPU backends: prefill matmuls on tensor cores (fp16-rounded operands)" };
+    public readonly (Option<bool> On, Option<bool> Off) TensorCores = SharedOptions.TensorCores();
     // in-place by default here: one run of nbp-run generates one video, and packing K600's 3.1 GB of
     // matrices (~5 s on the 2-core VM) costs more than it saves (~2.4 s); long-lived hosts pack (the API default)
     public readonly Option<string> CpuWeights = new("--cpu-weights") { Description = "CPU backend: in-place (no extra memory) | packed (a packed copy of the matrices: ~25% faster steps after a one-time packing)", DefaultValueFactory = _ => "in-place" };
@@ -72,7 +72,7 @@ internal sealed class GenerateOptions
         ("Words (UCF hybrid model)", [Text, ClassName, TextTokenizer, Padding]),
         ("Generation", [Steps, BlockSize, Mode, CondLength]),
         ("Sampling", [Greedy, Temperature, TopK, TopP, Seed]),
-        ("Backend", [Backend, Threads, DeviceWeights, TensorCores, CpuWeights, SkipFinite]),
+        ("Backend", [Backend, Threads, DeviceWeights, TensorCores.On, TensorCores.Off, CpuWeights, SkipFinite]),
         ("Model overrides", [HeadCount, ModelBlock, VideoVocab, Hybrid, CondTokens, Resolution, SequenceLength]),
         ("Output control", [Quiet, Verbose]),
     ];

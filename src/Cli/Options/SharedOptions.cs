@@ -1,5 +1,6 @@
 using System.CommandLine;
 using NbpEngine.Runtime.Backends;
+using NbpEngine.Cli.IO;
 using NbpEngine.Tokenizer;
 
 namespace NbpEngine.Cli.Options;
@@ -18,6 +19,22 @@ internal static class SharedOptions
     {
         "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto,
     };
+
+    /// <summary>
+    /// --tensor-cores / --no-tensor-cores: the ILGPU backends' prefill GEMMs and tokenizer convs on tensor cores
+    /// (fp16 operands, fp32 accumulation). Neither: on for CUDA, off for ilgpu-cpu (where mma.sync is emulated).
+    /// </summary>
+    public static (Option<bool> On, Option<bool> Off) TensorCores() =>
+        (new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls and tokenizer convs on tensor cores, fp16 operands (default on CUDA; emulated on ilgpu-cpu)" },
+         new Option<bool>("--no-tensor-cores") { Description = "ILGPU backends: fp32 prefill matmuls and tokenizer convs (no fp16 rounding)" });
+
+    /// <summary>null (the backend's default), true or false from the two flags.</summary>
+    public static bool? TensorCoresOf(ParseResult parse, (Option<bool> On, Option<bool> Off) options)
+    {
+        bool on = parse.GetValue(options.On), off = parse.GetValue(options.Off);
+        if (on && off) throw new CliInputException("--tensor-cores and --no-tensor-cores contradict each other: give one");
+        return on ? true : off ? false : null;
+    }
 
     public static Option<int?> Threads() => new("--threads", "-t") { Description = "CPU threads (default: all cores)" };
 

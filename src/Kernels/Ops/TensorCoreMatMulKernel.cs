@@ -18,9 +18,12 @@ public static class TensorCoreMatMulKernel
         where TW : struct, IWeightView where TMma : struct, IMma
     {
         MmaTile.GroupOrigin(args.N, out int m0, out int n0);
-        var rows = new RowSource { Data = a, Vectors = a4, Rows = args.M, Depth = args.K, Lda = args.Lda };
-        var weights = new WeightSource<TW> { Weights = w, Rows = args.N, Depth = args.K };
-        var acc = MmaTile.Multiply<TMma, RowSource, WeightSource<TW>>(rows, weights, args.K, m0, n0, args.N);
+        var rows = new MatrixSource<F32Weights>
+        {
+            Matrix = new F32Weights { Data = a, Vectors = a4 }, Rows = args.M, Depth = args.K, Stride = args.Lda, Vectorized = a4.Length > 0,
+        };
+        var weights = new MatrixSource<TW> { Matrix = w, Rows = args.N, Depth = args.K, Stride = args.K, Vectorized = true };
+        var acc = MmaTile.Multiply<TMma, MatrixSource<F32Weights>, MatrixSource<TW>>(rows, weights, args.K, m0, n0, args.N);
         MmaTile.LaneOrigin(args.N, m0, n0, out int row, out int column);
         Store(c, bias, args, row, column, acc.C00); Store(c, bias, args, row, column + 8, acc.C01);
         Store(c, bias, args, row, column + 16, acc.C02); Store(c, bias, args, row, column + 24, acc.C03);

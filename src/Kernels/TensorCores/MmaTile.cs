@@ -4,15 +4,24 @@ using NbpEngine.Kernels.Device;
 namespace NbpEngine.Kernels.TensorCores;
 
 /// <summary>
-/// Where a tensor-core GEMM gets its operands: 8 consecutive k of one row (zeros past the operand's rows or its
-/// depth). A source either hands fp32 values, which the main loop rounds to fp16, or fp16 bits already packed
+/// Where a tensor-core GEMM gets its operands: a cursor over one row that hands 8 consecutive k at a time (zeros past
+/// the operand's rows or its depth). A thread keeps its source across slices and always reads the same row, deeper
+/// each slice, so a source can keep per-row work (a conv's position decode) and walk its depth incrementally. A
+/// source either hands fp32 values, which the main loop rounds to fp16, or fp16 bits already packed
 /// (<see cref="Packed"/> is a constant of the struct, so ILGPU folds the choice away).
 /// </summary>
 public interface IOperandSource
 {
     bool Packed { get; }
-    Vec8 Load8(int row, int k);
-    Bits128 LoadPacked8(int row, int k);
+
+    /// <summary>Moves the cursor to (row, k); k is a multiple of 8.</summary>
+    void Seek(int row, int k);
+
+    /// <summary>The 8 values at the cursor; the cursor then moves 8 deeper.</summary>
+    Vec8 Next8();
+
+    /// <summary>The 8 values at the cursor as fp16 bits (packed sources); the cursor then moves 8 deeper.</summary>
+    Bits128 NextPacked8();
 }
 
 /// <summary>
@@ -34,8 +43,8 @@ public static class MmaTile
     /// <summary>Warps side by side along the columns.</summary>
     public static int WarpsN(int columns, int warps) => warps >= 2 && columns > WarpTile ? 2 : 1;
 
-    /// <summary>Warps per group on a device whose row kernels use <paramref name="groupSize"/> threads.</summary>
-    public static int Warps(int groupSize) => Math.Min(MaxWarps, groupSize / 32);
+    /// <summary>Warps per group (1, 2 or 4: the staging splits rows evenly) on a device whose row kernels use <paramref name="groupSize"/> threads.</summary>
+    public static int Warps(int groupSize) => groupSize >= 128 ? 4 : groupSize >= 64 ? 2 : 1;
 
     /// <summary>The launch for an M x N output: one group per tile, column tiles fastest (neighbours share A rows).</summary>
     public static KernelConfig Launch(int rows, int columns, int warps)
@@ -64,6 +73,7 @@ public static class MmaTile
         column = n0 + WarpTile * (warp % warpsN) + 2 * (lane % 4);
     }
 
+    /// <summary>The group's product over the whole depth; every lane returns its registers of its warp's 32 x 32 tile.</summary>
     public static WarpAccumulators Multiply<TMma, TA, TB>(TA a, TB b, int depth, int m0, int n0, int columns)
         where TMma : struct, IMma where TA : struct, IOperandSource where TB : struct, IOperandSource
     {
@@ -78,8 +88,10 @@ public static class MmaTile
         int warpRow = WarpTile * (warp / warpsN), warpColumn = WarpTile * (warp % warpsN);
         int columnFragments = ClampFragments((columns - n0 - warpColumn + 7) / 8);
         int slices = (depth + SliceK - 1) / SliceK;
-        Stage(mma, a, aTiles, 0, m0, aRows, 0);
-        Stage(mma, b, bTiles, 0, n0, bRows, 0);
+        var aPart = new StagingPart(aRows);
+        var bPart = new StagingPart(bRows);
+        Stage(mma, ref a, aTiles, 0, m0, aPart, 0);
+        Stage(mma, ref b, bTiles, 0, n0, bPart, 0);
         Group.Barrier();
         var acc = default(WarpAccumulators);
         for (int s = 0; s < slices; s++)
@@ -87,8 +99,8 @@ public static class MmaTile
             int buffer = s & 1;
             if (s + 1 < slices)
             {
-                Stage(mma, a, aTiles, (1 - buffer) * MaxARows, m0, aRows, (s + 1) * SliceK);
-                Stage(mma, b, bTiles, (1 - buffer) * MaxBRows, n0, bRows, (s + 1) * SliceK);
+                Stage(mma, ref a, aTiles, (1 - buffer) * MaxARows, m0, aPart, (s + 1) * SliceK);
+                Stage(mma, ref b, bTiles, (1 - buffer) * MaxBRows, n0, bPart, (s + 1) * SliceK);
             }
             if (columnFragments > 0)
             {
@@ -102,18 +114,37 @@ public static class MmaTile
 
     private static int ClampFragments(int fragments) => fragments < 0 ? 0 : fragments > 4 ? 4 : fragments;
 
-    /// <summary>Rows row0..row0+rows of the source, k k0..k0+31, into the tile from its row tileRow; the whole group takes part.</summary>
-    private static void Stage<TMma, TS>(TMma mma, TS source, ArrayView<Bits128> tile, int tileRow, int row0, int rows, int k0)
+    /// <summary>
+    /// This thread's share of staging a tile of <c>rows</c> x 32: <see cref="Units"/> 16-byte units (rows·4 / threads:
+    /// 1, 2 or 4) from <see cref="First"/> in row <see cref="Row"/>, the same row in every slice (so a source's per-row
+    /// work, a conv's position decode, happens once). Computed once per kernel: it divides by the group size.
+    /// </summary>
+    private readonly struct StagingPart
+    {
+        public readonly int Row, First, Units;
+
+        public StagingPart(int rows)
+        {
+            Units = rows * 4 / Group.DimX;
+            int threadsPerRow = 4 / Units;
+            Row = Group.IdxX / threadsPerRow;
+            First = (Group.IdxX % threadsPerRow) * Units;
+        }
+    }
+
+    /// <summary>Rows row0.. of the source, k k0..k0+31, into the tile from its row tileRow; the whole group takes part.</summary>
+    private static void Stage<TMma, TS>(TMma mma, ref TS source, ArrayView<Bits128> tile, int tileRow, int row0, StagingPart part, int k0)
         where TMma : struct, IMma where TS : struct, IOperandSource
     {
-        for (int e = Group.IdxX; e < rows * 4; e += Group.DimX)
+        int r = part.Row, first = part.First;
+        source.Seek(row0 + r, k0 + 8 * first);
+        for (int unit = first; unit < first + part.Units; unit++)
         {
-            int r = e / 4, unit = e % 4;
             Bits128 halves;
-            if (source.Packed) halves = source.LoadPacked8(row0 + r, k0 + 8 * unit);
+            if (source.Packed) halves = source.NextPacked8();
             else
             {
-                var v = source.Load8(row0 + r, k0 + 8 * unit);
+                var v = source.Next8();
                 halves = new Bits128 { X = mma.Pack(v.V0, v.V1), Y = mma.Pack(v.V2, v.V3), Z = mma.Pack(v.V4, v.V5), W = mma.Pack(v.V6, v.V7) };
             }
             tile[(tileRow + r) * RowUnits + unit] = halves;

@@ -14,7 +14,7 @@ public struct Conv3dArgs
     /// <summary>
     /// Depth2Space factors fused into the store (0 = none): output channel ((it·BH + ih)·BW + iw)·c + o of position
     /// (t, h, w) goes to (t·BT + it - (BT-1), h·BH + ih, w·BW + iw, o) of a [To·BT-(BT-1), Ho·BH, Wo·BW, c] volume,
-    /// the first BT-1 frames dropped (Depth2SpaceKernel's rule, without its pass over the volume).
+    /// the first BT-1 frames dropped (the CPU tokenizer's Depth2Space, without a pass over the volume).
     /// </summary>
     public int BT, BH, BW;
 

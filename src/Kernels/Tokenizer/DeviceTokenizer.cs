@@ -13,7 +13,7 @@ namespace NbpEngine.Kernels.Tokenizer;
 /// The tokenizer's layer list run with the ILGPU kernels (src/Kernels/Tokenizer) on CUDA or the CPU
 /// accelerator. Weights are uploaded once from a loaded <see cref="VideoTokenizer"/>; activations are
 /// channels-last device buffers freed as soon as the next layer has consumed them, like the CPU path.
-/// With tensor cores (the default) every conv is an implicit GEMM on mma.sync with fp16 operands and fp32
+/// With tensor cores (the default on CUDA) every conv is an implicit GEMM on mma.sync with fp16 operands and fp32
 /// accumulation (emulated lane for lane on the CPU accelerator); otherwise the fp32 kernel. A conv followed by
 /// Depth2Space writes the rearranged volume directly (one pass less over the decoder's largest volumes).
 /// </summary>
@@ -32,10 +32,11 @@ public sealed class DeviceTokenizer : IDisposable
     /// <summary>Convs on tensor cores (fp16 operands, fp32 accumulation) rather than the fp32 kernel.</summary>
     public bool TensorCores { get; }
 
-    public DeviceTokenizer(VideoTokenizer model, IlgpuDeviceKind kind, bool tensorCores = true)
+    /// <param name="tensorCores">null: on for CUDA, off for the CPU accelerator (where the mma is emulated)</param>
+    public DeviceTokenizer(VideoTokenizer model, IlgpuDeviceKind kind, bool? tensorCores = null)
     {
         _model = model;
-        TensorCores = tensorCores;
+        TensorCores = tensorCores ?? kind == IlgpuDeviceKind.Cuda;
         _device = new IlgpuDevice(kind);
         try
         {
@@ -158,7 +159,7 @@ public sealed class DeviceTokenizer : IDisposable
         if (x.Length > int.MaxValue || y.Length > int.MaxValue)
             throw new NotSupportedException($"tokenizer volume [{x.T}, {x.H}, {x.W}, {x.C}] -> [{y.T}, {y.H}, {y.W}, {y.C}] exceeds 2^31 elements for the tensor-core conv; run with tensor cores off");
         var vectors = x.View.SubView(0, x.Length / 4 * 4).Cast<Float4>();
-        _kernels.TensorCoreConv3d(_stream, MmaTile.Launch(positions, conv.OutChannels, MmaTile.Warps(_device.Shape.GroupSize)), x.View, vectors, _packed[conv], bias, y.View, args);
+        _kernels.TensorCoreConv3d(x.C)(_stream, MmaTile.Launch(positions, conv.OutChannels, MmaTile.Warps(_device.Shape.GroupSize)), x.View, vectors, _packed[conv], bias, y.View, args);
     }
 
     private static (int T, int H, int W) ConvShape(Conv3d conv, DeviceVolume x) =>
@@ -221,15 +222,9 @@ public sealed class DeviceTokenizer : IDisposable
             case NormSwishLayer n:
                 Norm(n.Norm, x, x);
                 return x;
-            case Depth2SpaceLayer d:
-            {
-                var (bt, bh, bw) = d.Factors;
-                var y = NewVolume(x.T * bt - (bt - 1), x.H * bh, x.W * bw, x.C / (bt * bh * bw));
-                _kernels.Depth2Space(_stream, new KernelConfig((int)Math.Min(4096, (y.Length + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize), _device.Shape.GroupSize),
-                    x.View, y.View, x.Args, bt, bh, bw);
-                x.Dispose();
-                return y;
-            }
+            case Depth2SpaceLayer:
+                // the layer lists always put a conv first, and RunLayers fuses the pair into the conv's store
+                throw new InvalidOperationException("Depth2Space without a conv before it");
             case ResidualLayer r:
             {
                 var (norm1, conv1, norm2, conv2, residual) = r.Parts;

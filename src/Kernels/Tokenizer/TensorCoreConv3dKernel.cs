@@ -5,53 +5,158 @@ using NbpEngine.Kernels.TensorCores;
 namespace NbpEngine.Kernels.Tokenizer;
 
 /// <summary>
-/// The input volume as the implicit GEMM's A operand: row m is output position (to, ho, wo), column k is
-/// (kt, kh, kw, ci) with ci fastest, read from the input with the causal replicate padding of TOKENIZER.md (2·(kt/2)
-/// frames in front, kh/2 and kw/2 on both sides, edges repeated). When Cin is a multiple of 8, the 8 values of a load
-/// share one tap and sit side by side: one tap decode and two 16-byte loads; otherwise (the 3-channel encoder input,
-/// the 6-channel decoder input) each value is decoded alone. 32-bit indices: the host keeps volumes under 2^31.
+/// The causal replicate padding of TOKENIZER.md as index arithmetic: a position's window starts 2·(kt/2) frames before
+/// it and kh/2, kw/2 before it on each side; reads outside the volume take the nearest frame, row and column.
 /// </summary>
-public struct ConvInputSource : IOperandSource
+public static class ConvWindow
 {
-    public ArrayView<float> Data;
-    public ArrayView<Float4> Vectors;
-    public Conv3dArgs Args;
+    /// <summary>The window origin of output position <paramref name="row"/>; false past the last position.</summary>
+    public static bool Origin(Conv3dArgs a, int row, out int t0, out int h0, out int w0)
+    {
+        int wo = row % a.Wo, rest = row / a.Wo;
+        t0 = (rest / a.Ho) * a.ST - 2 * (a.KT / 2);
+        h0 = (rest % a.Ho) * a.SH - a.KH / 2;
+        w0 = wo * a.SW - a.KW / 2;
+        return row < a.To * a.Ho * a.Wo;
+    }
+
+    /// <summary>The input index of channel ci at frame t, row h, column w, each clamped into the volume (t only from below: causal).</summary>
+    public static int Index(Conv3dArgs a, int t, int h, int w, int ci)
+    {
+        int ti = t < 0 ? 0 : t;
+        int hi = h < 0 ? 0 : h >= a.H ? a.H - 1 : h;
+        int wi = w < 0 ? 0 : w >= a.W ? a.W - 1 : w;
+        return ((ti * a.H + hi) * a.W + wi) * a.Cin + ci;
+    }
+}
+
+/// <summary>The conv input as the implicit GEMM's A operand (a source the kernel binds to its arguments).</summary>
+public interface IConvInput : IOperandSource
+{
+    void Bind(ArrayView<float> x, ArrayView<Float4> x4, Conv3dArgs args);
+}
+
+/// <summary>
+/// The input volume as the A operand when Cin is a multiple of 8 (every conv of the published tokenizer but the
+/// first): row m is output position (to, ho, wo), column k is tap (kt, kh, kw) and channel ci, ci fastest, read with
+/// the causal replicate padding of TOKENIZER.md (2·(kt/2) frames in front, kh/2 and kw/2 on both sides, edges
+/// repeated). The 8 values of a load share a tap and sit side by side: two 16-byte loads. The cursor decodes its
+/// position once (a thread's row never changes) and walks the taps by increments, so the steady state divides
+/// nothing. 32-bit indices: the host keeps volumes under 2^31 elements.
+/// </summary>
+public struct ConvWindowSource : IConvInput
+{
+    private ArrayView<Float4> _vectors;
+    private Conv3dArgs _a;
+    private int _row, _depth, _t0, _h0, _w0, _k, _kt, _kh, _kw, _ci;
+    private bool _inside;
 
     public readonly bool Packed => false;
-    public readonly Bits128 LoadPacked8(int row, int k) => default;
+    public readonly Bits128 NextPacked8() => default;
 
-    public readonly Vec8 Load8(int m, int k)
+    public void Bind(ArrayView<float> x, ArrayView<Float4> x4, Conv3dArgs args)
     {
-        var a = Args;
-        int depth = a.KT * a.KH * a.KW * a.Cin;
-        if (m >= a.To * a.Ho * a.Wo || k >= depth) return default;
-        int wo = m % a.Wo, rest = m / a.Wo;
-        int t0 = (rest / a.Ho) * a.ST - 2 * (a.KT / 2), h0 = (rest % a.Ho) * a.SH - a.KH / 2, w0 = wo * a.SW - a.KW / 2;
-        if (a.Cin % 8 == 0)
+        _vectors = x4;
+        _a = args;
+        _depth = args.KT * args.KH * args.KW * args.Cin;
+        _row = -1;
+        _k = int.MaxValue;
+    }
+
+    public void Seek(int row, int k)
+    {
+        if (row != _row)
         {
-            int at = Address(t0, h0, w0, k) / 4;
-            Float4 p = Vectors[at], q = Vectors[at + 1];
-            return new Vec8 { V0 = p.X, V1 = p.Y, V2 = p.Z, V3 = p.W, V4 = q.X, V5 = q.Y, V6 = q.Z, V7 = q.W };
+            _row = row;
+            _inside = ConvWindow.Origin(_a, row, out _t0, out _h0, out _w0);
+            _k = int.MaxValue;
         }
+        if (k < _k || k - _k > 32)
+        {
+            // a fresh start: decode the tap (the steady state below only steps forward)
+            int tap = k / _a.Cin;
+            _ci = k - tap * _a.Cin;
+            _kw = tap % _a.KW;
+            _kh = (tap / _a.KW) % _a.KH;
+            _kt = tap / (_a.KW * _a.KH);
+            _k = k;
+        }
+        while (_k < k) Step();
+    }
+
+    public Vec8 Next8()
+    {
+        Vec8 v = default;
+        if (_inside && _k < _depth)
+        {
+            int at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, _ci) / 4;
+            Float4 p = _vectors[at], q = _vectors[at + 1];
+            v = new Vec8 { V0 = p.X, V1 = p.Y, V2 = p.Z, V3 = p.W, V4 = q.X, V5 = q.Y, V6 = q.Z, V7 = q.W };
+        }
+        Step();
+        return v;
+    }
+
+    /// <summary>8 deeper: the next 8 channels, or the next tap (kw fastest, then kh, then kt).</summary>
+    private void Step()
+    {
+        _k += 8;
+        _ci += 8;
+        if (_ci < _a.Cin) return;
+        _ci = 0;
+        if (++_kw < _a.KW) return;
+        _kw = 0;
+        if (++_kh < _a.KH) return;
+        _kh = 0;
+        _kt++;
+    }
+}
+
+/// <summary>
+/// The input volume as the A operand for any Cin (the 3-channel encoder input, the 6-channel decoder input): each
+/// value decoded on its own, with the same padding rule as <see cref="ConvWindowSource"/>.
+/// </summary>
+public struct ConvGatherSource : IConvInput
+{
+    private ArrayView<float> _data;
+    private Conv3dArgs _a;
+    private int _depth, _t0, _h0, _w0, _k;
+    private bool _inside;
+
+    public readonly bool Packed => false;
+    public readonly Bits128 NextPacked8() => default;
+
+    public void Bind(ArrayView<float> x, ArrayView<Float4> x4, Conv3dArgs args)
+    {
+        _data = x;
+        _a = args;
+        _depth = args.KT * args.KH * args.KW * args.Cin;
+    }
+
+    public void Seek(int row, int k)
+    {
+        _inside = ConvWindow.Origin(_a, row, out _t0, out _h0, out _w0);
+        _k = k;
+    }
+
+    public Vec8 Next8()
+    {
+        int k = _k;
+        _k += 8;
+        if (!_inside) return default;
         return new Vec8
         {
-            V0 = At(t0, h0, w0, k, depth), V1 = At(t0, h0, w0, k + 1, depth), V2 = At(t0, h0, w0, k + 2, depth), V3 = At(t0, h0, w0, k + 3, depth),
-            V4 = At(t0, h0, w0, k + 4, depth), V5 = At(t0, h0, w0, k + 5, depth), V6 = At(t0, h0, w0, k + 6, depth), V7 = At(t0, h0, w0, k + 7, depth),
+            V0 = At(k), V1 = At(k + 1), V2 = At(k + 2), V3 = At(k + 3), V4 = At(k + 4), V5 = At(k + 5), V6 = At(k + 6), V7 = At(k + 7),
         };
     }
 
-    private readonly float At(int t0, int h0, int w0, int k, int depth) => k < depth ? Data[Address(t0, h0, w0, k)] : 0f;
-
-    /// <summary>The input index of column k for the position whose window starts at (t0, h0, w0).</summary>
-    private readonly int Address(int t0, int h0, int w0, int k)
+    private readonly float At(int k)
     {
-        var a = Args;
+        if (k >= _depth) return 0f;
+        var a = _a;
         int tap = k / a.Cin, ci = k - tap * a.Cin;
         int kw = tap % a.KW, kh = (tap / a.KW) % a.KH, kt = tap / (a.KW * a.KH);
-        int ti = t0 + kt < 0 ? 0 : t0 + kt;
-        int hi = h0 + kh < 0 ? 0 : h0 + kh >= a.H ? a.H - 1 : h0 + kh;
-        int wi = w0 + kw < 0 ? 0 : w0 + kw >= a.W ? a.W - 1 : w0 + kw;
-        return ((ti * a.H + hi) * a.W + wi) * a.Cin + ci;
+        return _data[ConvWindow.Index(a, _t0 + kt, _h0 + kh, _w0 + kw, ci)];
     }
 }
 
@@ -65,14 +170,16 @@ public struct ConvInputSource : IOperandSource
 /// </summary>
 public static class TensorCoreConv3dKernel
 {
-    public static void Conv<TMma>(ArrayView<float> x, ArrayView<Float4> x4, ArrayView<Bits128> weights, ArrayView<float> bias, ArrayView<float> y, Conv3dArgs a)
-        where TMma : struct, IMma
+    /// <summary>The kernel; <typeparamref name="TInput"/> is <see cref="ConvWindowSource"/> when Cin is a multiple of 8, else <see cref="ConvGatherSource"/>.</summary>
+    public static void Conv<TMma, TInput>(ArrayView<float> x, ArrayView<Float4> x4, ArrayView<Bits128> weights, ArrayView<float> bias, ArrayView<float> y, Conv3dArgs a)
+        where TMma : struct, IMma where TInput : struct, IConvInput
     {
         int positions = a.To * a.Ho * a.Wo, depth = a.KT * a.KH * a.KW * a.Cin;
         MmaTile.GroupOrigin(a.Cout, out int m0, out int n0);
-        var input = new ConvInputSource { Data = x, Vectors = x4, Args = a };
+        var input = default(TInput);
+        input.Bind(x, x4, a);
         var w = new PackedHalfSource { Units = weights, Rows = a.Cout, UnitsPerRow = UnitsPerRow(depth) };
-        var acc = MmaTile.Multiply<TMma, ConvInputSource, PackedHalfSource>(input, w, depth, m0, n0, a.Cout);
+        var acc = MmaTile.Multiply<TMma, TInput, PackedHalfSource>(input, w, depth, m0, n0, a.Cout);
         MmaTile.LaneOrigin(a.Cout, m0, n0, out int row, out int column);
         Store(y, bias, a, positions, row, column, acc.C00); Store(y, bias, a, positions, row, column + 8, acc.C01);
         Store(y, bias, a, positions, row, column + 16, acc.C02); Store(y, bias, a, positions, row, column + 24, acc.C03);

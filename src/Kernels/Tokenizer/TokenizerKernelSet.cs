@@ -9,24 +9,33 @@ namespace NbpEngine.Kernels.Tokenizer;
 public sealed class TokenizerKernelSet
 {
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv3dArgs> Conv3d { get; }
-    /// <summary>The conv on tensor cores: mma.sync on CUDA, the lane-exact emulation elsewhere. Weights from <see cref="TensorCoreConv3dKernel.PackWeights"/>.</summary>
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs> TensorCoreConv3d { get; }
+    private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs> _windowConv, _gatherConv;
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, VolumeArgs, int> GroupNormSwish { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, VolumeArgs, int, int, int> Depth2Space { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<int>, ArrayView<float>, int> FsqCodes { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, int> FsqQuantize { get; }
 
     public TokenizerKernelSet(Accelerator accelerator)
     {
         Conv3d = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv3dArgs>(Conv3dKernel.Conv);
-        TensorCoreConv3d = accelerator.AcceleratorType == AcceleratorType.Cuda
-            ? accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs>(TensorCoreConv3dKernel.Conv<PtxMma>)
-            : accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs>(TensorCoreConv3dKernel.Conv<EmulatedMma>);
+        bool cuda = accelerator.AcceleratorType == AcceleratorType.Cuda;
+        _windowConv = cuda ? LoadConv<PtxMma, ConvWindowSource>(accelerator) : LoadConv<EmulatedMma, ConvWindowSource>(accelerator);
+        _gatherConv = cuda ? LoadConv<PtxMma, ConvGatherSource>(accelerator) : LoadConv<EmulatedMma, ConvGatherSource>(accelerator);
         GroupNormSwish = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, VolumeArgs, int>(GroupNormSwishKernel.Normalize);
-        Depth2Space = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, VolumeArgs, int, int, int>(Depth2SpaceKernel.Rearrange);
         FsqCodes = accelerator.LoadKernel<ArrayView<int>, ArrayView<float>, int>(FsqKernel.Codes);
         FsqQuantize = accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, int>(FsqKernel.Quantize);
     }
+
+    /// <summary>
+    /// The conv on tensor cores for an input of <paramref name="cin"/> channels: mma.sync on CUDA, the lane-exact
+    /// emulation elsewhere; the windowed input (16-byte loads, no divisions in the steady state) when Cin is a multiple
+    /// of 8. Weights from <see cref="TensorCoreConv3dKernel.PackWeights"/>; grid <see cref="MmaTile.Launch"/>.
+    /// </summary>
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs> TensorCoreConv3d(int cin) =>
+        cin % 8 == 0 ? _windowConv : _gatherConv;
+
+    private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs> LoadConv<TMma, TInput>(Accelerator accelerator)
+        where TMma : struct, IMma where TInput : struct, IConvInput =>
+        accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs>(TensorCoreConv3dKernel.Conv<TMma, TInput>);
 
     /// <summary>Grid for the conv: ceil(Cout/32) x ceil(positions/16) groups.</summary>
     public static KernelConfig ConvGrid(int positions, int cout, int groupSize) =>

@@ -16,55 +16,47 @@ public static class GroupNormSwishKernel
 {
     public const int Groups = 32, MaxGroupSize = 256;
 
-    /// <summary>Grid: frames x 32 groups. In place when y is x. swish = 0 leaves out the Swish (swishBeta unread).</summary>
+    /// <summary>
+    /// Grid: frames x 32 groups. In place when y is x. swish = 0 leaves out the Swish (swishBeta unread). Element e
+    /// of a group is (position e / perGroup, channel e % perGroup), in 32-bit arithmetic within a frame (a frame of
+    /// 128x128x512 is 8.4 M values), and by shift and mask when perGroup is a power of two (the published widths).
+    /// </summary>
     public static void Normalize(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> swishBeta, ArrayView<float> y, VolumeArgs v, int swish)
     {
         var sums = SharedMemory.Allocate<float>(MaxGroupSize);
         var squares = SharedMemory.Allocate<float>(MaxGroupSize);
         int frame = Grid.IdxX / Groups, g = Grid.IdxX % Groups;
-        int perGroup = v.C / Groups;
-        long positions = (long)v.H * v.W, frameBase = frame * positions * v.C;
-        long count = positions * perGroup;
+        int perGroup = v.C / Groups, count = v.H * v.W * perGroup;
+        int shift = 0;
+        while ((1 << shift) < perGroup) shift++;
+        if ((1 << shift) != perGroup) shift = -1;
+        var group = x.SubView((long)frame * v.H * v.W * v.C + g * perGroup);
+        var output = y.SubView((long)frame * v.H * v.W * v.C + g * perGroup);
         float sum = 0;
-        for (long e = Group.IdxX; e < count; e += Group.DimX)
-            sum += x[frameBase + (e / perGroup) * v.C + g * perGroup + e % perGroup];
+        for (int e = Group.IdxX; e < count; e += Group.DimX) sum += group[Offset(e, perGroup, shift, v.C, out _)];
         float mean = LayerNormKernel.GroupSum(sums, sum) / count;
         float square = 0;
-        for (long e = Group.IdxX; e < count; e += Group.DimX)
+        for (int e = Group.IdxX; e < count; e += Group.DimX)
         {
-            float d = x[frameBase + (e / perGroup) * v.C + g * perGroup + e % perGroup] - mean;
+            float d = group[Offset(e, perGroup, shift, v.C, out _)] - mean;
             square += d * d;
         }
         float rstd = 1f / XMath.Sqrt(LayerNormKernel.GroupSum(squares, square) / count + 1e-5f);
-        for (long e = Group.IdxX; e < count; e += Group.DimX)
+        for (int e = Group.IdxX; e < count; e += Group.DimX)
         {
-            int c = g * perGroup + (int)(e % perGroup);
-            long at = frameBase + (e / perGroup) * v.C + c;
-            float value = (x[at] - mean) * rstd * gamma[c] + beta[c];
+            int at = Offset(e, perGroup, shift, v.C, out int j), c = g * perGroup + j;
+            float value = (group[at] - mean) * rstd * gamma[c] + beta[c];
             if (swish != 0) value /= 1f + XMath.Exp(-swishBeta[c] * value);
-            y[at] = value;
+            output[at] = value;
         }
     }
-}
 
-/// <summary>Depth2Space3D((bt, bh, bw)) with the first bt-1 output frames dropped; one thread per output element.</summary>
-public static class Depth2SpaceKernel
-{
-    /// <param name="input">[T, H, W, bt·bh·bw·Cout]</param><param name="output">[T·bt-(bt-1), H·bh, W·bw, Cout]</param>
-    public static void Rearrange(ArrayView<float> input, ArrayView<float> output, VolumeArgs inShape, int bt, int bh, int bw)
+    /// <summary>Element e of a group: its offset from the group's first channel of the frame, and its channel j within the group.</summary>
+    private static int Offset(int e, int perGroup, int shift, int channels, out int j)
     {
-        int cout = inShape.C / (bt * bh * bw);
-        int frames = inShape.T * bt - (bt - 1), height = inShape.H * bh, width = inShape.W * bw;
-        long total = (long)frames * height * width * cout;
-        for (long e = Grid.GlobalIndex.X; e < total; e += (long)Grid.DimX * Group.DimX)
-        {
-            int o = (int)(e % cout);
-            long p = e / cout;
-            int wo = (int)(p % width), ho = (int)(p / width % height), to = (int)(p / ((long)width * height)) + bt - 1;
-            int t = to / bt, it = to % bt, h = ho / bh, ih = ho % bh, w = wo / bw, iw = wo % bw;
-            int channel = ((it * bh + ih) * bw + iw) * cout + o;
-            output[e] = input[(((long)t * inShape.H + h) * inShape.W + w) * inShape.C + channel];
-        }
+        int p = shift >= 0 ? e >> shift : e / perGroup;
+        j = e - p * perGroup;
+        return p * channels + j;
     }
 }
 

@@ -19,18 +19,17 @@ public class PtxCompileTests
         get
         {
             var data = new TheoryData<string>();
-            foreach (var m in KernelCatalog.All()) data.Add(Name(m));
+            foreach (var m in KernelCatalog.All()) data.Add(SassInspector.Name(m));
             return data;
         }
     }
 
-    private static string Name(MethodInfo m) => m.DeclaringType!.Name + "." + m.Name + (m.IsGenericMethod ? "<" + m.GetGenericArguments()[0].Name + ">" : "");
 
     [Theory]
     [MemberData(nameof(Kernels))]
     public void KernelCompilesToPtx(string name)
     {
-        var method = KernelCatalog.All().Single(m => Name(m) == name);
+        var method = KernelCatalog.All().Single(m => SassInspector.Name(m) == name);
         using var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
         var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null!);
         var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), new KernelSpecialization());

@@ -30,7 +30,12 @@ public static partial class SassInspector
         }
     }
 
-    public static string Name(MethodInfo m) => m.DeclaringType!.Name + "." + m.Name + (m.IsGenericMethod ? "<" + m.GetGenericArguments()[0].Name + ">" : "");
+    /// <summary>Type.Method&lt;type arguments&gt;, leaving out PtxMma (every catalog kernel is closed over it).</summary>
+    public static string Name(MethodInfo m)
+    {
+        var arguments = m.IsGenericMethod ? m.GetGenericArguments().Where(t => t != typeof(NbpEngine.Kernels.TensorCores.PtxMma)).Select(t => t.Name).ToList() : [];
+        return m.DeclaringType!.Name + "." + m.Name + (arguments.Count > 0 ? "<" + string.Join(", ", arguments) + ">" : "");
+    }
 
     public static SassFigures Inspect(MethodInfo kernel, string scratch)
     {

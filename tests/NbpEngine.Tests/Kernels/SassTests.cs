@@ -75,7 +75,8 @@ public class SassTests(ITestOutputHelper output) : IDisposable
     [InlineData("TensorCoreMatMulKernel.TensorCore<F32Weights>")]
     [InlineData("TensorCoreMatMulKernel.TensorCore<F16Weights>")]
     [InlineData("TensorCoreMatMulKernel.TensorCore<BF16Weights>")]
-    [InlineData("TensorCoreConv3dKernel.Conv<PtxMma>")]
+    [InlineData("TensorCoreConv3dKernel.Conv<ConvWindowSource>")]
+    [InlineData("TensorCoreConv3dKernel.Conv<ConvGatherSource>")]
     public void TheTensorCoreKernelsMultiplyOnTensorCoresFromRegisters(string name)
     {
         var f = SassInspector.Inspect(KernelCatalog.All().Single(m => SassInspector.Name(m) == name), _dir.Path);
