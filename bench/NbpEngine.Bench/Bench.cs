@@ -12,7 +12,7 @@ using NbpEngine.Runtime.Sampling;
 
 namespace NbpEngine.Bench;
 
-internal sealed record BenchSettings(string? Weights, string? Tokenizer, bool Random, bool Quick, BackendKind Backend, WeightStorage DeviceWeights,
+internal sealed record BenchSettings(string? Weights, string? Tokenizer, bool Random, bool Quick, BackendKind Backend, WeightStorage? DeviceWeights,
     bool? TensorCores, int[] Blocks, int Threads, int Repetitions, string Out, string Cache, string? Json, bool Torch, string Python);
 
 /// <summary>Seconds of the repeated runs of one measurement; the table shows the median and the best.</summary>

@@ -1,6 +1,8 @@
 using System.Text;
 using NbpEngine.Core;
 using NbpEngine.Kernels;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
 
 namespace NbpEngine.Bench;
 
@@ -56,12 +58,15 @@ internal sealed record BenchReport(BenchSettings S, ModelConfig Config, int Laye
     private void Roofline(StringBuilder md, BlockRow? row16)
     {
         long width = Config.EmbeddingSize;
-        double bytesPerWeight = OnDevice && S.DeviceWeights != WeightStorage.F32 ? 2 : 4;
+        var sessionKind = DeviceKind == IlgpuDeviceKind.Cuda ? BackendKind.Cuda : BackendKind.IlgpuCpu;
+        var asked = new SessionOptions { DeviceWeights = S.DeviceWeights, TensorCores = S.TensorCores };
+        var storage = asked.DeviceWeightsOn(sessionKind);
+        double bytesPerWeight = OnDevice && storage != WeightStorage.F32 ? 2 : 4;
         double weightBytes = (Config.LayerCount * 12.0 * width * width + (double)Config.VocabSize * width) * bytesPerWeight;
         double prefillFlops = 2.0 * PromptLength * Config.LayerCount * 12.0 * width * width + 2.0 * Config.VocabSize * width * 16;
         if (OnDevice)
         {
-            md.AppendLine($"Device ({DeviceKind}, weights {S.DeviceWeights}{(S.TensorCores switch { true => ", tensor cores", false => ", no tensor cores", null => ", tensor cores on CUDA" })}), measured by this command: copy bandwidth {Bandwidth / 1e9:F1} GB/s " +
+            md.AppendLine($"Device ({DeviceKind}, weights {storage}{(asked.TensorCoresOn(sessionKind) ? ", tensor cores" : ", no tensor cores")}), measured by this command: copy bandwidth {Bandwidth / 1e9:F1} GB/s " +
                           $"(read + write, device to device), own fp32 tiled-matmul rate {Peak / 1e9:F0} GFLOP/s.");
             if (row16 is not null)
                 md.AppendLine($"Target (issue 17): 89 generated frames/s at block 16 (10x the paper's 8.89); this run: {Frames / TotalOf(row16):F2} frames/s, " +

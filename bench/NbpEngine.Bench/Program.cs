@@ -17,8 +17,8 @@ var random = new Option<bool>("--random-weights") { Description = "write (once, 
 var quick = new Option<bool>("--quick") { Description = "4 transformer layers instead of 24 and a half-width tokenizer (every shape but the depth)" };
 var backend = new Option<string>("--backend", "-b") { Description = "cpu | cuda | ilgpu-cpu | auto", DefaultValueFactory = _ => "auto" };
 backend.AcceptOnlyFromAmong("cpu", "cuda", "ilgpu-cpu", "auto");
-var deviceWeights = new Option<string>("--device-weights") { Description = "f32 | f16 | bf16 weight storage on an ILGPU device", DefaultValueFactory = _ => "f32" };
-deviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
+var deviceWeights = new Option<string>("--device-weights") { Description = "auto (f16 on CUDA, f32 on ilgpu-cpu) | f32 | f16 | bf16 weight storage on an ILGPU device", DefaultValueFactory = _ => "auto" };
+deviceWeights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16");
 var tensorCores = new Option<bool>("--tensor-cores") { Description = "ILGPU backends: prefill matmuls and tokenizer convs on tensor cores (default on CUDA)" };
 var noTensorCores = new Option<bool>("--no-tensor-cores") { Description = "ILGPU backends: fp32 prefill matmuls and tokenizer convs" };
 var blocks = new Option<string>("--blocks") { Description = "block sizes to run, comma-separated", DefaultValueFactory = _ => "1,8,16,32,64,256" };
@@ -52,7 +52,7 @@ root.SetAction((parse, ct) =>
     var settings = new BenchSettings(
         parse.GetValue(weights), parse.GetValue(tokenizer), parse.GetValue(random), parse.GetValue(quick),
         parse.GetValue(backend) switch { "cpu" => BackendKind.Cpu, "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Auto },
-        parse.GetValue(deviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
+        parse.GetValue(deviceWeights) switch { "f32" => WeightStorage.F32, "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => null },
         parse.GetValue(tensorCores) ? true : parse.GetValue(noTensorCores) ? false : null, sizes, parse.GetValue(threads) ?? Environment.ProcessorCount, parse.GetValue(repetitions),
         parse.GetValue(outDir)!, parse.GetValue(cache) ?? parse.GetValue(outDir)!, parse.GetValue(json), parse.GetValue(torch), parse.GetValue(python)!);
     return Bench.RunAsync(settings, ct);

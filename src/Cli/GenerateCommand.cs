@@ -117,7 +117,7 @@ public static class GenerateCommand
             new PipelineOptions
             {
                 Backend = SharedOptions.BackendKindOf(parse.GetValue(o.Backend)), Threads = CheckThreads(parse.GetValue(o.Threads)),
-                DeviceWeights = parse.GetValue(o.DeviceWeights) switch { "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => WeightStorage.F32 },
+                DeviceWeights = parse.GetValue(o.DeviceWeights) switch { "f32" => WeightStorage.F32, "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => null },
                 TensorCores = SharedOptions.TensorCoresOf(parse, o.TensorCores), CpuWeights = parse.GetValue(o.CpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed,
                 CheckFinite = !parse.GetValue(o.SkipFinite),
             },

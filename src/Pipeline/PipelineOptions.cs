@@ -12,8 +12,8 @@ public sealed record PipelineOptions
 {
     /// <summary>Transformer and tokenizer backend: Auto = CUDA when a device is present, else the CPU.</summary>
     public BackendKind Backend { get; init; } = BackendKind.Auto;
-    /// <summary>ILGPU backends: how the weight matrices are stored on the device.</summary>
-    public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
+    /// <summary>ILGPU backends: how the weight matrices are stored on the device. Null: fp16 on CUDA, fp32 on the ILGPU CPU accelerator.</summary>
+    public WeightStorage? DeviceWeights { get; init; }
     /// <summary>
     /// ILGPU backends: prefill matmuls and the tokenizer's convs on tensor cores (fp16-rounded operands, fp32
     /// accumulation). Null: on for CUDA, off for the ILGPU CPU accelerator; true or false forces it.

@@ -39,7 +39,7 @@ internal sealed class GenerateOptions
     // backend
     public readonly Option<string> Backend = SharedOptions.Backend();
     public readonly Option<int?> Threads = SharedOptions.Threads();
-    public readonly Option<string> DeviceWeights = new("--device-weights") { Description = "weight storage on an ILGPU device: f32 | f16 | bf16", DefaultValueFactory = _ => "f32" };
+    public readonly Option<string> DeviceWeights = new("--device-weights") { Description = "weight storage on an ILGPU device: auto (f16 on CUDA, f32 on ilgpu-cpu) | f32 | f16 | bf16", DefaultValueFactory = _ => "auto" };
     public readonly (Option<bool> On, Option<bool> Off) TensorCores = SharedOptions.TensorCores();
     // in-place by default here: one run of nbp-run generates one video, and packing K600's 3.1 GB of
     // matrices (~5 s on the 2-core VM) costs more than it saves (~2.4 s); long-lived hosts pack (the API default)
@@ -62,7 +62,7 @@ internal sealed class GenerateOptions
     public GenerateOptions()
     {
         Mode.AcceptOnlyFromAmong("frame", "hybrid");
-        DeviceWeights.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        DeviceWeights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16");
         CpuWeights.AcceptOnlyFromAmong("packed", "in-place");
     }
 

@@ -83,9 +83,12 @@ public static class MmaTile
         var bTiles = SharedMemory.Allocate<Bits128>(2 * MaxBRows * RowUnits);
         var aWords = aTiles.Cast<uint>();
         var bWords = bTiles.Cast<uint>();
-        int warps = Group.DimX / 32, warp = Group.IdxX / 32, lane = Group.IdxX % 32;
-        int warpsN = WarpsN(columns, warps), aRows = WarpTile * (warps / warpsN), bRows = WarpTile * warpsN;
-        int warpRow = WarpTile * (warp / warpsN), warpColumn = WarpTile * (warp % warpsN);
+        int warps = Group.DimX >> 5, warp = Group.IdxX >> 5, lane = Group.IdxX & 31;
+        // warpsN is 1 or 2: shifts, not divisions (ptxas recomputes these inside the slice loop)
+        int nShift = WarpsN(columns, warps) - 1, aRows = WarpTile * (warps >> nShift), bRows = WarpTile << nShift;
+        int warpRow = WarpTile * (warp >> nShift), warpColumn = WarpTile * (warp & nShift);
+        // the word of this lane's first A and B registers in buffer 0 (g = lane / 4 picks the row, t = lane % 4 the pair)
+        int aFragment = (warpRow + (lane >> 2)) * RowWords + (lane & 3), bFragment = (warpColumn + (lane >> 2)) * RowWords + (lane & 3);
         int columnFragments = ClampFragments((columns - n0 - warpColumn + 7) / 8);
         int slices = (depth + SliceK - 1) / SliceK;
         var aPart = new StagingPart(aRows);
@@ -104,7 +107,7 @@ public static class MmaTile
             }
             if (columnFragments > 0)
             {
-                var f = Fragments(aWords, bWords, buffer * MaxARows + warpRow, buffer * MaxBRows + warpColumn, lane);
+                var f = Fragments(aWords, bWords, aFragment + buffer * MaxARows * RowWords, bFragment + buffer * MaxBRows * RowWords);
                 mma.Multiply(ref f, ref acc, columnFragments, scratch, s);
             }
             Group.Barrier();
@@ -151,12 +154,13 @@ public static class MmaTile
         }
     }
 
-    /// <summary>The lane's fragments of one slice (PTX fragment layout; g = lane / 4, t = lane % 4).</summary>
-    private static WarpSlice Fragments(ArrayView<uint> a, ArrayView<uint> b, int aRow, int bRow, int lane)
+    /// <summary>
+    /// The lane's fragments of one slice (PTX fragment layout), from the words of its first registers: A row g, pair t
+    /// (<paramref name="top"/>) and B column g, pair t (<paramref name="col"/>); everything else is a constant offset.
+    /// </summary>
+    private static WarpSlice Fragments(ArrayView<uint> a, ArrayView<uint> b, int top, int col)
     {
-        int g = lane / 4, t = lane % 4;
-        int top = (aRow + g) * RowWords + t, bottom = top + 8 * RowWords, next = 16 * RowWords;
-        int col = (bRow + g) * RowWords + t;
+        int bottom = top + 8 * RowWords, next = 16 * RowWords;
         return new WarpSlice
         {
             A00 = new AFragment { R0 = a[top], R1 = a[bottom], R2 = a[top + 4], R3 = a[bottom + 4] },

@@ -48,7 +48,7 @@ public struct ConvWindowSource : IConvInput
 {
     private ArrayView<Float4> _vectors;
     private Conv3dArgs _a;
-    private int _row, _depth, _t0, _h0, _w0, _k, _kt, _kh, _kw, _ci;
+    private int _row, _depth, _t0, _h0, _w0, _k, _kt, _kh, _kw, _ci, _at;
     private bool _inside;
 
     public readonly bool Packed => false;
@@ -80,6 +80,7 @@ public struct ConvWindowSource : IConvInput
             _kh = (tap / _a.KW) % _a.KH;
             _kt = tap / (_a.KW * _a.KH);
             _k = k;
+            _at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, _ci);
         }
         while (_k < k) Step();
     }
@@ -89,26 +90,34 @@ public struct ConvWindowSource : IConvInput
         Vec8 v = default;
         if (_inside && _k < _depth)
         {
-            int at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, _ci) / 4;
-            Float4 p = _vectors[at], q = _vectors[at + 1];
+            Float4 p = _vectors[_at / 4], q = _vectors[_at / 4 + 1];
             v = new Vec8 { V0 = p.X, V1 = p.Y, V2 = p.Z, V3 = p.W, V4 = q.X, V5 = q.Y, V6 = q.Z, V7 = q.W };
         }
         Step();
         return v;
     }
 
-    /// <summary>8 deeper: the next 8 channels, or the next tap (kw fastest, then kh, then kt).</summary>
+    /// <summary>
+    /// 8 deeper: the next 8 channels (8 further in memory), or at the end of the tap's channels the next tap (kw
+    /// fastest, then kh, then kt), whose clamped address is computed anew.
+    /// </summary>
     private void Step()
     {
         _k += 8;
         _ci += 8;
+        _at += 8;
         if (_ci < _a.Cin) return;
         _ci = 0;
-        if (++_kw < _a.KW) return;
-        _kw = 0;
-        if (++_kh < _a.KH) return;
-        _kh = 0;
-        _kt++;
+        if (++_kw == _a.KW)
+        {
+            _kw = 0;
+            if (++_kh == _a.KH)
+            {
+                _kh = 0;
+                _kt++;
+            }
+        }
+        _at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, 0);
     }
 }
 

@@ -99,7 +99,7 @@ public sealed class NbpModel : IDisposable
 
     private NbpSession OpenSession(SessionOptions options)
     {
-        var backend = ResolveBackend(options.Backend, options.DeviceWeights, options.TensorCores);
+        var backend = ResolveBackend(options);
         int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
@@ -107,17 +107,19 @@ public sealed class NbpModel : IDisposable
         return new NbpSession(this, session, backend.Name);
     }
 
-    private IComputeBackend ResolveBackend(BackendKind kind, WeightStorage storage, bool? tensorCoresAsked)
+    private IComputeBackend ResolveBackend(SessionOptions options)
     {
+        var kind = options.Backend;
         if (kind == BackendKind.Auto)
         {
             kind = _deviceBackends is { CudaAvailable: true } ? BackendKind.Cuda : BackendKind.Cpu;
             _logger.LogInformation("backend auto: {Kind}", kind);
         }
-        bool tensorCores = tensorCoresAsked ?? kind == BackendKind.Cuda;
+        var storage = options.DeviceWeightsOn(kind);
+        bool tensorCores = options.TensorCoresOn(kind);
         if (kind == BackendKind.Cpu)
         {
-            if (storage != WeightStorage.F32) _logger.LogInformation("the CPU backend computes with the checkpoint's weights as loaded (fp32); device weight storage {Storage} ignored", storage);
+            if (options.DeviceWeights is { } asked && asked != WeightStorage.F32) _logger.LogInformation("the CPU backend computes with the checkpoint's weights as loaded (fp32); device weight storage {Storage} ignored", asked);
             return _cpu.Value;
         }
         if (_deviceBackends is null)
@@ -167,8 +169,12 @@ public sealed record SessionOptions
     public int? Capacity { get; init; }
     /// <summary>Largest block size a generation will use; default the checkpoint's token_number_per_step.</summary>
     public int? MaxBlockSize { get; init; }
-    /// <summary>How weight matrices are stored on an ILGPU device (fp32 accumulation always).</summary>
-    public WeightStorage DeviceWeights { get; init; } = WeightStorage.F32;
+    /// <summary>
+    /// How weight matrices are stored on an ILGPU device (fp32 accumulation always). Null: fp16 on CUDA (a step
+    /// streams half the bytes; step-0 logits within 1e-3 relative of fp32 on the test fixtures), fp32 on the ILGPU CPU
+    /// accelerator (the reference the parity suite compares with the CPU backend).
+    /// </summary>
+    public WeightStorage? DeviceWeights { get; init; }
     /// <summary>
     /// ILGPU backends: prefill matmuls (64+ rows) on tensor cores, operands rounded to fp16, fp32 accumulation
     /// (step-0 logits within 1e-3 relative of fp32 on the test fixtures; greedy tokens can differ from the fp32
@@ -176,4 +182,10 @@ public sealed record SessionOptions
     /// instruction is emulated); true or false forces it.
     /// </summary>
     public bool? TensorCores { get; init; }
+
+    /// <summary>The weight storage a session on <paramref name="kind"/> gets (the null default resolved).</summary>
+    public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);
+
+    /// <summary>Whether a session on <paramref name="kind"/> runs its prefill on tensor cores (the null default resolved).</summary>
+    public bool TensorCoresOn(BackendKind kind) => TensorCores ?? kind == BackendKind.Cuda;
 }

@@ -10,8 +10,9 @@ using NbpEngine.Tests.Support;
 namespace NbpEngine.Tests.Kernels;
 
 /// <summary>What ptxas and cuobjdump (CUDA 11.8) make of one kernel for sm_90: the closest thing to a profiler without a GPU.</summary>
+/// <param name="HmmaLoop">instructions in the innermost loop around the first HMMA (static count: every path of the body), 0 without HMMA</param>
 public sealed record SassFigures(string Kernel, int Registers, int StackBytes, int SpillStoreBytes, int SpillLoadBytes, int SharedBytes,
-    int Instructions, int Hmma, int Ldg128, int Fp64, int LocalMemory);
+    int Instructions, int Hmma, int Ldg128, int Fp64, int LocalMemory, int HmmaLoop = 0);
 
 /// <summary>
 /// Compiles a kernel to PTX with ILGPU (ISA 7.8, the newest ptxas 11.8 reads), assembles it with <c>ptxas -v -arch=sm_90</c>
@@ -59,8 +60,32 @@ public static partial class SassInspector
             Number(info, @"Used (\d+) registers"), Number(info, @"(\d+) bytes stack frame"), Number(info, @"(\d+) bytes spill stores"),
             Number(info, @"(\d+) bytes spill loads"), Number(info, @"(\d+) bytes smem"),
             ops.Count, ops.Count(o => o.StartsWith("HMMA", StringComparison.Ordinal)), ops.Count(o => o.StartsWith("LDG", StringComparison.Ordinal) && o.Contains(".128")),
-            ops.Count(o => Fp64().IsMatch(o)), ops.Count(o => o.StartsWith("LDL", StringComparison.Ordinal) || o.StartsWith("STL", StringComparison.Ordinal)));
+            ops.Count(o => Fp64().IsMatch(o)), ops.Count(o => o.StartsWith("LDL", StringComparison.Ordinal) || o.StartsWith("STL", StringComparison.Ordinal)),
+            HmmaLoop(sass));
     }
+
+    /// <summary>
+    /// The tensor-core kernels' cost per slice: the span of the innermost backward branch that encloses the first HMMA
+    /// (from its target to the branch), in instructions.
+    /// </summary>
+    private static int HmmaLoop(string sass)
+    {
+        var lines = Line().Matches(sass).Select(m => (Address: Convert.ToInt32(m.Groups[1].Value, 16), Text: m.Groups[2].Value)).ToList();
+        int first = lines.FindIndex(l => l.Text.Contains("HMMA", StringComparison.Ordinal));
+        if (first < 0) return 0;
+        int best = 0;
+        for (int i = first; i < lines.Count; i++)
+        {
+            var target = Regex.Match(lines[i].Text, @"BRA\b.*?0x([0-9a-f]+)");
+            if (!target.Success) continue;
+            int start = lines.FindIndex(l => l.Address == Convert.ToInt32(target.Groups[1].Value, 16));
+            if (start >= 0 && start <= first && (best == 0 || i - start + 1 < best)) best = i - start + 1;
+        }
+        return best;
+    }
+
+    [GeneratedRegex(@"/\*([0-9a-f]{4,})\*/\s+([^;]*);", RegexOptions.Multiline)]
+    private static partial Regex Line();
 
     /// <summary>Runs a CUDA tool with nvdisasm on PATH (cuobjdump calls it).</summary>
     private static string Run(string exe, string tools, params string[] args) =>

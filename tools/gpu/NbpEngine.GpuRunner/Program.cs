@@ -78,19 +78,26 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
 Report("");
 Report("## Tokenizer parity against the PyTorch fixture (narrow tokenizer, 17 frames of 32x32)");
 using (var tokenizer = new VideoTokenizer(Path.Combine(fixtures, "tokenizer_model.safetensors")))
-using (var deviceTokenizer = new DeviceTokenizer(tokenizer, kind))
 {
-    var codes = NpyInts(Path.Combine(fixtures, "tokenizer_codes.npy"));
-    var expected = NpyFloats(Path.Combine(fixtures, "tokenizer_decoded.npy"));
-    var pixels = deviceTokenizer.Decode(codes, 5, 4, 4);
-    double maxDiff = pixels.Zip(expected).Max(p => Math.Abs(p.First - p.Second));
-    if (maxDiff > 1e-4) failures++;
-    Report($"{(maxDiff <= 1e-4 ? "ok  " : "FAIL")} decode on {deviceTokenizer.Name}: max |diff| {maxDiff:E3} (bound 1e-4)");
-    var video = NpyFloats(Path.Combine(fixtures, "tokenizer_video.npy"));
-    var encoded = deviceTokenizer.Encode(video, 17, 32, 32);
-    int same = encoded.Zip(codes).Count(p => p.First == p.Second);
-    if (same != codes.Length) failures++;
-    Report($"{(same == codes.Length ? "ok  " : "FAIL")} encode on {deviceTokenizer.Name}: {same}/{codes.Length} codes equal (fixture codes are all >= 7e-4 from a rounding boundary)");
+    // fp32 convs must match exactly as on the CPU; tensor cores (fp16 operands) within the stated 1e-2, codes reported
+    foreach (bool tensorCores in new[] { false, true })
+    {
+        using var deviceTokenizer = new DeviceTokenizer(tokenizer, kind, tensorCores);
+        string how = tensorCores ? "tensor cores" : "fp32";
+        double bound = tensorCores ? 1e-2 : 1e-4;
+        var codes = NpyInts(Path.Combine(fixtures, "tokenizer_codes.npy"));
+        var expected = NpyFloats(Path.Combine(fixtures, "tokenizer_decoded.npy"));
+        var pixels = deviceTokenizer.Decode(codes, 5, 4, 4);
+        double maxDiff = pixels.Zip(expected).Max(p => Math.Abs(p.First - p.Second));
+        if (maxDiff > bound) failures++;
+        Report($"{(maxDiff <= bound ? "ok  " : "FAIL")} decode on {deviceTokenizer.Name}, {how}: max |diff| {maxDiff:E3} (bound {bound:E0})");
+        var video = NpyFloats(Path.Combine(fixtures, "tokenizer_video.npy"));
+        var encoded = deviceTokenizer.Encode(video, 17, 32, 32);
+        int same = encoded.Zip(codes).Count(p => p.First == p.Second);
+        bool required = !tensorCores;
+        if (required && same != codes.Length) failures++;
+        Report($"{(same == codes.Length ? "ok  " : required ? "FAIL" : "note")} encode on {deviceTokenizer.Name}, {how}: {same}/{codes.Length} codes equal (fixture codes are all >= 7e-4 from a rounding boundary)");
+    }
 }
 
 if (!skipBench) await Bench();
@@ -150,16 +157,23 @@ void TokenizerBench()
     string path = Path.Combine(Path.GetTempPath(), "nbp-tokenizer-random.safetensors");
     if (!File.Exists(path)) RandomTokenizer.Write(path);
     using var tokenizer = new VideoTokenizer(path);
-    using var device = new DeviceTokenizer(tokenizer, kind);
     var codes = Enumerable.Range(0, 5 * 16 * 16).Select(i => i * 7919 % 64000).ToArray();
-    device.Decode(codes, 2, 16, 16); // warm-up: kernel compilation
-    var clock = Stopwatch.StartNew();
-    var pixels = device.Decode(codes, 5, 16, 16);
-    double decode = clock.Elapsed.TotalSeconds;
-    clock.Restart();
-    device.Encode(pixels.AsSpan(0, 3 * 5 * 128 * 128).ToArray(), 5, 128, 128);
-    double encode = clock.Elapsed.TotalSeconds;
-    Report($"decode 5 latent frames -> 17 frames of 128x128: {decode * 1e3:F1} ms (~6.2 TFLOP: {6.2e12 / decode / 1e12:F1} TFLOP/s); encode 5 frames: {encode * 1e3:F1} ms");
+    foreach (bool tensorCores in new[] { true, false })
+    {
+        using var device = new DeviceTokenizer(tokenizer, kind, tensorCores);
+        device.Decode(codes.AsSpan(0, 2 * 16 * 16), 2, 16, 16); // warm-up: kernel compilation (a smaller shape)
+        device.Decode(codes, 5, 16, 16);
+        var clock = Stopwatch.StartNew();
+        var pixels = device.Decode(codes, 5, 16, 16);
+        double decode = clock.Elapsed.TotalSeconds;
+        var frames = pixels.AsSpan(0, 3 * 5 * 128 * 128).ToArray();
+        device.Encode(frames, 5, 128, 128);
+        clock.Restart();
+        device.Encode(frames, 5, 128, 128);
+        double encode = clock.Elapsed.TotalSeconds;
+        Report($"{(tensorCores ? "tensor cores" : "fp32")}: decode 5 latent frames -> 17 frames of 128x128: {decode * 1e3:F1} ms (~6.2 TFLOP: {6.2e12 / decode / 1e12:F1} TFLOP/s; " +
+               $"estimate from the SASS ~31 ms with tensor cores); encode 5 frames: {encode * 1e3:F1} ms");
+    }
 }
 
 string? Arg(string name)
