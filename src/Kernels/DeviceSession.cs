@@ -33,12 +33,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
+    private readonly ArrayView<float> _partialOutput, _partialStats; // decode attention: [heads, chunks, rows, hd], [heads, chunks, rows, 2]
 
     public int Capacity { get; }
     public int Length { get; private set; }
     public int LogitRows { get; private set; }
     public long DeviceBytes { get; private set; }
-    /// <summary>Kernels enqueued so far: a step costs 9 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
+    /// <summary>Kernels enqueued so far: a step costs 10 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
     public long Launches { get; private set; }
 
     public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows,
@@ -71,6 +72,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _weights = Floats(maxLogitRows * v);
             _ids = Track(accelerator.Allocate1D<int>(maxRows)).View;
             _sampled = Track(accelerator.Allocate1D<int>(maxLogitRows)).View;
+            int decodeRows = Math.Min(maxRows, DecodeAttentionKernel.MaxRows), chunks = DecodeAttentionKernel.Chunks(capacity);
+            _partialOutput = Floats((long)cfg.HeadCount * chunks * decodeRows * cfg.HeadSize);
+            _partialStats = Floats((long)cfg.HeadCount * chunks * decodeRows * 2);
         }
         catch
         {
@@ -129,8 +133,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             // The K/V projections write the block's rows straight into the cache: the append is part of the GEMM.
             MatMul(_normed, rows, c, l.Key, c, l.KeyBias, keys.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
             MatMul(_normed, rows, c, l.Value, c, l.ValueBias, values.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
-            _kernels.Attention(_stream, attentionGrid, _query, keys, values, _attended, attention);
-            Launches++;
+            Attend(keys, values, attention, attentionGrid);
             MatMul(_attended, rows, c, l.Proj, c, l.ProjBias, _x, c, accumulate: true, gelu: false);
             LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
             MatMul(_normed, rows, c, l.Fc, 4 * c, l.FcBias, _hidden, 4 * c, accumulate: false, gelu: true);
@@ -141,6 +144,24 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         LayerNorm(last, logitRows, _w.LnFinalWeight, _w.LnFinalBias, _normed);
         Gemm(_normed, new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize }, _w.Head, _w.NoBias, _logits);
         LogitRows = logitRows;
+    }
+
+    /// <summary>
+    /// A cached step (no mask, at most 16 rows) splits the cache over key chunks (DecodeAttentionKernel: partial +
+    /// combine); the prefill and anything masked take the flash kernel.
+    /// </summary>
+    private void Attend(ArrayView<float> keys, ArrayView<float> values, AttentionArgs args, KernelConfig flashGrid)
+    {
+        if (args.MaskKind == MaskMath.None && args.Rows <= DecodeAttentionKernel.MaxRows)
+        {
+            int group = Math.Min(_shape.GroupSize, 128);
+            _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), _query, keys, values, _partialOutput, _partialStats, args);
+            _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _shape.GroupSize), _partialOutput, _partialStats, _attended, args);
+            Launches += 2;
+            return;
+        }
+        _kernels.Attention(_stream, flashGrid, _query, keys, values, _attended, args);
+        Launches++;
     }
 
     private void LayerNorm(ArrayView<float> x, int rows, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)

@@ -19,6 +19,8 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttention { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
 
     public KernelSet(Accelerator accelerator)
@@ -31,6 +33,8 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
             : accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, EmulatedMma>);
         StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMatMulKernel.Step<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
+        DecodeAttention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Partial);
+        DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
     }
 }
@@ -51,6 +55,8 @@ public static class KernelCatalog
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
+        yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Partial))!;
+        yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Combine))!;
         yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
         yield return typeof(Tokenizer.Conv3dKernel).GetMethod(nameof(Tokenizer.Conv3dKernel.Conv))!;
         yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvWindowSource));

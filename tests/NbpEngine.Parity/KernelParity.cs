@@ -82,6 +82,12 @@ public sealed unsafe partial class KernelParity : IDisposable
                  })
             yield return new($"attention {kind} L{prefix} B{block} start {start} rows {rows} hd {hd} q{q}", p => [p.Attention(kind, prefix, block, start, rows, hd, q)]);
         yield return new("attention long cache 4001 keys", p => [p.AttentionLongCache()]);
+        // decode attention: all rows of a head per group, keys split in chunks of 64 (one, several, a ragged last chunk)
+        foreach (var (start, rows, hd, heads, group) in new[]
+                 {
+                     (70, 16, 96, 2, 32), (100, 1, 128, 3, 32), (0, 5, 24, 2, 64), (63, 1, 16, 1, 32), (1264, 16, 64, 2, 128), (48, 16, 96, 4, 32),
+                 })
+            yield return new($"decode attention start {start} rows {rows} hd {hd} heads {heads} g{group}", p => [p.DecodeAttention(start, rows, hd, heads, group)]);
         // (rows x steps draws; the 64- and 256-thread groups are costly on the CPU accelerator, so fewer draws)
         foreach (var (greedy, t, k, topP, group, rows, steps) in new[]
                  {
@@ -270,6 +276,23 @@ public sealed unsafe partial class KernelParity : IDisposable
             new AttentionArgs { Rows = rows, Heads = 1, HeadSize = headSize, Width = headSize, Start = start, MaskKind = MaskMath.None, Scale = 0.125f });
         var expected = CpuAttentionOf(q, k, v, rows, 1, headSize, start, AttentionMask.None);
         return new("attention", "long cache 4001 keys", Nmse.Of(Download(output, headSize), expected), Nmse.F32);
+    }
+
+    /// <summary>The split-key step attention (partial + combine) against the CPU attention with no mask.</summary>
+    public ParityResult DecodeAttention(int start, int rows, int headSize, int heads, int group)
+    {
+        int width = heads * headSize, total = start + rows, chunks = DecodeAttentionKernel.Chunks(total);
+        var q = Random(rows * width, 11, 2f);
+        var k = Random(total * width, 12, 2f);
+        var v = Random(total * width, 13);
+        var output = Upload(new float[rows * width]);
+        var args = new AttentionArgs { Rows = rows, Heads = heads, HeadSize = headSize, Width = width, Start = start, MaskKind = (int)MaskKind.None, Scale = 1f / MathF.Sqrt(headSize) };
+        var partialOutput = Upload(new float[heads * chunks * rows * headSize]);
+        var partialStats = Upload(new float[heads * chunks * rows * 2]);
+        _f32.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), Upload(q), Upload(k), Upload(v), partialOutput, partialStats, args);
+        _f32.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, group), partialOutput, partialStats, output, args);
+        var expected = CpuAttentionOf(q, k, v, rows, heads, headSize, start, AttentionMask.None);
+        return new("decode attention", $"start {start} rows {rows} hd {headSize} heads {heads} ({chunks} chunks)", Nmse.Of(Download(output, rows * width), expected), Nmse.F32);
     }
 
     private static float[] CpuAttentionOf(float[] q, float[] k, float[] v, int rows, int heads, int headSize, int start, AttentionMask mask)

@@ -1,0 +1,117 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace NbpEngine.Kernels.Attention;
+
+/// <summary>
+/// Attention for a cached step (no mask: every fed row reads the whole cache, its own block included), split over
+/// keys like flash-decoding: the flash kernel gives each group a few query rows of one head, so a 16-row step made
+/// only heads x 4 groups, each streaming the whole cache of its head; here a group takes ALL the step's rows
+/// (at most <see cref="MaxRows"/>) of one head over one chunk of <see cref="ChunkKeys"/> keys, so the cache is read
+/// once and a long cache spreads over heads x chunks groups. <see cref="Partial"/> leaves, per (head, chunk, row), the
+/// chunk's softmax max, sum and unnormalised output; <see cref="Combine"/> merges the chunks (a second launch: the
+/// kernel boundary is the only grid-wide barrier that needs no memory-model reasoning).
+/// </summary>
+public static class DecodeAttentionKernel
+{
+    public const int MaxRows = 16, ChunkKeys = 64;
+    private const int MaxHeadSize = FlashAttentionKernel.MaxHeadSize, KeyStride = FlashAttentionKernel.KeyStride;
+
+    /// <summary>Chunks of keys a step over <paramref name="totalKeys"/> cached positions splits into.</summary>
+    public static int Chunks(int totalKeys) => (totalKeys + ChunkKeys - 1) / ChunkKeys;
+
+    /// <summary>Grid for <see cref="Partial"/>: heads x chunks groups.</summary>
+    public static KernelConfig PartialGrid(AttentionArgs args, int groupSize) => new(args.Heads * Chunks(args.Start + args.Rows), groupSize);
+
+    /// <summary>Grid for <see cref="Combine"/>: one thread per output value.</summary>
+    public static KernelConfig CombineGrid(AttentionArgs args, int groupSize) => new((args.Rows * args.Width + groupSize - 1) / groupSize, groupSize);
+
+    /// <param name="partialOutput">[heads, chunks, rows, headSize]</param><param name="partialStats">[heads, chunks, rows, 2]: max, sum</param>
+    public static void Partial(ArrayView<float> query, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> partialOutput, ArrayView<float> partialStats,
+        AttentionArgs args)
+    {
+        var qTile = SharedMemory.Allocate<float>(MaxRows * MaxHeadSize);
+        var kvTile = SharedMemory.Allocate<float>(ChunkKeys * KeyStride);
+        var scores = SharedMemory.Allocate<float>(MaxRows * ChunkKeys);
+        int hd = args.HeadSize, rows = args.Rows, total = args.Start + args.Rows, chunks = Chunks(total);
+        int head = Grid.IdxX % args.Heads, chunk = Grid.IdxX / args.Heads;
+        int key0 = chunk * ChunkKeys, count = XMath.Min(ChunkKeys, total - key0);
+        int headOffset = head * hd;
+
+        // the rows' queries, pre-scaled, and the chunk's keys (stride 129: lane j's key in bank (j + d) mod 32)
+        for (int e = Group.IdxX; e < rows * hd; e += Group.DimX)
+        {
+            int r = e / hd, d = e - r * hd;
+            qTile[r * MaxHeadSize + d] = query[(long)r * args.Width + headOffset + d] * args.Scale;
+        }
+        for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
+        {
+            int j = e / hd, d = e - j * hd;
+            kvTile[j * KeyStride + d] = keys[(long)(key0 + j) * args.Width + headOffset + d];
+        }
+        Group.Barrier();
+        for (int e = Group.IdxX; e < rows * ChunkKeys; e += Group.DimX)
+        {
+            int r = e / ChunkKeys, j = e % ChunkKeys;
+            float s = float.NegativeInfinity;
+            if (j < count)
+            {
+                s = 0;
+                for (int d = 0; d < hd; d++) s += qTile[r * MaxHeadSize + d] * kvTile[j * KeyStride + d];
+            }
+            scores[e] = s;
+        }
+        Group.Barrier();
+        // per row: the chunk's max and sum, scores turned into exp(s - max) in place (at most 16 rows x 64 keys)
+        if (Group.IdxX < rows)
+        {
+            int r = Group.IdxX;
+            float max = float.NegativeInfinity;
+            for (int j = 0; j < count; j++) max = XMath.Max(max, scores[r * ChunkKeys + j]);
+            float sum = 0;
+            for (int j = 0; j < count; j++)
+            {
+                float p = XMath.Exp(scores[r * ChunkKeys + j] - max);
+                scores[r * ChunkKeys + j] = p;
+                sum += p;
+            }
+            long stats = (((long)head * chunks + chunk) * rows + r) * 2;
+            partialStats[stats] = max;
+            partialStats[stats + 1] = sum;
+        }
+        // the keys are no longer needed: the values take their place
+        for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
+        {
+            int j = e / hd, d = e - j * hd;
+            kvTile[j * KeyStride + d] = values[(long)(key0 + j) * args.Width + headOffset + d];
+        }
+        Group.Barrier();
+        for (int e = Group.IdxX; e < rows * hd; e += Group.DimX)
+        {
+            int r = e / hd, d = e - r * hd;
+            float o = 0;
+            for (int j = 0; j < count; j++) o += scores[r * ChunkKeys + j] * kvTile[j * KeyStride + d];
+            partialOutput[(((long)head * chunks + chunk) * rows + r) * hd + d] = o;
+        }
+    }
+
+    /// <summary>output[r, head·hd + d] = Σ_chunks o·e^(m - M) / Σ_chunks l·e^(m - M), M the largest chunk max.</summary>
+    public static void Combine(ArrayView<float> partialOutput, ArrayView<float> partialStats, ArrayView<float> output, AttentionArgs args)
+    {
+        int e = Grid.GlobalIndex.X;
+        if (e >= args.Rows * args.Width) return;
+        int hd = args.HeadSize, rows = args.Rows, chunks = Chunks(args.Start + args.Rows);
+        int r = e / args.Width, column = e - r * args.Width, head = column / hd, d = column - head * hd;
+        float max = float.NegativeInfinity;
+        for (int c = 0; c < chunks; c++) max = XMath.Max(max, partialStats[(((long)head * chunks + c) * rows + r) * 2]);
+        float sum = 0, o = 0;
+        for (int c = 0; c < chunks; c++)
+        {
+            long at = ((long)head * chunks + c) * rows + r;
+            float scale = XMath.Exp(partialStats[at * 2] - max);
+            sum += partialStats[at * 2 + 1] * scale;
+            o += partialOutput[at * hd + d] * scale;
+        }
+        output[(long)r * args.Width + column] = o / sum;
+    }
+}
