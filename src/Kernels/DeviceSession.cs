@@ -41,6 +41,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public long DeviceBytes { get; private set; }
     /// <summary>Kernels enqueued so far: a step costs 10 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
     public long Launches { get; private set; }
+    /// <summary>
+    /// Host-to-device copies of fed ids so far. A step that feeds back exactly what the last Sample produced (every NBP
+    /// and NTP step) embeds from the device's own sampled ids and copies nothing: a pageable copy is a host sync.
+    /// </summary>
+    public long IdUploads { get; private set; }
+    private readonly int[] _lastSampled;
+    private int _lastSampledCount;
 
     public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows,
         bool tensorCores = false)
@@ -56,6 +63,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         Capacity = capacity;
         _maxRows = maxRows;
         _maxLogitRows = maxLogitRows;
+        _lastSampled = new int[maxLogitRows];
         long c = cfg.EmbeddingSize, v = cfg.VocabSize;
         try
         {
@@ -96,6 +104,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     {
         Length = 0;
         LogitRows = 0;
+        _lastSampledCount = 0;
     }
 
     /// <summary>Feeds ids at positions Length.., appends their K/V, computes logits of the last logitRows rows.</summary>
@@ -111,9 +120,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
         int c = cfg.EmbeddingSize, start = Length;
-        _ids.SubView(0, rows).CopyFromCPU(_stream, ids);
+        var fed = _ids;
+        if (rows == _lastSampledCount && ids.SequenceEqual(_lastSampled.AsSpan(0, rows))) fed = _sampled;
+        else
+        {
+            _ids.SubView(0, rows).CopyFromCPU(_stream, ids);
+            IdUploads++;
+        }
+        _lastSampledCount = 0; // the next Sample overwrites _sampled
         Launches++;
-        _kernels.Embed(_stream, new KernelConfig(rows, _shape.GroupSize), _ids, _w.TokenEmbedding, _w.PositionEmbedding, _x,
+        _kernels.Embed(_stream, new KernelConfig(rows, _shape.GroupSize), fed, _w.TokenEmbedding, _w.PositionEmbedding, _x,
             new EmbeddingArgs { Rows = rows, Width = c, StartPosition = start });
         var attention = new AttentionArgs
         {
@@ -198,6 +214,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _weights, _sampled, args);
         _sampled.SubView(0, LogitRows).CopyToCPU(_stream, destination);
         _stream.Synchronize();
+        destination.CopyTo(_lastSampled);
+        _lastSampledCount = LogitRows;
     }
 
     public void CopyLogits(Span<float> destination)

@@ -16,7 +16,7 @@ namespace NbpEngine.Tests.Kernels;
 public class LaunchCountTests
 {
     [Fact]
-    public void AStepIsTenLaunchesPerLayerPlusFour()
+    public void AStepIsTenLaunchesPerLayerPlusFourAndUploadsNoIds()
     {
         var file = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
@@ -29,10 +29,15 @@ public class LaunchCountTests
         var ids = new int[16];
         session.Forward(prompt, MaskMath.BlockCausal, prompt.Length, 16, 16);
         session.Sample(greedy, ids);
-        long before = session.Launches;
+        long launches = session.Launches, uploads = session.IdUploads;
         session.Forward(ids, MaskMath.None, 0, 16, 16);
         session.Sample(greedy, ids);
         // per layer: 2 LayerNorms, 6 GEMMs, the split-key attention and its combine; then embedding, final norm, head, sampler
-        Assert.Equal(10 * weights.Config.LayerCount + 4, session.Launches - before);
+        Assert.Equal(10 * weights.Config.LayerCount + 4, session.Launches - launches);
+        // the step embedded the sampled ids where they already were, on the device: no copy (a pageable copy syncs the host)
+        Assert.Equal(uploads, session.IdUploads);
+        ids[3] ^= 1;
+        session.Forward(ids, MaskMath.None, 0, 16, 16); // ids other than the last sample are uploaded
+        Assert.Equal(uploads + 1, session.IdUploads);
     }
 }
