@@ -109,7 +109,7 @@ public class DeviceBenchmarks : IDisposable
     {
         int q = _device.Shape.AttentionQueryRows;
         _kernels.Attention(_stream, new KernelConfig(Heads * ((rows + q - 1) / q), q * 32), _query, _keys, _values, _attended,
-            new AttentionArgs { Rows = rows, Heads = Heads, HeadSize = Width / Heads, Width = Width, Start = start, MaskKind = maskKind, Block = 16, Scale = 1f / MathF.Sqrt(Width / Heads) });
+            new AttentionArgs { Rows = rows, Heads = Heads, HeadSize = Width / Heads, Width = Width, InputStride = Width, Start = start, MaskKind = maskKind, Block = 16, Scale = 1f / MathF.Sqrt(Width / Heads) });
         _stream.Synchronize();
     }
 

@@ -10,9 +10,12 @@ using NbpEngine.Core;
 namespace NbpEngine.Kernels;
 
 /// <summary>
-/// One generation stream on an accelerator: KV cache [layer, position, C] for Capacity positions,
-/// activations, logits and sampler scratch, all allocated here once. A step enqueues every kernel on
-/// one stream; the host only uploads the fed ids and reads back the sampled ids.
+/// One generation stream on an accelerator: a cache [layer, position, 3C] of query|key|value rows for Capacity
+/// positions, activations, logits and sampler scratch, all allocated here once. The fused Q/K/V projection writes a
+/// block's three rows side by side straight into the cache (one GEMM, and the append is part of it); the query third
+/// of old positions is never read again, the price of a single output stride (+50% cache memory). A step enqueues
+/// every kernel on one stream; the host reads back the sampled ids, and uploads ids only when they are not the last
+/// sample (the prompt, the hybrid mode's middle-bos block).
 /// </summary>
 public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightView
 {
@@ -27,8 +30,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
     /// <summary>Matmuls with at least this many rows (prefill) take the tensor-core kernel when enabled.</summary>
     public const int TensorCoreMinRows = 64;
-    private readonly ArrayView<float> _keyCache, _valueCache;     // [layer, capacity, C]
-    private readonly ArrayView<float> _x, _normed, _query, _attended; // [maxRows, C]
+    private readonly ArrayView<float> _cache;                     // [layer, capacity, 3C]: Q | K | V
+    private readonly ArrayView<float> _x, _normed, _attended;     // [maxRows, C]
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
     private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
     private readonly ArrayView<int> _ids;                         // [maxRows]
@@ -39,7 +42,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int Length { get; private set; }
     public int LogitRows { get; private set; }
     public long DeviceBytes { get; private set; }
-    /// <summary>Kernels enqueued so far: a step costs 10 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
+    /// <summary>Kernels enqueued so far: a step costs 8 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
     public long Launches { get; private set; }
     /// <summary>
     /// Host-to-device copies of fed ids so far. A step that feeds back exactly what the last Sample produced (every NBP
@@ -68,11 +71,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         try
         {
             _stream = accelerator.CreateStream();
-            _keyCache = Floats(cfg.LayerCount * capacity * c);
-            _valueCache = Floats(cfg.LayerCount * capacity * c);
+            _cache = Floats(cfg.LayerCount * capacity * 3 * c);
             _x = Floats(maxRows * c);
             _normed = Floats(maxRows * c);
-            _query = Floats(maxRows * c);
             _attended = Floats(maxRows * c);
             _hidden = Floats(maxRows * 4 * c);
             _logits = Floats(maxLogitRows * v);
@@ -133,23 +134,21 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             new EmbeddingArgs { Rows = rows, Width = c, StartPosition = start });
         var attention = new AttentionArgs
         {
-            Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, Start = start,
+            Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
             MaskKind = maskKind, Prefix = prefix, Block = block, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
         };
         int q = _shape.AttentionQueryRows;
         var attentionGrid = new KernelConfig(cfg.HeadCount * ((rows + q - 1) / q), q * 32);
-        long layerSize = (long)Capacity * c;
+        long layerSize = (long)Capacity * 3 * c;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
-            var keys = _keyCache.SubView(layer * layerSize, layerSize);
-            var values = _valueCache.SubView(layer * layerSize, layerSize);
+            var cache = _cache.SubView(layer * layerSize, layerSize);
             LayerNorm(_x, rows, l.Ln1Weight, l.Ln1Bias, _normed);
-            MatMul(_normed, rows, c, l.Query, c, l.QueryBias, _query, c, accumulate: false, gelu: false);
-            // The K/V projections write the block's rows straight into the cache: the append is part of the GEMM.
-            MatMul(_normed, rows, c, l.Key, c, l.KeyBias, keys.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
-            MatMul(_normed, rows, c, l.Value, c, l.ValueBias, values.SubView((long)start * c, (long)rows * c), c, accumulate: false, gelu: false);
-            Attend(keys, values, attention, attentionGrid);
+            // one GEMM for Q, K and V, its rows landing in the cache at the block's positions (3C apart)
+            MatMul(_normed, rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, cache.SubView((long)start * 3 * c, (long)rows * 3 * c), 3 * c, accumulate: false, gelu: false);
+            var queries = cache.SubView((long)start * 3 * c);
+            Attend(queries, cache.SubView(c), cache.SubView(2 * c), attention, attentionGrid);
             MatMul(_attended, rows, c, l.Proj, c, l.ProjBias, _x, c, accumulate: true, gelu: false);
             LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
             MatMul(_normed, rows, c, l.Fc, 4 * c, l.FcBias, _hidden, 4 * c, accumulate: false, gelu: true);
@@ -166,17 +165,17 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// A cached step (no mask, at most 16 rows) splits the cache over key chunks (DecodeAttentionKernel: partial +
     /// combine); the prefill and anything masked take the flash kernel.
     /// </summary>
-    private void Attend(ArrayView<float> keys, ArrayView<float> values, AttentionArgs args, KernelConfig flashGrid)
+    private void Attend(ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, AttentionArgs args, KernelConfig flashGrid)
     {
         if (args.MaskKind == MaskMath.None && args.Rows <= DecodeAttentionKernel.MaxRows)
         {
             int group = Math.Min(_shape.GroupSize, 128);
-            _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), _query, keys, values, _partialOutput, _partialStats, args);
+            _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), queries, keys, values, _partialOutput, _partialStats, args);
             _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _shape.GroupSize), _partialOutput, _partialStats, _attended, args);
             Launches += 2;
             return;
         }
-        _kernels.Attention(_stream, flashGrid, _query, keys, values, _attended, args);
+        _kernels.Attention(_stream, flashGrid, queries, keys, values, _attended, args);
         Launches++;
     }
 

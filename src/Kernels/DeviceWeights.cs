@@ -7,12 +7,15 @@ using NbpEngine.Core;
 
 namespace NbpEngine.Kernels;
 
-/// <summary>One transformer block's weights on the device: matrices in the chosen storage, norms and biases fp32.</summary>
+/// <summary>
+/// One transformer block's weights on the device: matrices in the chosen storage, norms and biases fp32. The query,
+/// key and value projections are one [3C, C] matrix (and one [3C] bias), so a step runs them as one GEMM.
+/// </summary>
 public struct DeviceLayer<TW> where TW : struct, IWeightView
 {
     public ArrayView<float> Ln1Weight, Ln1Bias, Ln2Weight, Ln2Bias;
-    public TW Query, Key, Value, Proj, Fc, Out;
-    public ArrayView<float> QueryBias, KeyBias, ValueBias, ProjBias, FcBias, OutBias;
+    public TW QueryKeyValue, Proj, Fc, Out;
+    public ArrayView<float> QueryKeyValueBias, ProjBias, FcBias, OutBias;
 }
 
 /// <summary>
@@ -44,27 +47,26 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
         long c = cfg.EmbeddingSize, v = cfg.VocabSize;
         try
         {
-            TokenEmbedding = Matrix(weights.TokenEmbedding, v * c);
-            PositionEmbedding = Matrix(weights.PositionEmbedding, cfg.PositionCount * c);
+            TokenEmbedding = Matrix([weights.TokenEmbedding], v * c);
+            PositionEmbedding = Matrix([weights.PositionEmbedding], cfg.PositionCount * c);
             Layers = new DeviceLayer<TW>[cfg.LayerCount];
             for (int i = 0; i < cfg.LayerCount; i++)
             {
                 var l = weights.Layers[i];
                 Layers[i] = new DeviceLayer<TW>
                 {
-                    Ln1Weight = Floats(l.Ln1Weight, c), Ln1Bias = Floats(l.Ln1Bias, c),
-                    Query = Matrix(l.QueryWeight, c * c), QueryBias = Floats(l.QueryBias, c),
-                    Key = Matrix(l.KeyWeight, c * c), KeyBias = Floats(l.KeyBias, c),
-                    Value = Matrix(l.ValueWeight, c * c), ValueBias = Floats(l.ValueBias, c),
-                    Proj = Matrix(l.ProjWeight, c * c), ProjBias = Floats(l.ProjBias, c),
-                    Ln2Weight = Floats(l.Ln2Weight, c), Ln2Bias = Floats(l.Ln2Bias, c),
-                    Fc = Matrix(l.FcWeight, 4 * c * c), FcBias = Floats(l.FcBias, 4 * c),
-                    Out = Matrix(l.OutWeight, 4 * c * c), OutBias = Floats(l.OutBias, c),
+                    Ln1Weight = Floats([l.Ln1Weight], c), Ln1Bias = Floats([l.Ln1Bias], c),
+                    QueryKeyValue = Matrix([l.QueryWeight, l.KeyWeight, l.ValueWeight], c * c),
+                    QueryKeyValueBias = Floats([l.QueryBias, l.KeyBias, l.ValueBias], c),
+                    Proj = Matrix([l.ProjWeight], c * c), ProjBias = Floats([l.ProjBias], c),
+                    Ln2Weight = Floats([l.Ln2Weight], c), Ln2Bias = Floats([l.Ln2Bias], c),
+                    Fc = Matrix([l.FcWeight], 4 * c * c), FcBias = Floats([l.FcBias], 4 * c),
+                    Out = Matrix([l.OutWeight], 4 * c * c), OutBias = Floats([l.OutBias], c),
                 };
             }
-            LnFinalWeight = Floats(weights.LnFinalWeight, c);
-            LnFinalBias = Floats(weights.LnFinalBias, c);
-            Head = Matrix(weights.Head, v * c);
+            LnFinalWeight = Floats([weights.LnFinalWeight], c);
+            LnFinalBias = Floats([weights.LnFinalBias], c);
+            Head = Matrix([weights.Head], v * c);
             NoBias = Track(_accelerator.Allocate1D<float>(1)).View;
         }
         catch
@@ -81,27 +83,29 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
         return buffer;
     }
 
-    private ArrayView<float> Floats(float* source, long count)
+    /// <summary>The sources (each <paramref name="count"/> values) one after another in one fp32 buffer.</summary>
+    private ArrayView<float> Floats(float*[] sources, long count)
     {
-        var buffer = Track(_accelerator.Allocate1D<float>(count));
-        Upload(source, count, buffer.View, static f => f);
+        var buffer = Track(_accelerator.Allocate1D<float>(sources.Length * count));
+        for (int i = 0; i < sources.Length; i++) Upload(sources[i], count, buffer.View.SubView(i * count, count), static f => f);
         return buffer.View;
     }
 
-    private TW Matrix(float* source, long count)
+    /// <summary>The matrices (each <paramref name="count"/> values) stacked row-wise in one buffer of the storage type.</summary>
+    private TW Matrix(float*[] sources, long count)
     {
-        if (typeof(TW) == typeof(F32Weights)) return (TW)(object)new F32Weights(Floats(source, count));
+        if (typeof(TW) == typeof(F32Weights)) return (TW)(object)new F32Weights(Floats(sources, count));
         if (typeof(TW) == typeof(F16Weights))
         {
             // fp16 bits from System.Half (round to nearest even, as torch); ILGPU's conversion truncates.
-            var buffer = Track(_accelerator.Allocate1D<Half>(count));
-            Upload(source, count, buffer.View, static f => ToHalf(f));
+            var buffer = Track(_accelerator.Allocate1D<Half>(sources.Length * count));
+            for (int i = 0; i < sources.Length; i++) Upload(sources[i], count, buffer.View.SubView(i * count, count), static f => ToHalf(f));
             return (TW)(object)new F16Weights(buffer.View);
         }
         if (typeof(TW) == typeof(BF16Weights))
         {
-            var buffer = Track(_accelerator.Allocate1D<ushort>(count));
-            Upload(source, count, buffer.View, ToBFloat16);
+            var buffer = Track(_accelerator.Allocate1D<ushort>(sources.Length * count));
+            for (int i = 0; i < sources.Length; i++) Upload(sources[i], count, buffer.View.SubView(i * count, count), ToBFloat16);
             return (TW)(object)new BF16Weights(buffer.View);
         }
         throw new NotSupportedException($"weight storage {typeof(TW).Name}");

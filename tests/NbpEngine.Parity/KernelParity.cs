@@ -257,7 +257,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         _f32.Attention(_stream, new KernelConfig(heads * ((rows + queryRows - 1) / queryRows), 32 * queryRows), Upload(q), Upload(k), Upload(v), output,
             new AttentionArgs
             {
-                Rows = rows, Heads = heads, HeadSize = headSize, Width = width, Start = start,
+                Rows = rows, Heads = heads, HeadSize = headSize, Width = width, InputStride = width, Start = start,
                 MaskKind = (int)kind, Prefix = prefix, Block = block, Scale = 1f / MathF.Sqrt(headSize),
             });
         var expected = CpuAttentionOf(q, k, v, rows, heads, headSize, start, new AttentionMask(kind, prefix, block));
@@ -273,7 +273,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         var v = Random((start + rows) * headSize, 7);
         var output = Upload(new float[headSize]);
         _f32.Attention(_stream, new KernelConfig(1, 32), Upload(q), Upload(k), Upload(v), output,
-            new AttentionArgs { Rows = rows, Heads = 1, HeadSize = headSize, Width = headSize, Start = start, MaskKind = MaskMath.None, Scale = 0.125f });
+            new AttentionArgs { Rows = rows, Heads = 1, HeadSize = headSize, Width = headSize, InputStride = headSize, Start = start, MaskKind = MaskMath.None, Scale = 0.125f });
         var expected = CpuAttentionOf(q, k, v, rows, 1, headSize, start, AttentionMask.None);
         return new("attention", "long cache 4001 keys", Nmse.Of(Download(output, headSize), expected), Nmse.F32);
     }
@@ -286,7 +286,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         var k = Random(total * width, 12, 2f);
         var v = Random(total * width, 13);
         var output = Upload(new float[rows * width]);
-        var args = new AttentionArgs { Rows = rows, Heads = heads, HeadSize = headSize, Width = width, Start = start, MaskKind = (int)MaskKind.None, Scale = 1f / MathF.Sqrt(headSize) };
+        var args = new AttentionArgs { Rows = rows, Heads = heads, HeadSize = headSize, Width = width, InputStride = width, Start = start, MaskKind = (int)MaskKind.None, Scale = 1f / MathF.Sqrt(headSize) };
         var partialOutput = Upload(new float[heads * chunks * rows * headSize]);
         var partialStats = Upload(new float[heads * chunks * rows * 2]);
         _f32.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), Upload(q), Upload(k), Upload(v), partialOutput, partialStats, args);

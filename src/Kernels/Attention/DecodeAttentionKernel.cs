@@ -42,12 +42,12 @@ public static class DecodeAttentionKernel
         for (int e = Group.IdxX; e < rows * hd; e += Group.DimX)
         {
             int r = e / hd, d = e - r * hd;
-            qTile[r * MaxHeadSize + d] = query[(long)r * args.Width + headOffset + d] * args.Scale;
+            qTile[r * MaxHeadSize + d] = query[(long)r * args.InputStride + headOffset + d] * args.Scale;
         }
         for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
         {
             int j = e / hd, d = e - j * hd;
-            kvTile[j * KeyStride + d] = keys[(long)(key0 + j) * args.Width + headOffset + d];
+            kvTile[j * KeyStride + d] = keys[(long)(key0 + j) * args.InputStride + headOffset + d];
         }
         Group.Barrier();
         for (int e = Group.IdxX; e < rows * ChunkKeys; e += Group.DimX)
@@ -83,7 +83,7 @@ public static class DecodeAttentionKernel
         for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
         {
             int j = e / hd, d = e - j * hd;
-            kvTile[j * KeyStride + d] = values[(long)(key0 + j) * args.Width + headOffset + d];
+            kvTile[j * KeyStride + d] = values[(long)(key0 + j) * args.InputStride + headOffset + d];
         }
         Group.Barrier();
         for (int e = Group.IdxX; e < rows * hd; e += Group.DimX)

@@ -6,7 +6,9 @@ namespace NbpEngine.Kernels.Attention;
 
 public struct AttentionArgs
 {
-    public int Rows, Heads, HeadSize, Width;
+    /// <summary>Output rows are Width apart; query, key and value rows InputStride apart (3·Width in a session, whose
+    /// cache rows hold Q|K|V side by side as the fused projection writes them; Width when they are separate).</summary>
+    public int Rows, Heads, HeadSize, Width, InputStride;
     /// <summary>Position of the first query row; keys [0, Start + Rows) are in the cache.</summary>
     public int Start;
     /// <summary>MaskMath kind, prefix L and block B: query i reads keys [0, MaskMath.KeyEnd(...)).</summary>
@@ -61,7 +63,7 @@ public static class FlashAttentionKernel
             groupEnd = XMath.Max(groupEnd, MaskMath.KeyEnd(args.MaskKind, args.Prefix, args.Block, args.Start + r, total));
 
         for (int d = lane; d < hd; d += 32)
-            qTile[warp * MaxHeadSize + d] = active ? query[(long)row * args.Width + headOffset + d] : 0f;
+            qTile[warp * MaxHeadSize + d] = active ? query[(long)row * args.InputStride + headOffset + d] : 0f;
 
         float runningMax = float.NegativeInfinity, runningSum = 0f;
         float o0 = 0, o1 = 0, o2 = 0, o3 = 0; // output dims lane, lane+32, lane+64, lane+96
@@ -72,7 +74,7 @@ public static class FlashAttentionKernel
             for (int e = Group.IdxX; e < tileKeys * hd; e += Group.DimX)
             {
                 int j = e / hd, d = e % hd;
-                long at = (long)(k0 + j) * args.Width + headOffset + d;
+                long at = (long)(k0 + j) * args.InputStride + headOffset + d;
                 kTile[j * KeyStride + d] = keys[at];
                 vTile[j * MaxHeadSize + d] = values[at];
             }
