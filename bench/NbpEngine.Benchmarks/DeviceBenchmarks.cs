@@ -14,7 +14,8 @@ namespace NbpEngine.Benchmarks;
 /// <summary>
 /// The ILGPU kernels on a CUDA GPU at the K600 shapes, with cuBLAS SGEMM (ILGPU.Algorithms) as the GEMM
 /// baseline: matmul at the step (16 rows) and prefill (512 rows) shapes, tiled fp32 vs tensor-core
-/// (mma.sync, fp16-rounded operands) vs cuBLAS; the cached-step and prefill attention; sampling of 16 rows
+/// (mma.sync, fp16-rounded operands) vs cuBLAS; the cached-step attention (flash vs split-key) and the prefill
+/// attention; sampling of 16 rows
 /// over 64000. Program.cs includes this class only when a CUDA device is present. Every launch is
 /// followed by a stream synchronize, so times are device times plus one launch round trip.
 /// tests/NbpEngine.Tests/DeviceBenchmarkTests.cs runs each kernel method once on ILGPU's CPU
@@ -36,7 +37,7 @@ public class DeviceBenchmarks : IDisposable
     private KernelSet<F32Weights> _kernels = null!;
     private CuBlas? _cublas;
     private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _buffers = new();
-    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled, _weights;
+    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled, _weights, _partialOutput, _partialStats;
     private MemoryBuffer1D<int, Stride1D.Dense> _sampled = null!;
 
     [GlobalSetup]
@@ -59,6 +60,8 @@ public class DeviceBenchmarks : IDisposable
         _a = Buffer((long)rows * In, 1); _w = Buffer((long)Out * In, 0.02f); _bias = Buffer(Out, 0.1f); _c = Buffer((long)rows * Out, 0);
         int width = Heads * 96 > In ? In : Heads * 96;
         _query = Buffer((long)rows * width, 1); _keys = Buffer((long)Keys * width, 1); _values = Buffer((long)Keys * width, 1); _attended = Buffer((long)rows * width, 0);
+        _partialOutput = Buffer((long)Heads * DecodeAttentionKernel.Chunks(Keys) * 16 * (width / Heads), 0);
+        _partialStats = Buffer((long)Heads * DecodeAttentionKernel.Chunks(Keys) * 16 * 2, 0);
         _logits = Buffer(16L * Vocab, 3); _scaled = Buffer(16L * Vocab, 0); _weights = Buffer(16L * Vocab, 0);
         _sampled = _device.Accelerator.Allocate1D<int>(16);
         if (_device.Accelerator is CudaAccelerator cuda)
@@ -96,6 +99,19 @@ public class DeviceBenchmarks : IDisposable
 
     [Benchmark(Description = "ILGPU attention, cached step: 16 rows over 1280 keys, 16 heads")]
     public void AttentionStep() => Attention(rows: 16, start: Keys - 16, maskKind: 0);
+
+    [Benchmark(Description = "ILGPU split-key step attention (partial + combine): 16 rows over 1280 keys, 16 heads")]
+    public void DecodeAttentionStep()
+    {
+        var args = new AttentionArgs
+        {
+            Rows = 16, Heads = Heads, HeadSize = Width / Heads, Width = Width, InputStride = Width, Start = Keys - 16, MaskKind = 0, Scale = 1f / MathF.Sqrt(Width / Heads),
+        };
+        int group = Math.Min(_device.Shape.GroupSize, 128);
+        _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), _query, _keys, _values, _partialOutput, _partialStats, args);
+        _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _device.Shape.GroupSize), _partialOutput, _partialStats, _attended, args);
+        _stream.Synchronize();
+    }
 
     [Benchmark(Description = "ILGPU sampling: 16 rows x 64000, top-k 16000, top-p 0.9")]
     public void Sampling()

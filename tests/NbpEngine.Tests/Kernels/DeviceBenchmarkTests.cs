@@ -18,6 +18,7 @@ public class DeviceBenchmarkTests
         bench.TiledMatMul();
         bench.TensorCoreMatMul();
         bench.AttentionStep();
+        bench.DecodeAttentionStep();
         bench.Sampling();
         var error = Assert.Throws<InvalidOperationException>(bench.CuBlasSgemm);
         Assert.Contains("CUDA", error.Message);
