@@ -61,14 +61,16 @@ public static unsafe class CpuAttention
             PackedGemm.ComputePanel(new SegmentedRows(keys, stride, headSize, 0), panel, headSize, rows, scores, rows, 0, maxEnd, null, GemmStore.Overwrite);
         }
         Span<float> inverse = stackalloc float[TileRows];
-        if (rows == TileRows) SoftmaxLanes(scores, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
+        if (rows == TileRows && PackedGemm.Wide) SoftmaxLanes(scores, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
+        else if (rows == TileRows) SoftmaxLanes256(scores, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
         else SoftmaxRows(scores, rows, maxEnd, keyEnds, 1f / MathF.Sqrt(headSize), inverse);
 
         for (int r0 = 0; r0 < rows; r0 += 4)
         {
             int n = Math.Min(4, rows - r0), groupEnd = 0;
             for (int r = r0; r < r0 + n; r++) groupEnd = Math.Max(groupEnd, keyEnds[r]);
-            WeightedSums(scores + r0, rows, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
+            if (PackedGemm.Wide) WeightedSums(scores + r0, rows, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
+            else WeightedSums256(scores + r0, rows, n, groupEnd, values, stride, headSize, inverse[r0..], output + (long)r0 * stride);
         }
     }
 
@@ -96,6 +98,51 @@ public static unsafe class CpuAttention
         var sum = Vector512<float>.Zero;
         for (int j = 0; j < maxEnd; j++) sum += Vector512.Load(scores + j * TileRows);
         for (int r = 0; r < TileRows; r++) inverse[r] = 1f / sum[r];
+    }
+
+    /// <summary>
+    /// <see cref="SoftmaxLanes"/> on AVX2-only machines (<see cref="PackedGemm.Wide"/> false, where Vector512 runs in
+    /// software): each key's 16 scores as two Vector256, rows 0-7 and 8-15. Lane for lane the same arithmetic.
+    /// </summary>
+    private static void SoftmaxLanes256(float* scores, int maxEnd, ReadOnlySpan<int> keyEnds, float scaleValue, Span<float> inverse)
+    {
+        var scale = Vector256.Create(scaleValue);
+        var endsLow = Vector256.Create<int>(keyEnds[..8]);
+        var endsHigh = Vector256.Create<int>(keyEnds[8..TileRows]);
+        var negativeInfinity = Vector256.Create(float.NegativeInfinity);
+        var maxLow = negativeInfinity;
+        var maxHigh = negativeInfinity;
+        for (int j = 0; j < maxEnd; j++)
+        {
+            var key = Vector256.Create(j);
+            float* s = scores + j * TileRows;
+            var low = Vector256.ConditionalSelect(Vector256.GreaterThan(endsLow, key).AsSingle(), Vector256.Load(s) * scale, negativeInfinity);
+            var high = Vector256.ConditionalSelect(Vector256.GreaterThan(endsHigh, key).AsSingle(), Vector256.Load(s + 8) * scale, negativeInfinity);
+            low.Store(s);
+            high.Store(s + 8);
+            maxLow = Vector256.Max(maxLow, low);
+            maxHigh = Vector256.Max(maxHigh, high);
+        }
+        for (int j = 0; j < maxEnd; j++)
+        {
+            float* s = scores + j * TileRows;
+            (Vector256.Load(s) - maxLow).Store(s);
+            (Vector256.Load(s + 8) - maxHigh).Store(s + 8);
+        }
+        var all = new Span<float>(scores, maxEnd * TileRows);
+        TensorPrimitives.Exp(all, all);
+        var sumLow = Vector256<float>.Zero;
+        var sumHigh = Vector256<float>.Zero;
+        for (int j = 0; j < maxEnd; j++)
+        {
+            sumLow += Vector256.Load(scores + j * TileRows);
+            sumHigh += Vector256.Load(scores + j * TileRows + 8);
+        }
+        for (int r = 0; r < 8; r++)
+        {
+            inverse[r] = 1f / sumLow[r];
+            inverse[r + 8] = 1f / sumHigh[r];
+        }
     }
 
     /// <summary>
@@ -150,13 +197,55 @@ public static unsafe class CpuAttention
             if (rows > 2) StorePair(output + 2L * stride, 2, d, a2, b2, inverse);
             if (rows > 3) StorePair(output + 3L * stride, 3, d, a3, b3, inverse);
         }
-        for (; d < headSize; d++)
+        ScalarDimensions(p, ldp, rows, count, values, stride, d, headSize, inverse, output);
+    }
+
+    /// <summary>
+    /// <see cref="WeightedSums"/> on AVX2-only machines: 16 dimensions at a time (4 rows x 2 Vector256 accumulators fit
+    /// the 16 registers); every output still accumulates over keys in order, one FMA per key.
+    /// </summary>
+    private static void WeightedSums256(float* p, int ldp, int rows, int count, float* values, int stride, int headSize, ReadOnlySpan<float> inverse, float* output)
+    {
+        float* p0 = p, p1 = p + (rows > 1 ? 1 : 0), p2 = p + (rows > 2 ? 2 : 0), p3 = p + (rows > 3 ? 3 : 0);
+        int d = 0;
+        for (; d + 16 <= headSize; d += 16)
+        {
+            Vector256<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+            float* v = values + d;
+            for (long j = 0; j < count; j++, v += stride)
+            {
+                var lo = Vector256.Load(v);
+                var hi = Vector256.Load(v + 8);
+                long pj = j * ldp;
+                var x = Vector256.Create(p0[pj]); a0 = Vector256.FusedMultiplyAdd(x, lo, a0); b0 = Vector256.FusedMultiplyAdd(x, hi, b0);
+                x = Vector256.Create(p1[pj]); a1 = Vector256.FusedMultiplyAdd(x, lo, a1); b1 = Vector256.FusedMultiplyAdd(x, hi, b1);
+                x = Vector256.Create(p2[pj]); a2 = Vector256.FusedMultiplyAdd(x, lo, a2); b2 = Vector256.FusedMultiplyAdd(x, hi, b2);
+                x = Vector256.Create(p3[pj]); a3 = Vector256.FusedMultiplyAdd(x, lo, a3); b3 = Vector256.FusedMultiplyAdd(x, hi, b3);
+            }
+            StorePair(output, 0, d, a0, b0, inverse);
+            if (rows > 1) StorePair(output + stride, 1, d, a1, b1, inverse);
+            if (rows > 2) StorePair(output + 2L * stride, 2, d, a2, b2, inverse);
+            if (rows > 3) StorePair(output + 3L * stride, 3, d, a3, b3, inverse);
+        }
+        ScalarDimensions(p, ldp, rows, count, values, stride, d, headSize, inverse, output);
+    }
+
+    /// <summary>Dimensions [from, headSize) past the last whole vector block, one at a time.</summary>
+    private static void ScalarDimensions(float* p, int ldp, int rows, int count, float* values, int stride, int from, int headSize, ReadOnlySpan<float> inverse, float* output)
+    {
+        for (int d = from; d < headSize; d++)
             for (int r = 0; r < rows; r++)
             {
                 float s = 0;
                 for (long j = 0; j < count; j++) s += p[j * ldp + r] * values[j * stride + d];
                 output[(long)r * stride + d] = s * inverse[r];
             }
+    }
+
+    private static void StorePair(float* row, int r, int d, Vector256<float> lo, Vector256<float> hi, ReadOnlySpan<float> inverse)
+    {
+        (lo * inverse[r]).Store(row + d);
+        (hi * inverse[r]).Store(row + d + 8);
     }
 
     private static void StorePair(float* row, int r, int d, Vector512<float> lo, Vector512<float> hi, ReadOnlySpan<float> inverse)
