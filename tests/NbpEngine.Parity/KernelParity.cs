@@ -196,7 +196,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         string shape = $"{m}x{n}x{k}";
         return
         [
-            new("matmul fp16 weights vs fp32 on rounded weights", shape, Nmse.Of(f16, CpuMatMul(a, w.Select(v => (float)(System.Half)v).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
+            new("matmul fp16 weights vs fp32 on rounded weights", shape, Nmse.Of(f16, CpuMatMul(a, RoundToHalf(w), bias, zero, m, n, k, 0, false)), Nmse.F32),
             new("matmul fp16 weights vs fp32 weights", shape, Nmse.Of(f16, exact), 1e-5),
             new("matmul bf16 weights vs fp32 on rounded weights", shape, Nmse.Of(bf16, CpuMatMul(a, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, zero, m, n, k, 0, false)), Nmse.F32),
             new("matmul bf16 weights vs fp32 weights", shape, Nmse.Of(bf16, exact), 1e-3),
@@ -205,6 +205,15 @@ public sealed unsafe partial class KernelParity : IDisposable
 
     private static float[] RoundToHalf(float[] x) => x.Select(v => (float)(System.Half)v).ToArray();
 
+    /// <summary>A random [m, lda] matrix (rows wider than k when lda &gt; k) and its first k columns packed densely, for the CPU reference.</summary>
+    private static (float[] Strided, float[] Dense) StridedRows(int m, int k, int lda)
+    {
+        var a = Random(m * lda, 1);
+        var dense = new float[m * k];
+        for (int r = 0; r < m; r++) Array.Copy(a, r * lda, dense, r * k, k);
+        return (a, dense);
+    }
+
     /// <summary>
     /// Tensor-core matmul (mma.sync on CUDA, the lane-exact emulation here): equal to fp32 compute on the
     /// fp16-rounded operands up to accumulation order, within 1e-5 of fp32 on the unrounded operands. A's rows
@@ -212,9 +221,7 @@ public sealed unsafe partial class KernelParity : IDisposable
     /// </summary>
     public ParityResult[] TensorCoreMatMul(int m, int n, int k, int lda, int warps, int store, bool gelu)
     {
-        var a = Random(m * lda, 1);
-        var dense = new float[m * k];
-        for (int r = 0; r < m; r++) Array.Copy(a, r * lda, dense, r * k, k);
+        var (a, dense) = StridedRows(m, k, lda);
         var w = Random(n * k, 2);
         var bias = Random(n, 3);
         var c = Random(m * n, 4);

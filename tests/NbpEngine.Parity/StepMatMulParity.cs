@@ -17,9 +17,7 @@ public sealed partial class KernelParity
     /// <summary>fp32 weights: equal to the CPU backend within fp32 rounding (the order of the sum differs); fp16/bf16 weights: equal to fp32 on the rounded weights.</summary>
     public ParityResult[] StepMatMul(int m, int n, int k, int lda, int group, int store, bool gelu)
     {
-        var a = Random(m * lda, 1);
-        var dense = new float[m * k];
-        for (int r = 0; r < m; r++) Array.Copy(a, r * lda, dense, r * k, k);
+        var (a, dense) = StridedRows(m, k, lda);
         var w = Random(n * k, 2);
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
@@ -39,7 +37,7 @@ public sealed partial class KernelParity
         [
             new("step matmul fp32", shape, Nmse.Of(Download(out32, m * n), CpuMatMul(dense, w, bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul fp16 weights vs fp32 on rounded weights", shape,
-                Nmse.Of(Download(out16, m * n), CpuMatMul(dense, w.Select(v => (float)(System.Half)v).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+                Nmse.Of(Download(out16, m * n), CpuMatMul(dense, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul bf16 weights vs fp32 on rounded weights", shape,
                 Nmse.Of(Download(outBf, m * n), CpuMatMul(dense, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
         ];

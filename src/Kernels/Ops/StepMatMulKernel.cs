@@ -83,24 +83,8 @@ public static class StepMatMulKernel
         // row l (outputs l, then l + 32) in lane order: one fixed order, two warp barriers per half, conflict-free (stride 33)
         var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
         int at = (Group.IdxX / 32) * 32 * Stride + lane;
-        scratch[at + 0 * Stride] = r0.C0; scratch[at + 1 * Stride] = r0.C1; scratch[at + 2 * Stride] = r0.C2; scratch[at + 3 * Stride] = r0.C3;
-        scratch[at + 4 * Stride] = r1.C0; scratch[at + 5 * Stride] = r1.C1; scratch[at + 6 * Stride] = r1.C2; scratch[at + 7 * Stride] = r1.C3;
-        scratch[at + 8 * Stride] = r2.C0; scratch[at + 9 * Stride] = r2.C1; scratch[at + 10 * Stride] = r2.C2; scratch[at + 11 * Stride] = r2.C3;
-        scratch[at + 12 * Stride] = r3.C0; scratch[at + 13 * Stride] = r3.C1; scratch[at + 14 * Stride] = r3.C2; scratch[at + 15 * Stride] = r3.C3;
-        scratch[at + 16 * Stride] = r4.C0; scratch[at + 17 * Stride] = r4.C1; scratch[at + 18 * Stride] = r4.C2; scratch[at + 19 * Stride] = r4.C3;
-        scratch[at + 20 * Stride] = r5.C0; scratch[at + 21 * Stride] = r5.C1; scratch[at + 22 * Stride] = r5.C2; scratch[at + 23 * Stride] = r5.C3;
-        scratch[at + 24 * Stride] = r6.C0; scratch[at + 25 * Stride] = r6.C1; scratch[at + 26 * Stride] = r6.C2; scratch[at + 27 * Stride] = r6.C3;
-        scratch[at + 28 * Stride] = r7.C0; scratch[at + 29 * Stride] = r7.C1; scratch[at + 30 * Stride] = r7.C2; scratch[at + 31 * Stride] = r7.C3;
-        float out0 = SumRow(scratch, at - lane + lane * Stride);
-        scratch[at + 0 * Stride] = r8.C0; scratch[at + 1 * Stride] = r8.C1; scratch[at + 2 * Stride] = r8.C2; scratch[at + 3 * Stride] = r8.C3;
-        scratch[at + 4 * Stride] = r9.C0; scratch[at + 5 * Stride] = r9.C1; scratch[at + 6 * Stride] = r9.C2; scratch[at + 7 * Stride] = r9.C3;
-        scratch[at + 8 * Stride] = r10.C0; scratch[at + 9 * Stride] = r10.C1; scratch[at + 10 * Stride] = r10.C2; scratch[at + 11 * Stride] = r10.C3;
-        scratch[at + 12 * Stride] = r11.C0; scratch[at + 13 * Stride] = r11.C1; scratch[at + 14 * Stride] = r11.C2; scratch[at + 15 * Stride] = r11.C3;
-        scratch[at + 16 * Stride] = r12.C0; scratch[at + 17 * Stride] = r12.C1; scratch[at + 18 * Stride] = r12.C2; scratch[at + 19 * Stride] = r12.C3;
-        scratch[at + 20 * Stride] = r13.C0; scratch[at + 21 * Stride] = r13.C1; scratch[at + 22 * Stride] = r13.C2; scratch[at + 23 * Stride] = r13.C3;
-        scratch[at + 24 * Stride] = r14.C0; scratch[at + 25 * Stride] = r14.C1; scratch[at + 26 * Stride] = r14.C2; scratch[at + 27 * Stride] = r14.C3;
-        scratch[at + 28 * Stride] = r15.C0; scratch[at + 29 * Stride] = r15.C1; scratch[at + 30 * Stride] = r15.C2; scratch[at + 31 * Stride] = r15.C3;
-        float out1 = SumRow(scratch, at - lane + lane * Stride);
+        float out0 = SumOutputs(scratch, at, lane, r0, r1, r2, r3, r4, r5, r6, r7);
+        float out1 = SumOutputs(scratch, at, lane, r8, r9, r10, r11, r12, r13, r14, r15);
         args.Store(c, bias, lane / 4, n0 + lane % 4, out0);
         args.Store(c, bias, 8 + lane / 4, n0 + lane % 4, out1);
     }
@@ -122,6 +106,26 @@ public static class StepMatMulKernel
     /// <summary>sum + p·x[0..3] + q·x[4..7], as a chain of 8 FMAs onto the running sum.</summary>
     private static float Dot(float sum, Float4 p, Float4 q, Vec8 x) =>
         sum + p.X * x.V0 + p.Y * x.V1 + p.Z * x.V2 + p.W * x.V3 + q.X * x.V4 + q.Y * x.V5 + q.Z * x.V6 + q.W * x.V7;
+
+    /// <summary>
+    /// Eight rows' partials (32 outputs) published by every lane, then output <paramref name="lane"/> summed over the
+    /// warp's lanes in lane order: one half of the step's 64 outputs.
+    /// </summary>
+    private static float SumOutputs(ArrayView<float> scratch, int at, int lane, Acc4 s0, Acc4 s1, Acc4 s2, Acc4 s3, Acc4 s4, Acc4 s5, Acc4 s6, Acc4 s7)
+    {
+        Publish(scratch, at, 0, s0); Publish(scratch, at, 4, s1); Publish(scratch, at, 8, s2); Publish(scratch, at, 12, s3);
+        Publish(scratch, at, 16, s4); Publish(scratch, at, 20, s5); Publish(scratch, at, 24, s6); Publish(scratch, at, 28, s7);
+        return SumRow(scratch, at - lane + lane * Stride);
+    }
+
+    /// <summary>A row's four column sums as this lane's partials of outputs o..o+3 (scratch rows o..o+3).</summary>
+    private static void Publish(ArrayView<float> scratch, int at, int o, Acc4 sums)
+    {
+        scratch[at + o * Stride] = sums.C0;
+        scratch[at + (o + 1) * Stride] = sums.C1;
+        scratch[at + (o + 2) * Stride] = sums.C2;
+        scratch[at + (o + 3) * Stride] = sums.C3;
+    }
 
     /// <summary>Σ_j row[j], j = 0..31, after the warp's writes; the warp barrier after it lets the next half reuse the rows.</summary>
     private static float SumRow(ArrayView<float> scratch, int row)

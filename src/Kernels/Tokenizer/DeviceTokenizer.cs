@@ -1,5 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
 using NbpEngine.Tokenizer;
 
 using NbpEngine.Tokenizer.Cpu;
@@ -36,7 +38,7 @@ public sealed class DeviceTokenizer : IDisposable
     public DeviceTokenizer(VideoTokenizer model, IlgpuDeviceKind kind, bool? tensorCores = null)
     {
         _model = model;
-        TensorCores = tensorCores ?? kind == IlgpuDeviceKind.Cuda;
+        TensorCores = tensorCores ?? SessionOptions.TensorCoresByDefault(kind == IlgpuDeviceKind.Cuda ? BackendKind.Cuda : BackendKind.IlgpuCpu);
         _device = new IlgpuDevice(kind);
         try
         {

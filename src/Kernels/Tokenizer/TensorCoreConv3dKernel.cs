@@ -5,24 +5,50 @@ using NbpEngine.Kernels.TensorCores;
 namespace NbpEngine.Kernels.Tokenizer;
 
 /// <summary>
-/// The causal replicate padding of TOKENIZER.md as index arithmetic: a position's window starts 2·(kt/2) frames before
-/// it and kh/2, kw/2 before it on each side; reads outside the volume take the nearest frame, row and column.
+/// The window of one output position over the input, with the causal replicate padding of TOKENIZER.md as index
+/// arithmetic: it starts 2·(kt/2) frames before the position and kh/2, kw/2 before it on each side; reads outside the
+/// volume take the nearest frame, row and column. Column k of the implicit GEMM is tap (kt, kh, kw) and channel ci,
+/// ci fastest. Both conv input sources read through it. 32-bit indices: the host keeps volumes under 2^31 elements.
 /// </summary>
-public static class ConvWindow
+public struct ConvWindow
 {
-    /// <summary>The window origin of output position <paramref name="row"/>; false past the last position.</summary>
-    public static bool Origin(Conv3dArgs a, int row, out int t0, out int h0, out int w0)
+    public Conv3dArgs Args;
+    /// <summary>The GEMM depth, taps x Cin.</summary>
+    public int Depth;
+    public int T0, H0, W0;
+    /// <summary>False past the last output position (the tile's padding rows).</summary>
+    public bool Inside;
+
+    public static ConvWindow For(Conv3dArgs a) => new() { Args = a, Depth = a.KT * a.KH * a.KW * a.Cin };
+
+    /// <summary>This window moved to output position <paramref name="row"/>.</summary>
+    public readonly ConvWindow At(int row)
     {
+        var a = Args;
         int wo = row % a.Wo, rest = row / a.Wo;
-        t0 = (rest / a.Ho) * a.ST - 2 * (a.KT / 2);
-        h0 = (rest % a.Ho) * a.SH - a.KH / 2;
-        w0 = wo * a.SW - a.KW / 2;
-        return row < a.To * a.Ho * a.Wo;
+        return new ConvWindow
+        {
+            Args = a, Depth = Depth, Inside = row < a.To * a.Ho * a.Wo,
+            T0 = (rest / a.Ho) * a.ST - 2 * (a.KT / 2), H0 = (rest % a.Ho) * a.SH - a.KH / 2, W0 = wo * a.SW - a.KW / 2,
+        };
     }
 
-    /// <summary>The input index of channel ci at frame t, row h, column w, each clamped into the volume (t only from below: causal).</summary>
-    public static int Index(Conv3dArgs a, int t, int h, int w, int ci)
+    /// <summary>Column k as its tap and channel.</summary>
+    public readonly void Tap(int k, out int kt, out int kh, out int kw, out int ci)
     {
+        var a = Args;
+        int tap = k / a.Cin;
+        ci = k - tap * a.Cin;
+        kw = tap % a.KW;
+        kh = (tap / a.KW) % a.KH;
+        kt = tap / (a.KW * a.KH);
+    }
+
+    /// <summary>The input index of channel ci under tap (kt, kh, kw), clamped into the volume (frames only from below: causal).</summary>
+    public readonly int Index(int kt, int kh, int kw, int ci)
+    {
+        var a = Args;
+        int t = T0 + kt, h = H0 + kh, w = W0 + kw;
         int ti = t < 0 ? 0 : t;
         int hi = h < 0 ? 0 : h >= a.H ? a.H - 1 : h;
         int wi = w < 0 ? 0 : w >= a.W ? a.W - 1 : w;
@@ -38,18 +64,15 @@ public interface IConvInput : IOperandSource
 
 /// <summary>
 /// The input volume as the A operand when Cin is a multiple of 8 (every conv of the published tokenizer but the
-/// first): row m is output position (to, ho, wo), column k is tap (kt, kh, kw) and channel ci, ci fastest, read with
-/// the causal replicate padding of TOKENIZER.md (2·(kt/2) frames in front, kh/2 and kw/2 on both sides, edges
-/// repeated). The 8 values of a load share a tap and sit side by side: two 16-byte loads. The cursor decodes its
-/// position once (a thread's row never changes) and walks the taps by increments, so the steady state divides
-/// nothing. 32-bit indices: the host keeps volumes under 2^31 elements.
+/// first): the 8 values of a load share a tap and sit side by side, two 16-byte loads. The cursor moves its
+/// <see cref="ConvWindow"/> once (a thread's row never changes) and walks the taps by increments, so the steady state
+/// divides nothing.
 /// </summary>
 public struct ConvWindowSource : IConvInput
 {
     private ArrayView<Float4> _vectors;
-    private Conv3dArgs _a;
-    private int _row, _depth, _t0, _h0, _w0, _k, _kt, _kh, _kw, _ci, _at;
-    private bool _inside;
+    private ConvWindow _window;
+    private int _row, _k, _kt, _kh, _kw, _ci, _at;
 
     public readonly bool Packed => false;
     public readonly Bits128 NextPacked8() => default;
@@ -57,8 +80,7 @@ public struct ConvWindowSource : IConvInput
     public void Bind(ArrayView<float> x, ArrayView<Float4> x4, Conv3dArgs args)
     {
         _vectors = x4;
-        _a = args;
-        _depth = args.KT * args.KH * args.KW * args.Cin;
+        _window = ConvWindow.For(args);
         _row = -1;
         _k = int.MaxValue;
     }
@@ -68,19 +90,15 @@ public struct ConvWindowSource : IConvInput
         if (row != _row)
         {
             _row = row;
-            _inside = ConvWindow.Origin(_a, row, out _t0, out _h0, out _w0);
+            _window = _window.At(row);
             _k = int.MaxValue;
         }
         if (k < _k || k - _k > 32)
         {
             // a fresh start: decode the tap (the steady state below only steps forward)
-            int tap = k / _a.Cin;
-            _ci = k - tap * _a.Cin;
-            _kw = tap % _a.KW;
-            _kh = (tap / _a.KW) % _a.KH;
-            _kt = tap / (_a.KW * _a.KH);
+            _window.Tap(k, out _kt, out _kh, out _kw, out _ci);
             _k = k;
-            _at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, _ci);
+            _at = _window.Index(_kt, _kh, _kw, _ci);
         }
         while (_k < k) Step();
     }
@@ -88,7 +106,7 @@ public struct ConvWindowSource : IConvInput
     public Vec8 Next8()
     {
         Vec8 v = default;
-        if (_inside && _k < _depth)
+        if (_window.Inside && _k < _window.Depth)
         {
             Float4 p = _vectors[_at / 4], q = _vectors[_at / 4 + 1];
             v = new Vec8 { V0 = p.X, V1 = p.Y, V2 = p.Z, V3 = p.W, V4 = q.X, V5 = q.Y, V6 = q.Z, V7 = q.W };
@@ -106,31 +124,30 @@ public struct ConvWindowSource : IConvInput
         _k += 8;
         _ci += 8;
         _at += 8;
-        if (_ci < _a.Cin) return;
+        if (_ci < _window.Args.Cin) return;
         _ci = 0;
-        if (++_kw == _a.KW)
+        if (++_kw == _window.Args.KW)
         {
             _kw = 0;
-            if (++_kh == _a.KH)
+            if (++_kh == _window.Args.KH)
             {
                 _kh = 0;
                 _kt++;
             }
         }
-        _at = ConvWindow.Index(_a, _t0 + _kt, _h0 + _kh, _w0 + _kw, 0);
+        _at = _window.Index(_kt, _kh, _kw, 0);
     }
 }
 
 /// <summary>
 /// The input volume as the A operand for any Cin (the 3-channel encoder input, the 6-channel decoder input): each
-/// value decoded on its own, with the same padding rule as <see cref="ConvWindowSource"/>.
+/// value decoded on its own through the same <see cref="ConvWindow"/>.
 /// </summary>
 public struct ConvGatherSource : IConvInput
 {
     private ArrayView<float> _data;
-    private Conv3dArgs _a;
-    private int _depth, _t0, _h0, _w0, _k;
-    private bool _inside;
+    private ConvWindow _window;
+    private int _k;
 
     public readonly bool Packed => false;
     public readonly Bits128 NextPacked8() => default;
@@ -138,13 +155,12 @@ public struct ConvGatherSource : IConvInput
     public void Bind(ArrayView<float> x, ArrayView<Float4> x4, Conv3dArgs args)
     {
         _data = x;
-        _a = args;
-        _depth = args.KT * args.KH * args.KW * args.Cin;
+        _window = ConvWindow.For(args);
     }
 
     public void Seek(int row, int k)
     {
-        _inside = ConvWindow.Origin(_a, row, out _t0, out _h0, out _w0);
+        _window = _window.At(row);
         _k = k;
     }
 
@@ -152,7 +168,7 @@ public struct ConvGatherSource : IConvInput
     {
         int k = _k;
         _k += 8;
-        if (!_inside) return default;
+        if (!_window.Inside) return default;
         return new Vec8
         {
             V0 = At(k), V1 = At(k + 1), V2 = At(k + 2), V3 = At(k + 3), V4 = At(k + 4), V5 = At(k + 5), V6 = At(k + 6), V7 = At(k + 7),
@@ -161,11 +177,9 @@ public struct ConvGatherSource : IConvInput
 
     private readonly float At(int k)
     {
-        if (k >= _depth) return 0f;
-        var a = _a;
-        int tap = k / a.Cin, ci = k - tap * a.Cin;
-        int kw = tap % a.KW, kh = (tap / a.KW) % a.KH, kt = tap / (a.KW * a.KH);
-        return _data[ConvWindow.Index(a, _t0 + kt, _h0 + kh, _w0 + kw, ci)];
+        if (k >= _window.Depth) return 0f;
+        _window.Tap(k, out int kt, out int kh, out int kw, out int ci);
+        return _data[_window.Index(kt, kh, kw, ci)];
     }
 }
 

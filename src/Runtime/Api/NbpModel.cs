@@ -187,5 +187,8 @@ public sealed record SessionOptions
     public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);
 
     /// <summary>Whether a session on <paramref name="kind"/> runs its prefill on tensor cores (the null default resolved).</summary>
-    public bool TensorCoresOn(BackendKind kind) => TensorCores ?? kind == BackendKind.Cuda;
+    public bool TensorCoresOn(BackendKind kind) => TensorCores ?? TensorCoresByDefault(kind);
+
+    /// <summary>The default, for the transformer and the device tokenizer alike: on for CUDA, off where mma.sync is emulated.</summary>
+    public static bool TensorCoresByDefault(BackendKind kind) => kind == BackendKind.Cuda;
 }
