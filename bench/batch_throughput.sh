@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # nbp-run batch throughput (issue 16): videos per hour for --batch 1, 2, 4, 8 on one machine, K600 shapes
 # (24 layers, C = 1536, V = 64000; 512-token prompt, 768 generated tokens, top-k 16000 / top-p 0.9), one run
-# after the other in this script. Needs bench/out/k600.safetensors (bash bench/convert_vs_torch.sh makes the
-# checkpoint; this script converts it) and ~4 GB of memory per loaded model (one model, N sessions).
+# after the other in this script. --batch N steps N jobs together in one batch session (one weight read per step
+# for all N; all threads on every step). Needs bench/out/k600.safetensors (bash bench/convert_vs_torch.sh makes the
+# checkpoint; this script converts it), ~7 GB for the model and its packed copy, and ~0.5 GB of KV cache per slot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-8}
@@ -14,11 +15,11 @@ mkdir -p "$out"
 python3 -c "import random; r = random.Random(1); print(' '.join(str(r.randrange(64000)) for _ in range(512)))" > "$out/prompt.txt"
 python3 -c "
 for i in range($jobs): print('{\"id\": \"video-%02d\", \"prompt_tokens\": \"prompt.txt\", \"seed\": %d}' % (i, i))" > "$out/jobs.jsonl"
-echo "| --batch | threads per session | videos | seconds | videos/hour |"
+echo "| --batch | threads | videos | seconds | videos/hour |"
 echo "|---|---|---|---|---|"
 for n in ${BATCHES:-1 2 4 8}; do
   rm -rf "$out/n$n"
-  threads=$(( $(nproc) / n )); [ "$threads" -ge 1 ] || threads=1
+  threads=$(nproc)
   start=$(date +%s.%N)
   "$exe" batch --weights bench/out/k600.safetensors --manifest "$out/jobs.jsonl" --out "$out/n$n" --batch "$n" --threads "$threads" --backend cpu --quiet 2>"$out/n$n.log"
   end=$(date +%s.%N)

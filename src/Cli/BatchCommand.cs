@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -21,8 +20,9 @@ namespace NbpEngine.Cli;
 /// manifest line; each job's tokens go to DIR/ID.tokens.txt, written whole (temporary file + rename), so a job whose
 /// output exists is skipped and a killed run resumes where it stopped; a bad job goes to DIR/failures.jsonl and the
 /// rest go on. <c>--shard K/N</c> (or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with
-/// --shard-count) takes the jobs whose manifest line index mod N is K. <c>--batch N</c> runs N jobs at a time, each
-/// on its own session of the one model: a job's tokens depend only on the job (its own seed and random stream).
+/// --shard-count) takes the jobs whose manifest line index mod N is K. <c>--batch N</c> steps N jobs together in one
+/// <see cref="NbpBatchSession"/> (one weight read per step for all of them; a finished job's slot takes the next job):
+/// a job's tokens depend only on the job (its own seed and random stream), never on N or on its neighbours.
 /// </summary>
 public static partial class BatchCommand
 {
@@ -38,13 +38,13 @@ public static partial class BatchCommand
         var weights = new Option<string>("--weights") { Description = "safetensors checkpoint", Required = true };
         var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class, seed, greedy, top_k, top_p, temperature, steps", Required = true };
         var output = new Option<string>("--out") { Description = "folder for ID.tokens.txt and failures.jsonl (created if missing)", Required = true };
-        var batch = new Option<int>("--batch") { Description = "jobs at a time, each on its own session of the one model", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "jobs stepped together: each step streams the weights once for all of them", DefaultValueFactory = _ => 1 };
         var shard = new Option<string?>("--shard") { Description = "K/N: take the jobs whose line index mod N is K (default: SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)" };
         var shardCount = new Option<int?>("--shard-count") { Description = "N for Kubernetes indexed jobs (JOB_COMPLETION_INDEX gives K)" };
         var textTokenizer = TextCommands.TextTokenizerOption();
         var greedy = new Option<bool>("--greedy") { Description = "default for jobs that do not say: argmax decoding" };
         var seed = new Option<ulong>("--seed") { Description = "default seed for jobs that do not give one", DefaultValueFactory = _ => 0 };
-        var threads = new Option<int?>("--threads") { Description = "CPU threads per session (default: all cores / --batch)" };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all cores)" };
         var backend = SharedOptions.Backend();
         var command = new Command("batch", "many generations from one manifest, resumable, sharded for Slurm arrays and Kubernetes indexed jobs")
         {
@@ -109,34 +109,43 @@ public static partial class BatchCommand
 
         using var model = await NbpModel.LoadAsync(weights, NbpPipeline.ModelOptions(new PipelineOptions()), null, ct);
         var text = textTokenizer is null ? null : TextPromptTokenizer.Load(textTokenizer);
-        int perSession = threads ?? Math.Max(1, Environment.ProcessorCount / batch);
-        var queue = new ConcurrentQueue<Job>(todo);
-        int done = 0, failedJobs = 0;
-        var clock = Stopwatch.StartNew();
-        var workers = Enumerable.Range(0, Math.Min(batch, Math.Max(todo.Count, 1))).Select(_ => Task.Run(() =>
+        int slots = Math.Max(1, Math.Min(batch, todo.Count));
+        using var session = model.CreateBatchSession(slots, new SessionOptions { Backend = backend, Threads = threads });
+        // every job is checked before any compute: a bad one is a failure line, not a stop
+        var requests = new List<GenerationRequest>();
+        var runnable = new List<Job>();
+        foreach (var job in todo)
         {
-            using var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = perSession });
-            while (queue.TryDequeue(out var job))
+            try
             {
-                ct.ThrowIfCancellationRequested();
-                try
-                {
-                    var tokens = RunJob(job, model, session, manifestPath, text, greedy, seed, ct);
-                    TokenFile.Write(TokensPath(output, job.Id), tokens.Tokens, tokens.BlockSize, TokenKind.ModelIds, model.Config.VideoIdOffset);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    lock (failures) failures.Add(FailureLine(job.Line, job.Id, e.Message));
-                    Interlocked.Increment(ref failedJobs);
-                }
-                int finished = Interlocked.Increment(ref done);
-                double perHour = finished / clock.Elapsed.TotalHours;
-                Report.Detail($"nbp-run: batch: {finished}/{todo.Count} jobs, {perHour:F1} videos/hour, ETA {TimeSpan.FromHours((todo.Count - finished) / perHour):hh\\:mm\\:ss}");
+                var request = Request(job, model, manifestPath, text, greedy, seed);
+                session.Plan(request);
+                requests.Add(request);
+                runnable.Add(job);
             }
-        }, ct)).ToArray();
-        await Task.WhenAll(workers);
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                failures.Add(FailureLine(job.Line, job.Id, e.Message));
+            }
+        }
+        int done = 0, failedJobs = todo.Count - runnable.Count;
+        var clock = Stopwatch.StartNew();
+        foreach (var result in session.Generate(requests, ct))
+        {
+            var job = runnable[result.Index];
+            if (result.Tokens is { } tokens)
+                TokenFile.Write(TokensPath(output, job.Id), tokens, result.Plan.BlockSize, TokenKind.ModelIds, model.Config.VideoIdOffset);
+            else
+            {
+                failures.Add(FailureLine(job.Line, job.Id, result.Error!.Message));
+                failedJobs++;
+            }
+            int finished = ++done;
+            double perHour = finished / clock.Elapsed.TotalHours;
+            Report.Detail($"nbp-run: batch: {finished}/{runnable.Count} jobs, {perHour:F1} videos/hour, ETA {TimeSpan.FromHours((runnable.Count - finished) / perHour):hh\\:mm\\:ss}");
+        }
         if (failures.Count > 0) File.AppendAllLines(failuresPath, failures);
-        Console.Error.WriteLine($"nbp-run: batch: {done - failedJobs} of {todo.Count} jobs written to {output} in {clock.Elapsed.TotalSeconds:F1} s" +
+        Console.Error.WriteLine($"nbp-run: batch: {todo.Count - failedJobs} of {todo.Count} jobs written to {output} in {clock.Elapsed.TotalSeconds:F1} s" +
                                 (failures.Count > 0 ? $"; {failedJobs} jobs failed, {manifestFailures} manifest lines refused (see {failuresPath})" : ""));
         return failures.Count > 0 ? SomeJobsFailed : 0;
     }
@@ -194,8 +203,8 @@ public static partial class BatchCommand
         return jobs;
     }
 
-    private static (int[] Tokens, int BlockSize) RunJob(Job job, NbpModel model, NbpSession session, string manifestPath, TextPromptTokenizer? text,
-        bool defaultGreedy, ulong defaultSeed, CancellationToken ct)
+    /// <summary>A manifest job as a request: its prompt (token file, words or class), sampling, seed and steps.</summary>
+    private static GenerationRequest Request(Job job, NbpModel model, string manifestPath, TextPromptTokenizer? text, bool defaultGreedy, ulong defaultSeed)
     {
         var s = job.Spec;
         var cfg = model.Config;
@@ -210,19 +219,11 @@ public static partial class BatchCommand
         var sampling = greedy
             ? SamplingSettings.GreedyDecoding
             : new SamplingSettings(false, (float)(Num(s, "temperature") ?? 1), (int)(Num(s, "top_k") ?? 16000), (float)(Num(s, "top_p") ?? 0.9));
-        var request = new GenerationRequest
+        return new GenerationRequest
         {
             Prompt = prompt, Sampling = sampling, Seed = s.TryGetProperty("seed", out var seedValue) ? seedValue.GetUInt64() : defaultSeed,
             Steps = (int?)Num(s, "steps"),
         };
-        var generator = session.CreateGenerator(request);
-        var tokens = new int[generator.Plan.TokenCount];
-        for (int at = 0; !generator.IsComplete;)
-        {
-            ct.ThrowIfCancellationRequested();
-            at += generator.Step(tokens.AsSpan(at));
-        }
-        return (tokens, generator.Plan.BlockSize);
     }
 
     private static string? Str(JsonElement s, string key) => s.TryGetProperty(key, out var v) ? v.GetString() : null;

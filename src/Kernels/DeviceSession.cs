@@ -6,16 +6,20 @@ using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Core;
+using NbpEngine.Runtime.Backends;
 
 namespace NbpEngine.Kernels;
 
 /// <summary>
-/// One generation stream on an accelerator: a cache [layer, position, 3C] of query|key|value rows for Capacity
-/// positions, activations, logits and sampler scratch, all allocated here once. The fused Q/K/V projection writes a
-/// block's three rows side by side straight into the cache (one GEMM, and the append is part of it); the query third
-/// of old positions is never read again, the price of a single output stride (+50% cache memory). A step enqueues
-/// every kernel on one stream; the host reads back the sampled ids, and uploads ids only when they are not the last
-/// sample (the prompt, the hybrid mode's middle-bos block).
+/// One or more generation sequences on an accelerator: a cache [sequence, layer, position, 3C] of query|key|value rows
+/// for Capacity positions each, activations for all sequences' rows together, logits and sampler scratch, all
+/// allocated here once. The fused Q/K/V projection writes a block's three rows side by side straight into the cache
+/// (one GEMM, and the append is part of it); the query third of old positions is never read again, the price of a
+/// single output stride (+50% cache memory). A step enqueues every kernel on one stream; the host reads back the
+/// sampled ids, and uploads ids only when they are not a sequence's last sample (the prompt, the hybrid mode's
+/// middle-bos block). With several sequences the row-wise kernels (LayerNorm) run once over all rows, while each
+/// sequence gets its own GEMM, attention and sampling launches: the step GEMM holds at most 16 rows (one block), so a
+/// batch on the device shares launches, not weight reads, until a wider step GEMM exists (issue 12).
 /// </summary>
 public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightView
 {
@@ -30,7 +34,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
     /// <summary>Matmuls with at least this many rows (prefill) take the tensor-core kernel when enabled.</summary>
     public const int TensorCoreMinRows = 64;
-    private readonly ArrayView<float> _cache;                     // [layer, capacity, 3C]: Q | K | V
+    private readonly ArrayView<float> _cache;                     // [sequence, layer, capacity, 3C]: Q | K | V
     private readonly ArrayView<float> _x, _normed, _attended;     // [maxRows, C]
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
     private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
@@ -38,40 +42,48 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
     private readonly ArrayView<float> _partialOutput, _partialStats; // decode attention: [heads, chunks, rows, hd], [heads, chunks, rows, 2]
 
+    public int Sequences { get; }
     public int Capacity { get; }
-    public int Length { get; private set; }
-    public int LogitRows { get; private set; }
     public long DeviceBytes { get; private set; }
-    /// <summary>Kernels enqueued so far: a step costs 8 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
+    /// <summary>Kernels enqueued so far: a one-sequence step costs 8 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
     public long Launches { get; private set; }
     /// <summary>
-    /// Host-to-device copies of fed ids so far. A step that feeds back exactly what the last Sample produced (every NBP
-    /// and NTP step) embeds from the device's own sampled ids and copies nothing: a pageable copy is a host sync.
+    /// Host-to-device copies of fed ids so far. A sequence fed exactly what its last Sample produced (every NBP and NTP
+    /// step) embeds from the device's own sampled ids and copies nothing: a pageable copy is a host sync.
     /// </summary>
     public long IdUploads { get; private set; }
-    private readonly int[] _lastSampled;
-    private int _lastSampledCount;
 
-    public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int capacity, int maxRows, int maxLogitRows,
-        bool tensorCores = false)
+    // per sequence: cached positions, logit rows and their first row in _logits (last Forward), last sampled ids (host copy)
+    private readonly int[] _lengths, _logitRows, _logitStart, _lastSampledCount;
+    private readonly int[][] _lastSampled;
+
+    public DeviceSession(Accelerator accelerator, LaunchShape shape, KernelSet<TW> kernels, DeviceWeights<TW> weights, int sequences, int capacity, int maxRows,
+        int maxLogitRows, bool tensorCores = false)
     {
         _shape = shape;
         _tensorCores = tensorCores;
         var cfg = weights.Config;
         if (cfg.HeadSize > FlashAttentionKernel.MaxHeadSize)
             throw new ModelConfigException($"head size {cfg.HeadSize} exceeds the attention kernel's {FlashAttentionKernel.MaxHeadSize}");
+        if (sequences < 1) throw new ArgumentOutOfRangeException(nameof(sequences), sequences, "at least one sequence");
         _accelerator = accelerator;
         _kernels = kernels;
         _w = weights;
+        Sequences = sequences;
         Capacity = capacity;
         _maxRows = maxRows;
         _maxLogitRows = maxLogitRows;
-        _lastSampled = new int[maxLogitRows];
+        _lengths = new int[sequences];
+        _logitRows = new int[sequences];
+        _logitStart = new int[sequences];
+        _lastSampledCount = new int[sequences];
+        _lastSampled = new int[sequences][];
+        for (int s = 0; s < sequences; s++) _lastSampled[s] = new int[maxLogitRows];
         long c = cfg.EmbeddingSize, v = cfg.VocabSize;
         try
         {
             _stream = accelerator.CreateStream();
-            _cache = Floats(cfg.LayerCount * capacity * 3 * c);
+            _cache = Floats(sequences * cfg.LayerCount * capacity * 3 * c);
             _x = Floats(maxRows * c);
             _normed = Floats(maxRows * c);
             _attended = Floats(maxRows * c);
@@ -101,81 +113,113 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         return buffer;
     }
 
-    public void Reset()
+    public int LengthOf(int sequence) => _lengths[sequence];
+    public int LogitRowsOf(int sequence) => _logitRows[sequence];
+
+    public void Reset(int sequence)
     {
-        Length = 0;
-        LogitRows = 0;
-        _lastSampledCount = 0;
+        _lengths[sequence] = 0;
+        _logitRows[sequence] = 0;
+        _lastSampledCount[sequence] = 0;
     }
 
-    /// <summary>Feeds ids at positions Length.., appends their K/V, computes logits of the last logitRows rows.</summary>
-    public void Forward(ReadOnlySpan<int> ids, int maskKind, int prefix, int block, int logitRows)
+    /// <summary>
+    /// Feeds each sequence its ids (concatenated in feed order) at its positions Length.., appends their K/V to its
+    /// cache, computes logits of its last LogitRows rows.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> ids, ReadOnlySpan<SequenceFeed> feeds)
     {
         var cfg = _w.Config;
-        int rows = ids.Length;
-        if (rows < 1 || rows > _maxRows) throw new ArgumentOutOfRangeException(nameof(ids), rows, $"a forward call feeds 1..{_maxRows} rows");
-        if (Length + rows > Capacity) throw new InvalidOperationException($"KV cache full: {Length} positions cached + {rows} new > capacity {Capacity}");
-        if (logitRows < 1 || logitRows > rows || logitRows > _maxLogitRows)
-            throw new ArgumentOutOfRangeException(nameof(logitRows), logitRows, $"logit rows must be in [1, {Math.Min(rows, _maxLogitRows)}]");
+        SequenceFeed.Validate(feeds, ids.Length, _maxRows, _maxLogitRows, _lengths, Capacity);
         foreach (int id in ids)
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
-        int c = cfg.EmbeddingSize, start = Length;
-        var fed = _ids;
-        if (rows == _lastSampledCount && ids.SequenceEqual(_lastSampled.AsSpan(0, rows))) fed = _sampled;
-        else
+        int c = cfg.EmbeddingSize, rows = ids.Length;
+        Span<int> rowStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
+        for (int f = 0, at = 0; f < feeds.Length; at += feeds[f].Rows, f++)
         {
-            _ids.SubView(0, rows).CopyFromCPU(_stream, ids);
-            IdUploads++;
+            var feed = feeds[f];
+            rowStart[f] = at;
+            var fedIds = ids.Slice(at, feed.Rows);
+            var source = _ids.SubView(at, feed.Rows);
+            if (feed.Rows == _lastSampledCount[feed.Sequence] && fedIds.SequenceEqual(_lastSampled[feed.Sequence].AsSpan(0, feed.Rows)))
+                source = _sampled.SubView(_logitStart[feed.Sequence], feed.Rows);
+            else
+            {
+                source.CopyFromCPU(_stream, fedIds);
+                IdUploads++;
+            }
+            Launches++;
+            _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _x.SubView((long)at * c),
+                new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence] });
         }
-        _lastSampledCount = 0; // the next Sample overwrites _sampled
-        Launches++;
-        _kernels.Embed(_stream, new KernelConfig(rows, _shape.GroupSize), fed, _w.TokenEmbedding, _w.PositionEmbedding, _x,
-            new EmbeddingArgs { Rows = rows, Width = c, StartPosition = start });
-        var attention = new AttentionArgs
-        {
-            Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
-            MaskKind = maskKind, Prefix = prefix, Block = block, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
-        };
-        int q = _shape.AttentionQueryRows;
-        var attentionGrid = new KernelConfig(cfg.HeadCount * ((rows + q - 1) / q), q * 32);
-        long layerSize = (long)Capacity * 3 * c;
+        Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
+
+        long layerSize = (long)Capacity * 3 * c, sequenceSize = cfg.LayerCount * layerSize;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
-            var cache = _cache.SubView(layer * layerSize, layerSize);
             LayerNorm(_x, rows, l.Ln1Weight, l.Ln1Bias, _normed);
-            // one GEMM for Q, K and V, its rows landing in the cache at the block's positions (3C apart)
-            MatMul(_normed, rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, cache.SubView((long)start * 3 * c, (long)rows * 3 * c), 3 * c, accumulate: false, gelu: false);
-            var queries = cache.SubView((long)start * 3 * c);
-            Attend(queries, cache.SubView(c), cache.SubView(2 * c), attention, attentionGrid);
-            MatMul(_attended, rows, c, l.Proj, c, l.ProjBias, _x, c, accumulate: true, gelu: false);
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                var feed = feeds[f];
+                int start = _lengths[feed.Sequence];
+                var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
+                // one GEMM for Q, K and V, its rows landing in the cache at the block's positions (3C apart)
+                MatMul(Rows(_normed, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias,
+                    cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c), 3 * c, accumulate: false, gelu: false);
+                var attention = new AttentionArgs
+                {
+                    Rows = feed.Rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
+                    MaskKind = (int)feed.Mask.Kind, Prefix = feed.Mask.PrefixLength, Block = feed.Mask.BlockSize, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
+                };
+                Attend(cache.SubView((long)start * 3 * c), cache.SubView(c), cache.SubView(2 * c), Rows(_attended, rowStart[f], feed.Rows, c), attention);
+            }
+            for (int f = 0; f < feeds.Length; f++)
+                MatMul(Rows(_attended, rowStart[f], feeds[f].Rows, c), feeds[f].Rows, c, l.Proj, c, l.ProjBias, Rows(_x, rowStart[f], feeds[f].Rows, c), c, accumulate: true, gelu: false);
             LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
-            MatMul(_normed, rows, c, l.Fc, 4 * c, l.FcBias, _hidden, 4 * c, accumulate: false, gelu: true);
-            MatMul(_hidden, rows, 4 * c, l.Out, c, l.OutBias, _x, c, accumulate: true, gelu: false);
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                int at = rowStart[f], n = feeds[f].Rows;
+                MatMul(Rows(_normed, at, n, c), n, c, l.Fc, 4 * c, l.FcBias, Rows(_hidden, at, n, 4 * c), 4 * c, accumulate: false, gelu: true);
+                MatMul(Rows(_hidden, at, n, 4 * c), n, 4 * c, l.Out, c, l.OutBias, Rows(_x, at, n, c), c, accumulate: true, gelu: false);
+            }
         }
-        Length = start + rows;
-        var last = _x.SubView((long)(rows - logitRows) * c, (long)logitRows * c);
-        LayerNorm(last, logitRows, _w.LnFinalWeight, _w.LnFinalBias, _normed);
-        Gemm(_normed, new MatMulArgs { M = logitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize }, _w.Head, _w.NoBias, _logits);
-        LogitRows = logitRows;
+        Array.Clear(_logitRows);
+        for (int f = 0, logitAt = 0; f < feeds.Length; logitAt += feeds[f].LogitRows, f++)
+        {
+            var feed = feeds[f];
+            var last = Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c);
+            var normed = Rows(_normed, logitAt, feed.LogitRows, c);
+            LayerNorm(last, feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias, normed);
+            Gemm(normed, new MatMulArgs { M = feed.LogitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize }, _w.Head, _w.NoBias,
+                Rows(_logits, logitAt, feed.LogitRows, cfg.VocabSize));
+            _lengths[feed.Sequence] += feed.Rows;
+            _logitRows[feed.Sequence] = feed.LogitRows;
+            _logitStart[feed.Sequence] = logitAt;
+        }
     }
+
+    /// <summary>Rows [first, first + count) of a row-major matrix of <paramref name="width"/> columns.</summary>
+    private static ArrayView<T> Rows<T>(ArrayView<T> matrix, int first, int count, int width) where T : unmanaged
+        => matrix.SubView((long)first * width, (long)count * width);
 
     /// <summary>
     /// A cached step (no mask, at most 16 rows) splits the cache over key chunks (DecodeAttentionKernel: partial +
     /// combine); the prefill and anything masked take the flash kernel.
     /// </summary>
-    private void Attend(ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, AttentionArgs args, KernelConfig flashGrid)
+    private void Attend(ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, AttentionArgs args)
     {
         if (args.MaskKind == MaskMath.None && args.Rows <= DecodeAttentionKernel.MaxRows)
         {
             int group = Math.Min(_shape.GroupSize, 128);
             _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), queries, keys, values, _partialOutput, _partialStats, args);
-            _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _shape.GroupSize), _partialOutput, _partialStats, _attended, args);
+            _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _shape.GroupSize), _partialOutput, _partialStats, output, args);
             Launches += 2;
             return;
         }
-        _kernels.Attention(_stream, flashGrid, queries, keys, values, _attended, args);
+        int q = _shape.AttentionQueryRows;
+        _kernels.Attention(_stream, new KernelConfig(args.Heads * ((args.Rows + q - 1) / q), q * 32), queries, keys, values, output, args);
         Launches++;
     }
 
@@ -203,25 +247,29 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
     }
 
-    /// <summary>Samples every logits row on the device and copies the ids back (the step's one read-back).</summary>
-    public void Sample(SamplingArgs args, Span<int> destination)
+    /// <summary>Samples every logits row of <paramref name="sequence"/> on the device and copies the ids back (the step's read-back).</summary>
+    public void Sample(int sequence, SamplingArgs args, Span<int> destination)
     {
-        if (destination.Length != LogitRows)
-            throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {LogitRows} logit rows", nameof(destination));
-        args.Vocab = _w.Config.VocabSize;
+        int rows = _logitRows[sequence], first = _logitStart[sequence];
+        if (destination.Length != rows)
+            throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {rows} logit rows for sequence {sequence}", nameof(destination));
+        int v = _w.Config.VocabSize;
+        args.Vocab = v;
         Launches++;
-        _kernels.Sample(_stream, new KernelConfig(LogitRows, _shape.GroupSize), _logits, _scaled, _weights, _sampled, args);
-        _sampled.SubView(0, LogitRows).CopyToCPU(_stream, destination);
+        _kernels.Sample(_stream, new KernelConfig(rows, _shape.GroupSize), Rows(_logits, first, rows, v), Rows(_scaled, first, rows, v), Rows(_weights, first, rows, v),
+            _sampled.SubView(first, rows), args);
+        _sampled.SubView(first, rows).CopyToCPU(_stream, destination);
         _stream.Synchronize();
-        destination.CopyTo(_lastSampled);
-        _lastSampledCount = LogitRows;
+        destination.CopyTo(_lastSampled[sequence]);
+        _lastSampledCount[sequence] = rows;
     }
 
-    public void CopyLogits(Span<float> destination)
+    public void CopyLogits(int sequence, Span<float> destination)
     {
-        long count = (long)LogitRows * _w.Config.VocabSize;
-        if (destination.Length != count) throw new ArgumentException($"destination holds {destination.Length} floats, logits are [{LogitRows}, {_w.Config.VocabSize}]");
-        _logits.SubView(0, count).CopyToCPU(_stream, destination);
+        int v = _w.Config.VocabSize;
+        long count = (long)_logitRows[sequence] * v;
+        if (destination.Length != count) throw new ArgumentException($"destination holds {destination.Length} floats, logits of sequence {sequence} are [{_logitRows[sequence]}, {v}]");
+        Rows(_logits, _logitStart[sequence], _logitRows[sequence], v).CopyToCPU(_stream, destination);
         _stream.Synchronize();
     }
 

@@ -72,8 +72,8 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
             + (tensorCores ? " (tensor-core prefill)" : "");
     }
 
-    public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
-        => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, capacity, maxRows, maxLogitRows, _tensorCores));
+    public IBackendSession CreateSession(int sequences, int capacity, int maxRows, int maxLogitRows, int threads)
+        => new Session(new DeviceSession<TW>(_device.Accelerator, _device.Shape, _kernels, _weights, sequences, capacity, maxRows, maxLogitRows, _tensorCores));
 
     public void Dispose()
     {
@@ -83,23 +83,22 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
 
     private sealed class Session(DeviceSession<TW> device) : IBackendSession
     {
+        public int Sequences => device.Sequences;
         public int Capacity => device.Capacity;
-        public int Length => device.Length;
-        public int LogitRows => device.LogitRows;
+        public int LengthOf(int sequence) => device.LengthOf(sequence);
+        public int LogitRowsOf(int sequence) => device.LogitRowsOf(sequence);
         public long? OwnThreadsAllocatedBytes => null; // kernels run on ILGPU's threads or the GPU
-        public void Reset() => device.Reset();
+        public void Reset(int sequence) => device.Reset(sequence);
+        public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceFeed> feeds) => device.Forward(tokens, feeds);
 
-        public void Forward(ReadOnlySpan<int> tokens, AttentionMask mask, int logitRows)
-            => device.Forward(tokens, (int)mask.Kind, mask.PrefixLength, mask.BlockSize, logitRows);
-
-        public void Sample(in SamplingSettings settings, ulong seed, int step, Span<int> destination)
-            => device.Sample(new SamplingArgs
+        public void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination)
+            => device.Sample(sequence, new SamplingArgs
             {
                 Greedy = settings.Greedy ? 1 : 0, Temperature = settings.Temperature, TopK = settings.TopK, TopP = settings.TopP,
                 Seed = seed, Step = step,
             }, destination);
 
-        public void CopyLogits(Span<float> destination) => device.CopyLogits(destination);
+        public void CopyLogits(int sequence, Span<float> destination) => device.CopyLogits(sequence, destination);
         public void Dispose() => device.Dispose();
     }
 }

@@ -4,6 +4,7 @@ using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Backends;
 using NbpEngine.Runtime.Cpu;
+using NbpEngine.Runtime.Generation;
 using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Api;
@@ -99,12 +100,45 @@ public sealed class NbpModel : IDisposable
 
     private NbpSession OpenSession(SessionOptions options)
     {
+        var (backend, session) = OpenBackendSession(options, 1);
+        return new NbpSession(this, session, backend.Name);
+    }
+
+    /// <summary>
+    /// A batch session: <paramref name="slots"/> sequences with a KV cache each, stepped together so each step streams the
+    /// weights once for all of them (<see cref="NbpBatchSession"/>). Capacity, block size, backend and threads come from
+    /// <paramref name="options"/> as for <see cref="CreateSession"/> and apply to every slot. Dispose it before the model.
+    /// </summary>
+    public NbpBatchSession CreateBatchSession(int slots, SessionOptions? options = null)
+    {
+        if (slots < 1) throw new ArgumentOutOfRangeException(nameof(slots), slots, "a batch session needs at least one slot");
+        options ??= new SessionOptions();
+        lock (_lifetime)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _liveSessions++;
+        }
+        try
+        {
+            var (backend, session) = OpenBackendSession(options, slots);
+            return new NbpBatchSession(this, session, backend.Name);
+        }
+        catch
+        {
+            SessionClosed();
+            throw;
+        }
+    }
+
+    /// <summary>A backend session of <paramref name="sequences"/> sequences: a step of all of them, or all their prefills, fits one call.</summary>
+    private (IComputeBackend, IBackendSession) OpenBackendSession(SessionOptions options, int sequences)
+    {
         var backend = ResolveBackend(options);
         int capacity = options.Capacity ?? Math.Min(Config.PositionCount, Config.VideoTokenCount + Config.CondTokenCount + Config.BlockSize);
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
-        var session = backend.CreateSession(capacity, capacity, maxLogitRows, threads);
-        return new NbpSession(this, session, backend.Name);
+        var session = backend.CreateSession(sequences, capacity, checked(sequences * capacity), checked(sequences * maxLogitRows), threads);
+        return (backend, session);
     }
 
     private IComputeBackend ResolveBackend(SessionOptions options)
@@ -132,6 +166,15 @@ public sealed class NbpModel : IDisposable
                 _devices[(kind, storage, tensorCores)] = backend = _deviceBackends.Create(kind, _weights, storage, tensorCores);
             return backend;
         }
+    }
+
+    /// <summary>Resolves <paramref name="request"/> against the model and a KV cache of <paramref name="capacity"/> positions.</summary>
+    internal GenerationPlan PlanFor(GenerationRequest request, int capacity, string cache, string owner)
+    {
+        var plan = GenerationPlan.Resolve(request, Config);
+        if (plan.PositionsNeeded > capacity)
+            throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, {cache} holds {capacity}; create {owner} with a larger Capacity");
+        return plan;
     }
 
     /// <summary>A session of this model was disposed.</summary>

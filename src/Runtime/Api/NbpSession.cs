@@ -37,10 +37,7 @@ public sealed class NbpSession : IDisposable
     public GenerationPlan Plan(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_guard.Disposed, this);
-        var plan = GenerationPlan.Resolve(request, _model.Config);
-        if (plan.PositionsNeeded > Capacity)
-            throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, this session's KV cache holds {Capacity}; create the session with a larger Capacity");
-        return plan;
+        return _model.PlanFor(request, Capacity, "this session's KV cache", "the session");
     }
 
     /// <summary>
@@ -103,7 +100,7 @@ public sealed class NbpSession : IDisposable
     }
 
     /// <summary>Rows of logits the last step sampled from ([rows, vocab] after <see cref="CopyLogits"/>).</summary>
-    public int LogitRows => _backend.LogitRows;
+    public int LogitRows => _backend.LogitRowsOf(0);
 
     /// <summary>Copies the logits the last step sampled from, [LogitRows, vocab].</summary>
     public void CopyLogits(Span<float> destination)
@@ -111,7 +108,7 @@ public sealed class NbpSession : IDisposable
         lock (_guard.Gate)
         {
             ObjectDisposedException.ThrowIf(_guard.Disposed, this);
-            _backend.CopyLogits(destination);
+            _backend.CopyLogits(0, destination);
         }
     }
 

@@ -1,6 +1,4 @@
-using NbpEngine.Runtime.Attention;
 using NbpEngine.Runtime.Sampling;
-using NbpEngine.Core;
 
 namespace NbpEngine.Runtime.Backends;
 
@@ -12,23 +10,30 @@ public interface IComputeBackend : IDisposable
 {
     string Name { get; }
 
-    /// <param name="capacity">positions the session's KV cache holds (allocated once, here)</param>
-    /// <param name="maxRows">the most rows one <see cref="IBackendSession.Forward"/> call will feed</param>
-    /// <param name="maxLogitRows">the most rows of logits one call will ask for (the block size)</param>
+    /// <param name="sequences">sequences the session runs side by side, each with its own KV cache</param>
+    /// <param name="capacity">positions each sequence's KV cache holds (allocated once, here)</param>
+    /// <param name="maxRows">the most rows one <see cref="IBackendSession.Forward"/> call will feed, all sequences together</param>
+    /// <param name="maxLogitRows">the most rows of logits one call will ask for, all sequences together</param>
     /// <param name="threads">CPU threads the session may use</param>
-    IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads);
+    IBackendSession CreateSession(int sequences, int capacity, int maxRows, int maxLogitRows, int threads);
 }
 
 /// <summary>
-/// One stream's device state: its KV cache, activations and logits. Not thread-safe; one call at a time.
+/// Device state of one or more sequences: a KV cache per sequence, shared activations and logits. A forward call feeds
+/// any subset of the sequences at once, so a step streams each weight matrix once for all of them. Not thread-safe;
+/// one call at a time.
+/// <para>Batch invariance: a sequence's logits depend only on its own tokens, never on which other sequences share the
+/// call or on their row counts (every reduction runs in an order fixed by the sequence's own feed).</para>
 /// </summary>
 public interface IBackendSession : IDisposable
 {
+    int Sequences { get; }
+    /// <summary>Positions each sequence's cache holds.</summary>
     int Capacity { get; }
-    /// <summary>Positions already in the cache; the next fed row gets this position.</summary>
-    int Length { get; }
-    /// <summary>Rows of logits the last <see cref="Forward"/> produced.</summary>
-    int LogitRows { get; }
+    /// <summary>Positions already in <paramref name="sequence"/>'s cache; its next fed row gets this position.</summary>
+    int LengthOf(int sequence);
+    /// <summary>Rows of logits the last <see cref="Forward"/> produced for <paramref name="sequence"/> (0 if it was not fed).</summary>
+    int LogitRowsOf(int sequence);
 
     /// <summary>
     /// Managed bytes allocated so far by threads the session owns (not the caller's), for allocation checks;
@@ -36,19 +41,19 @@ public interface IBackendSession : IDisposable
     /// </summary>
     long? OwnThreadsAllocatedBytes { get; }
 
-    /// <summary>Empties the cache (no memory is released).</summary>
-    void Reset();
+    /// <summary>Empties <paramref name="sequence"/>'s cache (no memory is released).</summary>
+    void Reset(int sequence);
 
     /// <summary>
-    /// Feeds <paramref name="tokens"/> at positions Length.., appends their keys and values to the cache
-    /// (one block per call), and computes logits of the last <paramref name="logitRows"/> rows.
-    /// Row r (absolute position i) reads keys [0, mask.KeyEnd(i, Length + rows)).
+    /// Feeds each sequence of <paramref name="feeds"/> its rows of <paramref name="tokens"/> (concatenated in feed order)
+    /// at its positions Length.., appends their keys and values to its cache, and computes logits of its last LogitRows
+    /// rows. Row r of a sequence (absolute position i) reads keys [0, mask.KeyEnd(i, Length + rows)) of its own cache.
     /// </summary>
-    void Forward(ReadOnlySpan<int> tokens, AttentionMask mask, int logitRows);
+    void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceFeed> feeds);
 
-    /// <summary>Samples one token per logits row, row r with CounterRandom.Uniform(seed, step, r).</summary>
-    void Sample(in SamplingSettings settings, ulong seed, int step, Span<int> destination);
+    /// <summary>Samples one token per logits row of <paramref name="sequence"/>, row r with CounterRandom.Uniform(seed, step, r).</summary>
+    void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination);
 
-    /// <summary>Copies the logits of the last Forward, [LogitRows, vocab], to the host.</summary>
-    void CopyLogits(Span<float> destination);
+    /// <summary>Copies <paramref name="sequence"/>'s logits of the last Forward, [LogitRowsOf(sequence), vocab], to the host.</summary>
+    void CopyLogits(int sequence, Span<float> destination);
 }

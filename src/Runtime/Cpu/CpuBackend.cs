@@ -20,8 +20,8 @@ public sealed class CpuBackend : IComputeBackend
 
     public string Name => "cpu";
 
-    public IBackendSession CreateSession(int capacity, int maxRows, int maxLogitRows, int threads)
-        => new CpuBackendSession(_weights, _packed?.Value, capacity, maxRows, maxLogitRows, threads);
+    public IBackendSession CreateSession(int sequences, int capacity, int maxRows, int maxLogitRows, int threads)
+        => new CpuBackendSession(_weights, _packed?.Value, sequences, capacity, maxRows, maxLogitRows, threads);
 
     /// <summary>The loader's weights belong to the model; the packed copies to the backend.</summary>
     public void Dispose()

@@ -8,9 +8,10 @@ using NbpEngine.Core;
 namespace NbpEngine.Runtime.Cpu;
 
 /// <summary>
-/// One generation stream on the CPU: KV cache for <see cref="Capacity"/> positions, activations for
-/// maxRows rows, logits, per-worker scratch, all allocated here once. Forward and Sample then
-/// allocate nothing.
+/// One or more generation sequences on the CPU: a KV cache per sequence for <see cref="Capacity"/> positions,
+/// activations for maxRows rows of all sequences together, logits, per-worker scratch, all allocated here once. Forward
+/// and Sample then allocate nothing. A call's rows go through each weight matrix together (one weight read per call);
+/// batch invariance comes from choosing each sequence's GEMM kernel by its own row count (see <see cref="Arrange"/>).
 /// </summary>
 public sealed unsafe class CpuBackendSession : IBackendSession
 {
@@ -21,13 +22,19 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     private readonly WorkerPool _pool;
     private readonly int _maxRows, _maxLogitRows;
 
-    // [layer, position, C]: a whole block is appended by writing its K/V rows straight from the GEMM.
+    // [sequence, layer, position, C]: a block's K/V rows are computed for all sequences at once into _key/_value, then
+    // copied to each sequence's positions
     private readonly float* _keyCache, _valueCache;
-    private readonly float* _x, _normed, _query, _attended; // [maxRows, C]
-    private readonly float* _hidden;                        // [maxRows, 4C]
-    private readonly float* _logits;                        // [maxLogitRows, V]
-    private readonly int* _keyEnds;                         // [maxRows]
-    private readonly int* _sampled;                         // [maxRows]
+    private readonly long _sequenceStride;
+    private readonly float* _x, _normed, _query, _key, _value, _attended; // [maxRows, C]
+    private readonly float* _hidden;                                    // [maxRows, 4C]
+    private readonly float* _logits;                                    // [maxLogitRows, V]
+    private readonly int* _keyEnds;                                     // [maxRows]
+    private readonly int* _sampled;                                     // [maxLogitRows]
+
+    // per sequence; per feed of the current call (where its rows and logit rows start in the activations)
+    private readonly int[] _lengths, _logitRows, _logitStart;
+    private readonly int[] _rowStart, _feedLogitStart;
 
     private readonly MatMulJob _matMul = new();
     private readonly PackedMatMulJob _packedMatMul = new();
@@ -35,39 +42,47 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     private readonly AttentionJob _attention;
     private readonly SampleJob _sample;
 
+    public int Sequences { get; }
     public int Capacity { get; }
-    public int Length { get; private set; }
-    public int LogitRows { get; private set; }
-    /// <summary>Native bytes this session holds (cache + activations + scratch).</summary>
+    /// <summary>Native bytes this session holds (caches + activations + scratch).</summary>
     public long NativeBytes => _arena.Bytes;
 
-    public CpuBackendSession(TransformerWeights weights, PackedTransformerWeights? packed, int capacity, int maxRows, int maxLogitRows, int threads)
+    public CpuBackendSession(TransformerWeights weights, PackedTransformerWeights? packed, int sequences, int capacity, int maxRows, int maxLogitRows, int threads)
     {
         _w = weights;
         _packed = packed;
         _config = weights.Config;
+        if (sequences < 1) throw new ArgumentOutOfRangeException(nameof(sequences), sequences, "at least one sequence");
         if (capacity < 1 || capacity > _config.PositionCount)
             throw new ArgumentOutOfRangeException(nameof(capacity), capacity, $"KV cache capacity must be in [1, {_config.PositionCount}] (learned positions)");
-        if (maxRows < 1 || maxRows > capacity)
-            throw new ArgumentOutOfRangeException(nameof(maxRows), maxRows, $"rows per call must be in [1, {capacity}]");
+        if (maxRows < 1 || maxRows > (long)sequences * capacity)
+            throw new ArgumentOutOfRangeException(nameof(maxRows), maxRows, $"rows per call must be in [1, {(long)sequences * capacity}]");
         if (maxLogitRows < 1 || maxLogitRows > maxRows)
             throw new ArgumentOutOfRangeException(nameof(maxLogitRows), maxLogitRows, $"logit rows per call must be in [1, {maxRows}]");
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "at least one thread");
+        Sequences = sequences;
         Capacity = capacity;
         _maxRows = maxRows;
         _maxLogitRows = maxLogitRows;
         int c = _config.EmbeddingSize, v = _config.VocabSize;
-        long cache = (long)_config.LayerCount * capacity * c;
-        _keyCache = _arena.Floats(cache);
-        _valueCache = _arena.Floats(cache);
+        _sequenceStride = (long)_config.LayerCount * capacity * c;
+        _keyCache = _arena.Floats(sequences * _sequenceStride);
+        _valueCache = _arena.Floats(sequences * _sequenceStride);
         _x = _arena.Floats((long)maxRows * c);
         _normed = _arena.Floats((long)maxRows * c);
         _query = _arena.Floats((long)maxRows * c);
+        _key = _arena.Floats((long)maxRows * c);
+        _value = _arena.Floats((long)maxRows * c);
         _attended = _arena.Floats((long)maxRows * c);
         _hidden = _arena.Floats((long)maxRows * 4 * c);
         _logits = _arena.Floats((long)maxLogitRows * v);
         _keyEnds = _arena.Ints(maxRows);
         _sampled = _arena.Ints(maxLogitRows);
+        _lengths = new int[sequences];
+        _logitRows = new int[sequences];
+        _logitStart = new int[sequences];
+        _rowStart = new int[sequences];
+        _feedLogitStart = new int[sequences];
 
         _pool = new WorkerPool(threads);
         var scores = new float*[threads];
@@ -79,89 +94,141 @@ public sealed unsafe class CpuBackendSession : IBackendSession
             scaled[t] = _arena.Floats(v);
             keys[t] = _arena.ULongs(v);
         }
-        _attention = new AttentionJob(scores);
+        _attention = new AttentionJob(scores, sequences);
         _sample = new SampleJob(scaled, keys);
     }
 
     public long? OwnThreadsAllocatedBytes => _pool.HelperAllocatedBytes;
 
-    public void Reset()
+    public int LengthOf(int sequence) => _lengths[sequence];
+    public int LogitRowsOf(int sequence) => _logitRows[sequence];
+
+    public void Reset(int sequence)
     {
-        Length = 0;
-        LogitRows = 0;
+        _lengths[sequence] = 0;
+        _logitRows[sequence] = 0;
     }
 
-    public void Forward(ReadOnlySpan<int> tokens, AttentionMask mask, int logitRows)
+    public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceFeed> feeds)
     {
-        int rows = tokens.Length;
-        if (rows < 1 || rows > _maxRows)
-            throw new ArgumentOutOfRangeException(nameof(tokens), rows, $"a forward call feeds 1..{_maxRows} rows (the session's maxRows)");
-        if (Length + rows > Capacity)
-            throw new InvalidOperationException($"KV cache full: {Length} positions cached + {rows} new > capacity {Capacity}");
-        if (logitRows < 1 || logitRows > rows || logitRows > _maxLogitRows)
-            throw new ArgumentOutOfRangeException(nameof(logitRows), logitRows, $"logit rows must be in [1, {Math.Min(rows, _maxLogitRows)}]");
+        SequenceFeed.Validate(feeds, tokens.Length, _maxRows, _maxLogitRows, _lengths, Capacity);
+        int c = _config.EmbeddingSize, v = _config.VocabSize;
+        int packedRows = Arrange(feeds, logits: false, _rowStart, out int rows);
+        int packedLogitRows = Arrange(feeds, logits: true, _feedLogitStart, out int logitRows);
 
-        int c = _config.EmbeddingSize, v = _config.VocabSize, start = Length, total = start + rows;
-        // x[r] = tok_emb[id] + pos_emb[start + r]    // [rows, C]
-        for (int r = 0; r < rows; r++)
+        // x[r] = tok_emb[id] + pos_emb[start + r]    // [rows, C], each sequence's rows where Arrange put them
+        int taken = 0;
+        for (int f = 0; f < feeds.Length; f++)
         {
-            int id = tokens[r];
-            if ((uint)id >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"token {r} has id {id}, outside the vocabulary [0, {v})");
-            float* e = _w.TokenEmbedding + (long)id * c, p = _w.PositionEmbedding + (long)(start + r) * c, x = _x + (long)r * c;
-            System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(e, c), new ReadOnlySpan<float>(p, c), new Span<float>(x, c));
-            _keyEnds[r] = mask.KeyEnd(start + r, total);
+            var feed = feeds[f];
+            int start = _lengths[feed.Sequence], total = start + feed.Rows;
+            for (int r = 0; r < feed.Rows; r++)
+            {
+                int id = tokens[taken + r], row = _rowStart[f] + r;
+                if ((uint)id >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"sequence {feed.Sequence}, token {r} has id {id}, outside the vocabulary [0, {v})");
+                float* e = _w.TokenEmbedding + (long)id * c, p = _w.PositionEmbedding + (long)(start + r) * c, x = _x + (long)row * c;
+                System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(e, c), new ReadOnlySpan<float>(p, c), new Span<float>(x, c));
+                _keyEnds[row] = feed.Mask.KeyEnd(start + r, total);
+            }
+            taken += feed.Rows;
         }
 
         int heads = _config.HeadCount, hd = _config.HeadSize;
+        long layerSize = (long)Capacity * c;
         for (int layer = 0; layer < _config.LayerCount; layer++)
         {
             ref readonly var L = ref _w.Layers[layer];
-            float* kCache = _keyCache + (long)layer * Capacity * c, vCache = _valueCache + (long)layer * Capacity * c;
             _layerNorm.Run(_pool, _x, rows, c, L.Ln1Weight, L.Ln1Bias, _normed);
             var P = _packed?.Layers[layer];
-            Linear(_normed, rows, c, L.QueryWeight, P?.Query, c, L.QueryBias, _query, c, GemmStore.Overwrite);
-            Linear(_normed, rows, c, L.KeyWeight, P?.Key, c, L.KeyBias, kCache + (long)start * c, c, GemmStore.Overwrite);
-            Linear(_normed, rows, c, L.ValueWeight, P?.Value, c, L.ValueBias, vCache + (long)start * c, c, GemmStore.Overwrite);
-            _attention.Run(_pool, _query, rows, kCache, vCache, _keyEnds, heads, hd, _attended);
-            Linear(_attended, rows, c, L.ProjWeight, P?.Proj, c, L.ProjBias, _x, c, GemmStore.Accumulate);
+            Linear(_normed, rows, packedRows, c, L.QueryWeight, P?.Query, c, L.QueryBias, _query, c, GemmStore.Overwrite);
+            Linear(_normed, rows, packedRows, c, L.KeyWeight, P?.Key, c, L.KeyBias, _key, c, GemmStore.Overwrite);
+            Linear(_normed, rows, packedRows, c, L.ValueWeight, P?.Value, c, L.ValueBias, _value, c, GemmStore.Overwrite);
+            _attention.Begin(heads, hd);
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                var feed = feeds[f];
+                long at = (long)_rowStart[f] * c, position = (long)_lengths[feed.Sequence] * c, count = (long)feed.Rows * c;
+                float* kCache = _keyCache + feed.Sequence * _sequenceStride + layer * layerSize;
+                float* vCache = _valueCache + feed.Sequence * _sequenceStride + layer * layerSize;
+                Buffer.MemoryCopy(_key + at, kCache + position, count * sizeof(float), count * sizeof(float));
+                Buffer.MemoryCopy(_value + at, vCache + position, count * sizeof(float), count * sizeof(float));
+                _attention.Add(_query + at, feed.Rows, kCache, vCache, _keyEnds + _rowStart[f], _attended + at);
+            }
+            _attention.Run(_pool);
+            Linear(_attended, rows, packedRows, c, L.ProjWeight, P?.Proj, c, L.ProjBias, _x, c, GemmStore.Accumulate);
             _layerNorm.Run(_pool, _x, rows, c, L.Ln2Weight, L.Ln2Bias, _normed);
-            Linear(_normed, rows, c, L.FcWeight, P?.Fc, 4 * c, L.FcBias, _hidden, 4 * c, GemmStore.Overwrite, gelu: true);
-            Linear(_hidden, rows, 4 * c, L.OutWeight, P?.Out, c, L.OutBias, _x, c, GemmStore.Accumulate);
+            Linear(_normed, rows, packedRows, c, L.FcWeight, P?.Fc, 4 * c, L.FcBias, _hidden, 4 * c, GemmStore.Overwrite, gelu: true);
+            Linear(_hidden, rows, packedRows, 4 * c, L.OutWeight, P?.Out, c, L.OutBias, _x, c, GemmStore.Accumulate);
         }
-        Length = total;
 
-        // Only the rows that are sampled need the final norm and the vocabulary head.
-        float* last = _x + (long)(rows - logitRows) * c;
-        _layerNorm.Run(_pool, last, logitRows, c, _w.LnFinalWeight, _w.LnFinalBias, _normed);
-        Linear(_normed, logitRows, c, _w.Head, _packed?.Head, v, null, _logits, v, GemmStore.Overwrite);
-        LogitRows = logitRows;
+        // Only the rows that are sampled need the final norm and the vocabulary head: each sequence's last LogitRows.
+        Array.Clear(_logitRows);
+        for (int f = 0; f < feeds.Length; f++)
+        {
+            var feed = feeds[f];
+            float* last = _x + (long)(_rowStart[f] + feed.Rows - feed.LogitRows) * c;
+            _layerNorm.Run(_pool, last, feed.LogitRows, c, _w.LnFinalWeight, _w.LnFinalBias, _normed + (long)_feedLogitStart[f] * c);
+            _lengths[feed.Sequence] += feed.Rows;
+            _logitRows[feed.Sequence] = feed.LogitRows;
+            _logitStart[feed.Sequence] = _feedLogitStart[f];
+        }
+        Linear(_normed, logitRows, packedLogitRows, c, _w.Head, _packed?.Head, v, null, _logits, v, GemmStore.Overwrite);
     }
 
     /// <summary>
-    /// c = a·Wᵀ + bias through the packed copy when there is one and the call has at least one full 8-row
-    /// register tile, else the in-place matrix: for one or a few rows (NTP steps, hybrid mode's first
-    /// block) the packed kernel's single-row path was ~30% slower in nbp-bench (block 1: 68.4 s vs 51.3 s).
+    /// Where each feed's rows (or logit rows) go in the activations: feeds with at least <see cref="PackedGemm.RowTile"/>
+    /// rows first (the packed kernel's), then the rest (the dot-product kernel's), each group in feed order. Returns the
+    /// first group's row count. Both kernels give a row the same sums wherever it sits, so a sequence's numbers are the
+    /// ones it gets alone.
     /// </summary>
-    private void Linear(float* a, int m, int k, float* w, PackedWeights? packed, int n, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
+    private int Arrange(ReadOnlySpan<SequenceFeed> feeds, bool logits, int[] start, out int total)
     {
-        if (packed is not null && m >= PackedGemm.RowTile) _packedMatMul.Run(_pool, a, m, k, packed, bias, c, ldc, store, gelu);
-        else _matMul.Run(_pool, a, m, k, w, n, bias, c, ldc, store, gelu);
+        total = 0;
+        int packedEnd = 0;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                int rows = logits ? feeds[f].LogitRows : feeds[f].Rows;
+                if (UsesPacked(rows) != (pass == 0)) continue;
+                start[f] = total;
+                total += rows;
+            }
+            if (pass == 0) packedEnd = total;
+        }
+        return packedEnd;
     }
 
-    public void Sample(in SamplingSettings settings, ulong seed, int step, Span<int> destination)
+    private bool UsesPacked(int rows) => _packed is not null && rows >= PackedGemm.RowTile;
+
+    /// <summary>
+    /// c = a·Wᵀ + bias: rows [0, packedRows) through the packed copy, the rest through the dot-product GEMM on the matrix
+    /// in place (see <see cref="Arrange"/>; a batch whose sequences are in the same phase reads the weights once). For one
+    /// or a few rows (NTP steps, hybrid mode's first block) the packed kernel's single-row path was ~30% slower in
+    /// nbp-bench (block 1: 68.4 s vs 51.3 s).
+    /// </summary>
+    private void Linear(float* a, int rows, int packedRows, int k, float* w, PackedWeights? packed, int n, float* bias, float* c, int ldc, GemmStore store, bool gelu = false)
     {
-        if (destination.Length != LogitRows)
-            throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {LogitRows} logit rows", nameof(destination));
-        _sample.Run(_pool, _logits, LogitRows, _config.VocabSize, settings, seed, step, _sampled);
-        new ReadOnlySpan<int>(_sampled, LogitRows).CopyTo(destination);
+        if (packedRows > 0) _packedMatMul.Run(_pool, a, packedRows, k, packed!, bias, c, ldc, store, gelu);
+        if (rows > packedRows) _matMul.Run(_pool, a + (long)packedRows * k, rows - packedRows, k, w, n, bias, c + (long)packedRows * ldc, ldc, store, gelu);
     }
 
-    public void CopyLogits(Span<float> destination)
+    public void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination)
     {
-        long count = (long)LogitRows * _config.VocabSize;
+        int rows = _logitRows[sequence];
+        if (destination.Length != rows)
+            throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {rows} logit rows for sequence {sequence}", nameof(destination));
+        int v = _config.VocabSize, first = _logitStart[sequence];
+        _sample.Run(_pool, _logits + (long)first * v, rows, v, settings, seed, step, _sampled + first);
+        new ReadOnlySpan<int>(_sampled + first, rows).CopyTo(destination);
+    }
+
+    public void CopyLogits(int sequence, Span<float> destination)
+    {
+        long count = (long)_logitRows[sequence] * _config.VocabSize;
         if (destination.Length != count)
-            throw new ArgumentException($"destination holds {destination.Length} floats, logits are [{LogitRows}, {_config.VocabSize}]", nameof(destination));
-        new ReadOnlySpan<float>(_logits, (int)count).CopyTo(destination);
+            throw new ArgumentException($"destination holds {destination.Length} floats, logits of sequence {sequence} are [{_logitRows[sequence]}, {_config.VocabSize}]", nameof(destination));
+        new ReadOnlySpan<float>(_logits + (long)_logitStart[sequence] * _config.VocabSize, (int)count).CopyTo(destination);
     }
 
     public void Dispose()

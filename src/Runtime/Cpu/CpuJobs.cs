@@ -60,33 +60,57 @@ internal sealed unsafe class LayerNormJob : IParallelWork
     }
 }
 
-/// <summary>Attention for all heads and query tiles of one layer: task = (head, tile of rows).</summary>
+/// <summary>
+/// Attention for all heads and query tiles of one layer, for every sequence of a call: task = (sequence, head, tile of
+/// rows), so one dispatch covers the whole batch. Each sequence reads only its own cache.
+/// </summary>
 internal sealed unsafe class AttentionJob : IParallelWork
 {
-    private float* _query, _keys, _values, _output;
-    private int _rows, _heads, _headSize, _width, _tiles;
-    private int* _keyEnds;
-    private readonly float*[] _scores;
-
-    public AttentionJob(float*[] scoresPerWorker) => _scores = scoresPerWorker;
-
-    /// <summary>Shapes: query [rows, C], keys and values [position, C] of this layer, keyEnds [rows] (exclusive end per row), output [rows, C].</summary>
-    public void Run(WorkerPool pool, float* query, int rows, float* keys, float* values, int* keyEnds, int heads, int headSize, float* output)
+    private struct Segment
     {
-        _query = query; _rows = rows; _keys = keys; _values = values; _keyEnds = keyEnds;
-        _heads = heads; _headSize = headSize; _width = heads * headSize; _output = output;
-        _tiles = (rows + CpuAttention.TileRows - 1) / CpuAttention.TileRows;
-        pool.Run(this, heads * _tiles);
+        public float* Query, Keys, Values, Output;
+        public int* KeyEnds;
+        public int Rows, FirstTask;
     }
+
+    private readonly float*[] _scores;
+    private readonly Segment[] _segments;
+    private int _count, _tasks, _heads, _headSize, _width;
+
+    public AttentionJob(float*[] scoresPerWorker, int maxSequences)
+    {
+        _scores = scoresPerWorker;
+        _segments = new Segment[maxSequences];
+    }
+
+    /// <summary>Starts a layer's dispatch; then <see cref="Add"/> each sequence and <see cref="Run"/>.</summary>
+    public void Begin(int heads, int headSize)
+    {
+        _count = 0; _tasks = 0;
+        _heads = heads; _headSize = headSize; _width = heads * headSize;
+    }
+
+    /// <summary>Shapes: query [rows, C], keys and values [position, C] of this sequence's layer, keyEnds [rows] (exclusive end per row), output [rows, C].</summary>
+    public void Add(float* query, int rows, float* keys, float* values, int* keyEnds, float* output)
+    {
+        _segments[_count++] = new Segment { Query = query, Keys = keys, Values = values, Output = output, KeyEnds = keyEnds, Rows = rows, FirstTask = _tasks };
+        _tasks += _heads * ((rows + CpuAttention.TileRows - 1) / CpuAttention.TileRows);
+    }
+
+    public void Run(WorkerPool pool) => pool.Run(this, _tasks);
 
     public void Execute(int task, int worker)
     {
-        int head = task % _heads, tile = task / _heads;
+        int s = _count - 1;
+        while (_segments[s].FirstTask > task) s--;
+        ref readonly var seg = ref _segments[s];
+        int local = task - seg.FirstTask;
+        int head = local % _heads, tile = local / _heads;
         int r0 = tile * CpuAttention.TileRows;
-        int count = Math.Min(CpuAttention.TileRows, _rows - r0);
+        int count = Math.Min(CpuAttention.TileRows, seg.Rows - r0);
         long offset = (long)head * _headSize;
-        CpuAttention.Tile(_query + (long)r0 * _width + offset, _keys + offset, _values + offset, _output + (long)r0 * _width + offset,
-            _width, _headSize, count, new ReadOnlySpan<int>(_keyEnds + r0, count), _scores[worker]);
+        CpuAttention.Tile(seg.Query + (long)r0 * _width + offset, seg.Keys + offset, seg.Values + offset, seg.Output + (long)r0 * _width + offset,
+            _width, _headSize, count, new ReadOnlySpan<int>(seg.KeyEnds + r0, count), _scores[worker]);
     }
 }
 

@@ -1,0 +1,39 @@
+using NbpEngine.Runtime.Attention;
+
+namespace NbpEngine.Runtime.Backends;
+
+/// <summary>
+/// One sequence's part of a batched <see cref="IBackendSession.Forward"/> call: <paramref name="Rows"/> tokens (taken in
+/// feed order from the call's token span) at the sequence's next positions, read under <paramref name="Mask"/>, and
+/// logits for its last <paramref name="LogitRows"/> rows.
+/// </summary>
+public readonly record struct SequenceFeed(int Sequence, int Rows, AttentionMask Mask, int LogitRows)
+{
+    /// <summary>Checks the feeds of one call against a session's shape; messages name the feed and the value.</summary>
+    public static void Validate(ReadOnlySpan<SequenceFeed> feeds, int tokenCount, int maxRows, int maxLogitRows, ReadOnlySpan<int> lengths, int capacity)
+    {
+        if (feeds.IsEmpty) throw new ArgumentException("a forward call needs at least one sequence feed", nameof(feeds));
+        int rows = 0, logitRows = 0;
+        int sequences = lengths.Length;
+        Span<bool> seen = sequences <= 256 ? stackalloc bool[sequences] : new bool[sequences];
+        for (int f = 0; f < feeds.Length; f++)
+        {
+            var feed = feeds[f];
+            if ((uint)feed.Sequence >= (uint)sequences)
+                throw new ArgumentOutOfRangeException(nameof(feeds), feed.Sequence, $"feed {f}: sequence {feed.Sequence} is outside [0, {sequences})");
+            if (seen[feed.Sequence]) throw new ArgumentException($"feed {f}: sequence {feed.Sequence} is fed twice in one call", nameof(feeds));
+            seen[feed.Sequence] = true;
+            if (feed.Rows < 1) throw new ArgumentOutOfRangeException(nameof(feeds), feed.Rows, $"feed {f}: at least one row");
+            if (feed.LogitRows < 1 || feed.LogitRows > feed.Rows)
+                throw new ArgumentOutOfRangeException(nameof(feeds), feed.LogitRows, $"feed {f}: logit rows must be in [1, {feed.Rows}]");
+            int length = lengths[feed.Sequence];
+            if (length + feed.Rows > capacity)
+                throw new InvalidOperationException($"KV cache of sequence {feed.Sequence} full: {length} positions cached + {feed.Rows} new > capacity {capacity}");
+            rows += feed.Rows;
+            logitRows += feed.LogitRows;
+        }
+        if (rows != tokenCount) throw new ArgumentException($"the feeds take {rows} tokens, the call passes {tokenCount}", nameof(feeds));
+        if (rows > maxRows) throw new ArgumentOutOfRangeException(nameof(feeds), rows, $"a forward call feeds 1..{maxRows} rows (the session's maxRows)");
+        if (logitRows > maxLogitRows) throw new ArgumentOutOfRangeException(nameof(feeds), logitRows, $"a forward call asks for at most {maxLogitRows} logit rows (the session's maxLogitRows)");
+    }
+}

@@ -1,0 +1,88 @@
+using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Backends;
+
+namespace NbpEngine.Runtime.Generation;
+
+/// <summary>
+/// Where one generation stands, step by step (MODEL.md §5), apart from where it runs: what it feeds next and what it
+/// does with the tokens sampled for it. Frame: step 0 prefills the prompt with the block-causal mask and samples from
+/// its last B rows; step n feeds the B tokens of step n-1. Hybrid: step 0 prefills with the hybrid mask, steps 1..B-1
+/// are NTP, step B feeds [last token, 1, ..., B-1] (middle-bos), then NBP. The NBP rule: row r of the fed block
+/// predicts token r of the next block. Used by <see cref="Generator"/> (one sequence) and by the batch session (many
+/// sequences sharing each forward call). Allocates nothing after construction.
+/// </summary>
+internal sealed class SequenceState
+{
+    private readonly int[] _feed;      // tokens fed in the next step (B at most)
+    private readonly int[] _sampled;   // tokens sampled in the last step
+    private int _sampledCount;
+
+    public GenerationPlan Plan { get; }
+    public GenerationRequest Request { get; }
+    /// <summary>Steps done so far.</summary>
+    public int StepIndex { get; private set; }
+    public bool IsComplete => StepIndex >= Plan.Steps;
+    /// <summary>Tokens sampled so far.</summary>
+    public int Produced { get; private set; }
+
+    public SequenceState(GenerationPlan plan, GenerationRequest request)
+    {
+        Plan = plan;
+        Request = request;
+        _feed = new int[plan.BlockSize];
+        _sampled = new int[plan.BlockSize];
+    }
+
+    /// <summary>The next step's feed for backend sequence <paramref name="sequence"/>, and the tokens it feeds.</summary>
+    public SequenceFeed NextFeed(int sequence, out ReadOnlySpan<int> tokens)
+    {
+        if (IsComplete) throw new InvalidOperationException($"generation finished after {Plan.Steps} steps");
+        int step = StepIndex, b = Plan.BlockSize, produce = Plan.TokensAt(step);
+        if (step == 0)
+        {
+            var mask = Plan.Mode == GenerationMode.Frame ? AttentionMask.BlockCausal(Plan.CondLength, b) : AttentionMask.Hybrid(Plan.CondLength, b);
+            tokens = Request.Prompt;
+            return new SequenceFeed(sequence, tokens.Length, mask, produce);
+        }
+        int fed;
+        if (Plan.Mode == GenerationMode.Hybrid && step < b)
+        {
+            _feed[0] = _sampled[0];
+            fed = 1;
+        }
+        else if (Plan.Mode == GenerationMode.Hybrid && step == b)
+        {
+            _feed[0] = _sampled[0];
+            for (int r = 1; r < b; r++) _feed[r] = r; // middle-bos ids
+            fed = b;
+        }
+        else
+        {
+            _sampled.AsSpan(0, _sampledCount).CopyTo(_feed);
+            fed = _sampledCount;
+        }
+        tokens = _feed.AsSpan(0, fed);
+        return new SequenceFeed(sequence, fed, AttentionMask.None, produce);
+    }
+
+    /// <summary>
+    /// Samples this step's tokens from backend sequence <paramref name="sequence"/>'s logits into
+    /// <paramref name="destination"/> and moves to the next step; returns how many.
+    /// </summary>
+    public int Accept(IBackendSession session, int sequence, Span<int> destination)
+    {
+        int step = StepIndex, produce = Plan.TokensAt(step);
+        if (destination.Length < produce)
+            throw new ArgumentException($"step {step} produces {produce} tokens, destination holds {destination.Length}", nameof(destination));
+        session.Sample(sequence, Request.Sampling, Request.Seed, step, _sampled.AsSpan(0, produce));
+        // a backend fed non-finite numbers could hand back anything: never pass on an id outside the vocabulary
+        for (int r = 0; r < produce; r++)
+            if ((uint)_sampled[r] >= (uint)Plan.VocabSize)
+                throw new GenerationException($"step {step}, row {r}: the backend sampled id {_sampled[r]}, outside the vocabulary [0, {Plan.VocabSize}) (non-finite logits?)");
+        _sampledCount = produce;
+        _sampled.AsSpan(0, produce).CopyTo(destination);
+        StepIndex++;
+        Produced += produce;
+        return produce;
+    }
+}
