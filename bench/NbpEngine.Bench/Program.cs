@@ -57,6 +57,23 @@ root.SetAction((parse, ct) =>
         parse.GetValue(outDir)!, parse.GetValue(cache) ?? parse.GetValue(outDir)!, parse.GetValue(json), parse.GetValue(torch), parse.GetValue(python)!);
     return Bench.RunAsync(settings, ct);
 });
+var guidanceLayers = new Option<int>("--layers") { Description = "transformer layers (the published UCF model has 24; the cost ratio hardly depends on depth)", DefaultValueFactory = _ => 4 };
+var guidanceScale = new Option<float>("--cfg-scale") { Description = "guidance scale of the guided runs", DefaultValueFactory = _ => 1.5f };
+var guidanceSteps = new Option<int>("--nbp-steps") { Description = "NBP steps per run after the 16 NTP steps", DefaultValueFactory = _ => 8 };
+var guidanceCommand = new Command("guidance", "what classifier-free guidance costs per step: the UCF workload with and without it, alternately in one process")
+{
+    guidanceLayers, guidanceScale, guidanceSteps, backend, threads, repetitions, outDir, cache,
+};
+guidanceCommand.SetAction((parse, ct) =>
+{
+    if (parse.GetValue(repetitions) is < 1 or > 100) return Fail($"--repetitions must be in [1, 100], found {parse.GetValue(repetitions)}");
+    if (parse.GetValue(guidanceLayers) is < 1 or > 48) return Fail($"--layers must be in [1, 48], found {parse.GetValue(guidanceLayers)}");
+    if (parse.GetValue(guidanceSteps) is < 1 or > 64) return Fail($"--nbp-steps must be in [1, 64], found {parse.GetValue(guidanceSteps)}");
+    return GuidanceBench.RunAsync(parse.GetValue(cache) ?? parse.GetValue(outDir)!, parse.GetValue(guidanceLayers),
+        parse.GetValue(backend) switch { "cuda" => BackendKind.Cuda, "ilgpu-cpu" => BackendKind.IlgpuCpu, _ => BackendKind.Cpu },
+        parse.GetValue(threads) ?? Environment.ProcessorCount, parse.GetValue(repetitions), parse.GetValue(guidanceScale), parse.GetValue(guidanceSteps), ct);
+});
+root.Subcommands.Add(guidanceCommand);
 var result = root.Parse(args);
 if (result.Errors.Count > 0)
 {

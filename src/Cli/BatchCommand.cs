@@ -26,7 +26,7 @@ namespace NbpEngine.Cli;
 /// </summary>
 public static partial class BatchCommand
 {
-    private static readonly HashSet<string> Keys = ["id", "prompt_tokens", "prompt", "class", "seed", "greedy", "top_k", "top_p", "temperature", "steps"];
+    private static readonly HashSet<string> Keys = ["id", "prompt_tokens", "prompt", "class", "seed", "greedy", "top_k", "top_p", "temperature", "steps", "cfg_scale", "cfg_schedule"];
 
     /// <summary>Exit code when some jobs failed (the others' outputs are written): see DIR/failures.jsonl.</summary>
     public const int SomeJobsFailed = 3;
@@ -36,7 +36,7 @@ public static partial class BatchCommand
     public static Command Build()
     {
         var weights = new Option<string>("--weights") { Description = "safetensors checkpoint", Required = true };
-        var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class, seed, greedy, top_k, top_p, temperature, steps", Required = true };
+        var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class, seed, greedy, top_k, top_p, temperature, steps, cfg_scale, cfg_schedule", Required = true };
         var output = new Option<string>("--out") { Description = "folder for ID.tokens.txt and failures.jsonl (created if missing)", Required = true };
         var batch = new Option<int>("--batch") { Description = "jobs stepped together: each step streams the weights once for all of them", DefaultValueFactory = _ => 1 };
         var shard = new Option<string?>("--shard") { Description = "K/N: take the jobs whose line index mod N is K (default: SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)" };
@@ -223,6 +223,13 @@ public static partial class BatchCommand
         {
             Prompt = prompt, Sampling = sampling, Seed = s.TryGetProperty("seed", out var seedValue) ? seedValue.GetUInt64() : defaultSeed,
             Steps = (int?)Num(s, "steps"),
+            GuidanceScale = (float)(Num(s, "cfg_scale") ?? 0),
+            GuidanceSchedule = Str(s, "cfg_schedule") switch
+            {
+                null or "constant" => GuidanceSchedule.Constant,
+                "linear" => GuidanceSchedule.Linear,
+                var other => throw new CliInputException($"cfg_schedule must be constant or linear, found '{other}'"),
+            },
         };
     }
 

@@ -122,7 +122,8 @@ public static class GenerateCommand
                 CheckFinite = !parse.GetValue(o.SkipFinite),
             },
             parse.GetValue(o.Tokenizer), parse.GetValue(o.Input), parse.GetValue(o.Output), parse.GetValue(o.Fps),
-            parse.GetValue(o.Text), parse.GetValue(o.ClassName), parse.GetValue(o.TextTokenizer), parse.GetValue(o.Padding));
+            parse.GetValue(o.Text), parse.GetValue(o.ClassName), parse.GetValue(o.TextTokenizer), parse.GetValue(o.Padding),
+            parse.GetValue(o.CfgScale), parse.GetValue(o.CfgSchedule) == "linear" ? GuidanceSchedule.Linear : GuidanceSchedule.Constant);
     }
 
     /// <summary>--greedy or --temperature 0: argmax; otherwise the published settings with the given changes, checked before any work.</summary>
@@ -152,7 +153,7 @@ public static class GenerateCommand
     private sealed record Options(string Weights, string? PromptTokens, string? TokensOut, string? LogitsOut, string? StatsJson,
         ModelConfigOverrides Overrides, GenerationMode? Mode, int? BlockSize, int? CondLength, int? Steps, SamplingSettings Sampling,
         ulong Seed, PipelineOptions Pipeline, string? Tokenizer, string? Input, string? Output, int Fps,
-        string? Text, string? ClassName, string? TextTokenizer, PaddingSide Padding);
+        string? Text, string? ClassName, string? TextTokenizer, PaddingSide Padding, float CfgScale, GuidanceSchedule CfgSchedule);
 
     /// <summary>Exit code after an interrupt (128 + SIGINT, as shells report it).</summary>
     public const int Interrupted = 130;
@@ -193,6 +194,7 @@ public static class GenerateCommand
         var request = new GenerationRequest
         {
             Prompt = [], Mode = o.Mode, BlockSize = o.BlockSize, CondLength = o.CondLength, Steps = o.Steps, Sampling = o.Sampling, Seed = o.Seed,
+            GuidanceScale = o.CfgScale, GuidanceSchedule = o.CfgSchedule,
         };
         Action<NbpSession>? afterPrefill = o.LogitsOut is null ? null : session => WriteLogits(session, cfg.VocabSize, o.LogitsOut);
         GenerationResult result;

@@ -70,10 +70,7 @@ public static class TextCommands
     {
         if ((text is null) == (className is null)) throw new CliInputException("give the condition as a text or a class, exactly one of them");
         if (tokenizer is null) throw new CliInputException("a text or class condition needs --text-tokenizer (LLaMA's tokenizer.model)");
-        if (!cfg.Hybrid) throw new CliInputException("a text or class condition is for the hybrid (UCF) model; this checkpoint is not hybrid");
-        if (cfg.CondTokenCount < 1) throw new CliInputException($"the model's cond_token_num is {cfg.CondTokenCount}: it takes no text condition (pass --cond-token-num to override)");
         string words = text ?? UcfClasses.Prompt(UcfClasses.Find(className!));
-        var ids = tokenizer.ConditionIds(words, cfg.CondTokenCount, padding);
-        return (words, [.. TextPromptTokenizer.ModelIds(ids, cfg.BlockSize, cfg.ConditionVocabSize), 0]);
+        return (words, tokenizer.HybridPrompt(words, cfg, padding));
     }
 }

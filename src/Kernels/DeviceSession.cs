@@ -130,7 +130,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public void Forward(ReadOnlySpan<int> ids, ReadOnlySpan<SequenceFeed> feeds)
     {
         var cfg = _w.Config;
-        SequenceFeed.Validate(feeds, ids.Length, _maxRows, _maxLogitRows, _lengths, Capacity);
+        SequenceFeed.Validate(feeds, ids.Length, _maxRows, _maxLogitRows, _lengths, Capacity, _w.UnconditionalRows);
         foreach (int id in ids)
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
@@ -150,8 +150,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 IdUploads++;
             }
             Launches++;
-            _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _x.SubView((long)at * c),
-                new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence] });
+            _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _w.UnconditionalEmbedding,
+                _x.SubView((long)at * c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
         }
         Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
 
@@ -245,6 +245,18 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         else if (_tensorCores && args.M >= TensorCoreMinRows)
             _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
+    }
+
+    /// <summary>Classifier-free guidance: <paramref name="sequence"/>'s logits blended with <paramref name="unconditional"/>'s, in place.</summary>
+    public void Guide(int sequence, int unconditional, float scale)
+    {
+        int rows = _logitRows[sequence], v = _w.Config.VocabSize;
+        if (rows == 0 || _logitRows[unconditional] != rows)
+            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {_logitRows[unconditional]} for {unconditional}");
+        int count = rows * v;
+        Launches++;
+        _kernels.Guide(_stream, new KernelConfig((count + _shape.GroupSize - 1) / _shape.GroupSize, _shape.GroupSize),
+            Rows(_logits, _logitStart[sequence], rows, v), Rows(_logits, _logitStart[unconditional], rows, v), scale);
     }
 
     /// <summary>Samples every logits row of <paramref name="sequence"/> on the device and copies the ids back (the step's read-back).</summary>

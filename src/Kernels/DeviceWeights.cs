@@ -31,6 +31,10 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
     public ModelConfig Config { get; }
     public TW TokenEmbedding { get; }
     public TW PositionEmbedding { get; }
+    /// <summary>uncond_embedding [cond_token_num, C]; the token embedding (never read) when the checkpoint has none.</summary>
+    public TW UnconditionalEmbedding { get; }
+    /// <summary>Rows of <see cref="UnconditionalEmbedding"/> (0 when the checkpoint has none).</summary>
+    public int UnconditionalRows { get; }
     public DeviceLayer<TW>[] Layers { get; }
     public ArrayView<float> LnFinalWeight { get; }
     public ArrayView<float> LnFinalBias { get; }
@@ -49,6 +53,8 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
         {
             TokenEmbedding = Matrix([weights.TokenEmbedding], v * c);
             PositionEmbedding = Matrix([weights.PositionEmbedding], cfg.PositionCount * c);
+            UnconditionalRows = weights.UnconditionalEmbedding == null ? 0 : cfg.CondTokenCount;
+            UnconditionalEmbedding = UnconditionalRows == 0 ? TokenEmbedding : Matrix([weights.UnconditionalEmbedding], UnconditionalRows * c);
             Layers = new DeviceLayer<TW>[cfg.LayerCount];
             for (int i = 0; i < cfg.LayerCount; i++)
             {

@@ -12,7 +12,7 @@ namespace NbpEngine.Kernels;
 /// <summary>Every kernel of the forward pass and sampling, compiled once per accelerator and weight storage.</summary>
 public sealed class KernelSet<TW> where TW : struct, IWeightView
 {
-    public Action<AcceleratorStream, KernelConfig, ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs> Embed { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<int>, TW, TW, TW, ArrayView<float>, EmbeddingArgs> Embed { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs> LayerNorm { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
     /// <summary>The tensor-core GEMM: mma.sync on CUDA, the lane-exact emulation elsewhere (<see cref="TensorCores.IMma"/>).</summary>
@@ -22,10 +22,11 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, float> Guide { get; }
 
     public KernelSet(Accelerator accelerator)
     {
-        Embed = accelerator.LoadKernel<ArrayView<int>, TW, TW, ArrayView<float>, EmbeddingArgs>(EmbeddingKernel.Embed<TW>);
+        Embed = accelerator.LoadKernel<ArrayView<int>, TW, TW, TW, ArrayView<float>, EmbeddingArgs>(EmbeddingKernel.Embed<TW>);
         LayerNorm = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(LayerNormKernel.Normalize);
         MatMul = accelerator.LoadKernel<ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(MatMulKernel.Tiled<TW>);
         TensorCoreMatMul = accelerator.AcceleratorType == AcceleratorType.Cuda
@@ -36,6 +37,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         DecodeAttention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Partial);
         DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
+        Guide = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, float>(GuidanceKernel.Blend);
     }
 }
 
@@ -58,6 +60,7 @@ public static class KernelCatalog
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Partial))!;
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Combine))!;
         yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
+        yield return typeof(GuidanceKernel).GetMethod(nameof(GuidanceKernel.Blend))!;
         yield return typeof(Tokenizer.Conv3dKernel).GetMethod(nameof(Tokenizer.Conv3dKernel.Conv))!;
         yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvWindowSource));
         yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvGatherSource));

@@ -14,3 +14,19 @@ public static class K600Workload
     /// <summary>A random transformer of the workload's shapes with <paramref name="layers"/> layers (24 in the paper's model).</summary>
     public static void WriteRandomTransformer(string path, int layers) => RandomCheckpoint.Write(path, layers, Heads, Width, Vocab, Positions);
 }
+
+/// <summary>
+/// The UCF-101 class-to-video workload: the K600 transformer's width over a 96016-row vocabulary (64000 video codes, LLaMA's
+/// 32000 condition ids, 16 bov/middle-bos), 8 condition tokens (a class name through LLaMA's tokenizer) + bov, hybrid
+/// generation (16 NTP steps, then NBP) of a whole 17-frame clip: 5 latent frames of 16x16 = 1280 tokens.
+/// </summary>
+public static class UcfWorkload
+{
+    public const int ConditionTokens = 8, Vocab = 64000 + 32000 + 16, VideoTokens = 1280, BlockSize = 16;
+    /// <summary>Hybrid steps for a whole clip: B NTP steps give the first block, then one NBP step per further block.</summary>
+    public const int Steps = VideoTokens / BlockSize + BlockSize - 1;
+
+    /// <summary>A random hybrid transformer of the workload's shapes with an uncond_embedding, <paramref name="layers"/> layers.</summary>
+    public static void WriteRandomTransformer(string path, int layers) =>
+        RandomCheckpoint.Write(path, layers, K600Workload.Heads, K600Workload.Width, Vocab, K600Workload.Positions, ConditionTokens, 64000);
+}

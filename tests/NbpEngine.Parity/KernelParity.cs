@@ -56,6 +56,9 @@ public sealed unsafe partial class KernelParity : IDisposable
     {
         foreach (var (rows, width, group) in new[] { (1, 96, 32), (5, 100, 32), (16, 7, 64) })
             yield return new($"embedding {rows}x{width} g{group}", p => [p.Embedding(rows, width, group)]);
+        yield return new("embedding 9x100 g32, 8 uncond", p => [p.Embedding(9, 100, 32, unconditional: 8)]);
+        foreach (var (count, t) in new[] { (1000, 1.5f), (4 * 1031, 0.25f) })
+            yield return new($"guidance {count} t={t}", p => [p.Guidance(count, t)]);
         foreach (var (rows, width, group) in new[] { (1, 96, 32), (3, 1536, 32), (4, 7, 64), (17, 100, 64), (16, 1536, 256) })
             yield return new($"layernorm {rows}x{width} g{group}", p => [p.LayerNorm(rows, width, group)]);
         foreach (var (m, n, k, group, store, gelu) in new[]
@@ -119,19 +122,35 @@ public sealed unsafe partial class KernelParity : IDisposable
         return result;
     }
 
-    public ParityResult Embedding(int rows, int width, int group)
+    /// <param name="unconditional">leading rows that embed uncond_embedding rows instead of their ids (guidance's unconditional stream)</param>
+    public ParityResult Embedding(int rows, int width, int group, int unconditional = 0)
     {
         const int vocab = 11, positions = 40, start = 9;
         var tok = Random(vocab * width, 1);
         var pos = Random(positions * width, 2);
+        var uncond = Random(Math.Max(1, unconditional) * width, 3);
         var ids = Enumerable.Range(0, rows).Select(r => (r * 7) % vocab).ToArray();
         var x = Upload(new float[rows * width]);
-        _f32.Embed(_stream, new KernelConfig(rows, group), Upload(ids), new F32Weights(Upload(tok)), new F32Weights(Upload(pos)), x,
-            new EmbeddingArgs { Rows = rows, Width = width, StartPosition = start });
+        _f32.Embed(_stream, new KernelConfig(rows, group), Upload(ids), new F32Weights(Upload(tok)), new F32Weights(Upload(pos)), new F32Weights(Upload(uncond)), x,
+            new EmbeddingArgs { Rows = rows, Width = width, StartPosition = start, UnconditionalRows = unconditional });
         var expected = new float[rows * width];
         for (int r = 0; r < rows; r++)
-            for (int c = 0; c < width; c++) expected[r * width + c] = tok[ids[r] * width + c] + pos[(start + r) * width + c];
-        return new("embedding", $"{rows}x{width}", Nmse.Of(Download(x, rows * width), expected), 0);
+            for (int c = 0; c < width; c++)
+                expected[r * width + c] = (r < unconditional ? uncond[r * width + c] : tok[ids[r] * width + c]) + pos[(start + r) * width + c];
+        return new("embedding", $"{rows}x{width}{(unconditional > 0 ? $", {unconditional} uncond" : "")}", Nmse.Of(Download(x, rows * width), expected), 0);
+    }
+
+    /// <summary>The classifier-free guidance blend: the device's fused multiply-adds must equal Runtime's bit for bit (bound 0).</summary>
+    public ParityResult Guidance(int count, float t)
+    {
+        var own = Random(count, 4);
+        var unconditional = Random(count, 5);
+        var device = Upload(own);
+        _f32.Guide(_stream, new KernelConfig((count + 127) / 128, 128), device, Upload(unconditional), t);
+        var result = Download(device, count);
+        NbpEngine.Runtime.Sampling.Guidance.Blend(own, unconditional, t);
+        int differing = result.Where((v, i) => BitConverter.SingleToInt32Bits(v) != BitConverter.SingleToInt32Bits(own[i])).Count();
+        return new("guidance", $"{count} values, t = {t}", differing, 0, $"{differing} values differ in some bit");
     }
 
     public ParityResult LayerNorm(int rows, int width, int group)

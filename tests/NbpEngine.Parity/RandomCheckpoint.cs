@@ -5,7 +5,9 @@ namespace NbpEngine.Parity;
 /// <summary>A K600-shaped (or smaller) random-weight checkpoint for timing; values do not matter for speed.</summary>
 public static class RandomCheckpoint
 {
-    public static void Write(string path, int layers, int heads, int width, int vocab, int positions)
+    /// <param name="hybrid">null: a frame model; else a hybrid (UCF) model with this many condition tokens and an uncond_embedding</param>
+    /// <param name="videoVocab">the metadata vocab_size (video codes) of a hybrid model; the embedding's other rows are condition ids and specials</param>
+    public static void Write(string path, int layers, int heads, int width, int vocab, int positions, int? hybrid = null, int videoVocab = 0)
     {
         ulong state = 0x9E3779B97F4A7C15UL;
         float[] Normal(long count, float scale)
@@ -44,10 +46,18 @@ public static class RandomCheckpoint
         tensors.Add(("transformer.ln_f.weight", [c], Normal(c, 0.1f)));
         tensors.Add(("transformer.ln_f.bias", [c], Normal(c, 0.02f)));
         tensors.Add(("transformer.head.weight", [vocab, c], Normal(vocab * c, 0.5f)));
-        SafetensorsWriter.Write(path, tensors, new Dictionary<string, string>
+        var metadata = new Dictionary<string, string>
         {
             ["n_head"] = heads.ToString(), ["token_number_per_step"] = "16", ["vocab_size"] = vocab.ToString(), ["hybrid"] = "false",
-        });
+        };
+        if (hybrid is { } cond)
+        {
+            tensors.Add(("transformer.uncond_embedding", [cond, c], Normal(cond * c, 0.02f)));
+            metadata["hybrid"] = "true";
+            metadata["cond_token_num"] = cond.ToString();
+            metadata["vocab_size"] = videoVocab.ToString();
+        }
+        SafetensorsWriter.Write(path, tensors, metadata);
     }
 }
 

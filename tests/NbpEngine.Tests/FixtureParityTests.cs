@@ -10,13 +10,14 @@ namespace NbpEngine.Tests;
 
 /// <summary>
 /// The CPU backend against the PyTorch reference: exact greedy tokens and step-0 logits within
-/// 1e-4 relative error (max |diff| / max |ref|) for frame B = 16, B = 4, NTP and hybrid.
+/// 1e-4 relative error (max |diff| / max |ref|) for frame B = 16, B = 4, NTP and hybrid, and hybrid with classifier-free
+/// guidance (constant t = 1.5; the linear schedule t = 0.25·n).
 /// </summary>
 public class FixtureParityTests(ITestOutputHelper output)
 {
     public const double LogitTolerance = 1e-4;
 
-    public static TheoryData<string> Cases => new() { "frame_b16", "frame_b4", "frame_ntp", "hybrid" };
+    public static TheoryData<string> Cases => new() { "frame_b16", "frame_b4", "frame_ntp", "hybrid", "hybrid_cfg", "hybrid_cfg_linear" };
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -79,5 +80,7 @@ public class FixtureParityTests(ITestOutputHelper output)
         BlockSize = fixture.BlockSize,
         CondLength = fixture.CondLength,
         Steps = fixture.Steps,
+        GuidanceScale = fixture.GuidanceScale,
+        GuidanceSchedule = fixture.GuidanceSchedule == "linear" ? GuidanceSchedule.Linear : GuidanceSchedule.Constant,
     };
 }

@@ -4,10 +4,11 @@ using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Generation;
 using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tests.Support;
+using NbpEngine.Tokenizer.Text;
 
 namespace NbpEngine.Tests;
 
-/// <summary>README's embedding example, compiled and run so it cannot drift from the API.</summary>
+/// <summary>README's embedding examples, compiled and run so they cannot drift from the API.</summary>
 public class ReadmeExampleTests
 {
     [Fact]
@@ -62,6 +63,38 @@ public class ReadmeExampleTests
         var direct = new int[session.Plan(request).TokenCount];
         session.Generate(request, direct);
         Assert.Equal(direct, prediction.Generation.Tokens);
+    }
+
+    [Fact]
+    public async Task TheReadmeBatchAndGuidanceExampleRuns()
+    {
+        using var dir = new TempDir();
+        using var model = await NbpModel.LoadAsync(Fixtures.PathOf("frame_model.safetensors"));
+        using var ucfModel = await NbpModel.LoadAsync(TinyModels.TextHybrid(dir.File("ucf.safetensors")));
+        string llamaTokenizerPath = Fixtures.PathOf("text/tokenizer.model");
+        var requests = Enumerable.Range(0, 6)
+            .Select(i => new GenerationRequest { Prompt = Fixtures.Tokens("frame_prompt.txt"), Steps = 2 + i % 3, Seed = (ulong)i, Sampling = SamplingSettings.Published })
+            .ToArray();
+        var saved = new Dictionary<int, int[]>();
+        void Save(int index, int[]? tokens) => saved.Add(index, tokens!);
+
+        // --- README batch example begins ---
+        using var batch = model.CreateBatchSession(slots: 4, new SessionOptions { Threads = 2 });
+        foreach (var result in batch.Generate(requests))                     // any prompts, settings, seeds, steps
+            Save(result.Index, result.Tokens);                                 // the tokens each request gets alone
+        var text = TextPromptTokenizer.Load(llamaTokenizerPath);              // LLaMA's SentencePiece tokenizer.model
+        var ucf = new GenerationRequest { Prompt = text.ClassPrompt("ApplyEyeMakeup", ucfModel.Config), GuidanceScale = 1.5f };
+        // --- README batch example ends ---
+
+        using var session = model.CreateSession(new SessionOptions { Threads = 2 });
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var alone = new int[session.Plan(requests[i]).TokenCount];
+            session.Generate(requests[i], alone);
+            Assert.Equal(alone, saved[i]);
+        }
+        using var ucfSession = ucfModel.CreateSession(new SessionOptions { Threads = 2 });
+        Assert.Equal(8, ucfSession.Generate(ucf, new int[ucfSession.Plan(ucf).TokenCount]));
     }
 
     [Fact]

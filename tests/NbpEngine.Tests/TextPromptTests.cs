@@ -130,7 +130,7 @@ public class TextPromptCliTests : IDisposable
     [Fact]
     public async Task AClassConditionsAHybridGeneration()
     {
-        string weights = TinyHybridModel();
+        string weights = TinyModels.TextHybrid(_dir.File("hybrid.safetensors"));
         var (code, stderr) = await CliRunner.Run("--weights", weights, "--class", "PlayingGuitar", "--text-tokenizer", Model, "--tokens-out", _dir.File("o.txt"),
             "--greedy", "--quiet", "--backend", "cpu");
         Assert.True(code == 0, stderr);
@@ -141,31 +141,5 @@ public class TextPromptCliTests : IDisposable
             "--tokens-out", _dir.File("p.txt"));
         Assert.Equal(2, code);
         Assert.Contains("this checkpoint is not hybrid", stderr);
-    }
-
-    /// <summary>Hybrid, B = 4, 100 video codes, a 1000-id condition vocabulary (the fixture text model's), 8 condition tokens, 2 latent frames of 2x2.</summary>
-    private string TinyHybridModel()
-    {
-        const int c = 16, b = 4, video = 100, condition = 1000, vocab = b + condition + video, positions = 64;
-        var rng = new Random(11);
-        float[] R(long n, float s) => Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * s).ToArray();
-        var t = new List<(string, long[], float[])>
-        {
-            ("transformer.tok_emb.weight", [vocab, c], R(vocab * c, 1f)), ("transformer.pos_emb", [1, positions, c], R(positions * c, 0.5f)),
-            ("transformer.ln_f.weight", [c], R(c, 1f)), ("transformer.ln_f.bias", [c], R(c, 0.1f)), ("transformer.head.weight", [vocab, c], R(vocab * c, 1f)),
-            ("transformer.blocks.0.ln1.weight", [c], R(c, 1f)), ("transformer.blocks.0.ln1.bias", [c], R(c, 0.1f)),
-            ("transformer.blocks.0.ln2.weight", [c], R(c, 1f)), ("transformer.blocks.0.ln2.bias", [c], R(c, 0.1f)),
-            ("transformer.blocks.0.mlp.0.weight", [4 * c, c], R(4 * c * c, 0.2f)), ("transformer.blocks.0.mlp.0.bias", [4 * c], R(4 * c, 0.1f)),
-            ("transformer.blocks.0.mlp.2.weight", [c, 4 * c], R(4 * c * c, 0.1f)), ("transformer.blocks.0.mlp.2.bias", [c], R(c, 0.1f)),
-        };
-        foreach (var n in new[] { "query", "key", "value", "proj" })
-            t.AddRange([($"transformer.blocks.0.attn.{n}.weight", [c, c], R(c * c, 0.2f)), ($"transformer.blocks.0.attn.{n}.bias", [c], R(c, 0.1f))]);
-        string path = _dir.File("hybrid.safetensors");
-        NbpEngine.Loader.Safetensors.SafetensorsWriter.Write(path, t, new Dictionary<string, string>
-        {
-            ["n_head"] = "2", ["token_number_per_step"] = $"{b}", ["vocab_size"] = $"{video}", ["hybrid"] = "True", ["cond_token_num"] = "8",
-            ["resolution"] = "16", ["sequence_length"] = "5",
-        });
-        return path;
     }
 }

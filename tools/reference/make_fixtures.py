@@ -90,6 +90,49 @@ def build_case_set(spec, seed):
     return t, prompt, results
 
 
+def build_cfg_cases(spec, tensors, prompt):
+    """An uncond_embedding for the classifier-free guidance cases, drawn after (and apart from) everything else so the
+    other fixtures do not change: the first draw whose guided greedy decisions are robust, as for the plain cases."""
+    cfg = ref.Config(spec["n_layer"], spec["n_head"], spec["n_embd"], spec["vocab"], spec["positions"], spec["block"])
+    cond_len = spec["meta"]["cond_token_num"]
+    for seed in range(1000, 1200):
+        rng = np.random.default_rng(seed)
+        uncond = rng.standard_normal((cond_len, spec["n_embd"])).astype(np.float32)
+        t = dict(tensors, **{"transformer.uncond_embedding": uncond})
+        m32 = ref.NbpTransformer(cfg, t, torch.float32)
+        m64 = ref.NbpTransformer(cfg, t, torch.float64)
+        results = {}
+        for case in spec["cfg_cases"]:
+            tokens, _ = ref.generate_hybrid_cfg(m32, prompt, case["block"], case["steps"], case["cond"], case["scale"], case["schedule"])
+            tokens64, _ = ref.generate_hybrid_cfg(m64, prompt, case["block"], case["steps"], case["cond"], case["scale"], case["schedule"])
+            gap = guided_min_gap(m32, prompt, case)
+            if tokens != tokens64 or gap < MIN_GAP:
+                break
+            _, logits0 = ref.generate_hybrid_cfg(m32, prompt, case["block"], 1, case["cond"], case["scale"], case["schedule"])
+            results[case["name"]] = (tokens, logits0.numpy(), gap)
+        else:
+            return uncond, seed, results
+    raise SystemExit("no uncond_embedding draw gave robust guided greedy decisions")
+
+
+def guided_min_gap(model, prompt, case):
+    """Smallest top-2 gap of the blended logits over all guided greedy decisions."""
+    gaps = []
+    original = ref.sample_rows
+
+    def recording(logits, greedy, *args, **kwargs):
+        top2 = torch.topk(logits, 2, dim=-1).values
+        gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
+        return original(logits, greedy, *args, **kwargs)
+
+    ref.sample_rows = recording
+    try:
+        ref.generate_hybrid_cfg(model, prompt, case["block"], case["steps"], case["cond"], case["scale"], case["schedule"])
+    finally:
+        ref.sample_rows = original
+    return min(gaps)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(os.cpu_count())
@@ -115,6 +158,11 @@ def main():
         "prompt": lambda rng: (rng.integers(0, 20, 5) + 4).tolist() + [0],
         # T = 2 latent frames of 4x4 = 32 tokens: 32/4 + 4 - 1 = 11 steps
         "cases": [{"name": "hybrid", "mode": "hybrid", "block": 4, "steps": 11, "cond": 5}],
+        # classifier-free guidance on the same model, with an uncond_embedding added (issue 15)
+        "cfg_cases": [
+            {"name": "hybrid_cfg", "mode": "hybrid", "block": 4, "steps": 11, "cond": 5, "scale": 1.5, "schedule": "constant"},
+            {"name": "hybrid_cfg_linear", "mode": "hybrid", "block": 4, "steps": 11, "cond": 5, "scale": 0.25, "schedule": "linear"},
+        ],
     }
     manifest = {"version": FIXTURE_VERSION, "regenerate": REGENERATE, "torch": torch.__version__, "cases": {}}
     for spec in (frame, hybrid):
@@ -125,11 +173,17 @@ def main():
         else:
             raise SystemExit(f"no weight seed gave robust greedy decisions for {spec['file']}")
         tensors, prompt, results = built
+        cases = list(spec["cases"])
+        if "cfg_cases" in spec:
+            uncond, uncond_seed, cfg_results = build_cfg_cases(spec, tensors, prompt)
+            tensors = dict(tensors, **{"transformer.uncond_embedding": uncond})
+            results.update(cfg_results)
+            cases += [dict(c, uncond_seed=uncond_seed) for c in spec["cfg_cases"]]
         safetensors_io.save(os.path.join(OUT, spec["file"]), tensors, spec["meta"])
         stem = spec["file"].split("_")[0]
         with open(os.path.join(OUT, f"{stem}_prompt.txt"), "w") as f:
             f.write(" ".join(map(str, prompt)) + "\n")
-        for case in spec["cases"]:
+        for case in cases:
             tokens, logits0, gap = results[case["name"]]
             with open(os.path.join(OUT, f"{case['name']}_greedy.txt"), "w") as f:
                 f.write(" ".join(map(str, tokens)) + "\n")
@@ -139,6 +193,9 @@ def main():
                 "steps": case["steps"], "cond_length": case["cond"], "weight_seed": seed, "tokens": len(tokens),
                 "min_top2_gap": round(gap, 5),
             }
+            if "scale" in case:
+                manifest["cases"][case["name"]].update(
+                    {"guidance_scale": case["scale"], "guidance_schedule": case["schedule"], "uncond_seed": case["uncond_seed"]})
             print(f"{case['name']}: {len(tokens)} tokens, weight seed {seed}, min top-2 gap {gap:.4f}")
     os.makedirs(DEMO, exist_ok=True)
     shutil.copyfile(os.path.join(OUT, frame["file"]), os.path.join(DEMO, "demo-frame.safetensors"))

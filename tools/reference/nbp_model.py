@@ -39,12 +39,17 @@ class NbpTransformer:
         y = x @ self.w[name + ".weight"].T
         return y + self.w[name + ".bias"] if bias else y
 
-    def forward(self, ids, start, mask, past):
+    def forward(self, ids, start, mask, past, uncond_rows=0):
         """ids: [T] long; start: first position; mask: [T, start+T] bool or None; past: list per layer of (k, v) lists.
+        uncond_rows: the first rows embed transformer.uncond_embedding rows in place of their tokens (the released code
+        prepends uncond_embedding to the token embeddings of [bov, ...] for classifier-free guidance's unconditional stream).
         Returns final hidden states [T, C] (before ln_f)."""
         cfg, w = self.cfg, self.w
         t = ids.shape[0]
-        x = w["transformer.tok_emb.weight"][ids] + w["transformer.pos_emb"][0, start:start + t]
+        tokens = w["transformer.tok_emb.weight"][ids]
+        if uncond_rows:
+            tokens = torch.cat([w["transformer.uncond_embedding"][:uncond_rows], tokens[uncond_rows:]])
+        x = tokens + w["transformer.pos_emb"][0, start:start + t]
         hd = cfg.n_embd // cfg.n_head
         for i in range(cfg.n_layer):
             b = f"transformer.blocks.{i}."
@@ -162,4 +167,40 @@ def generate(model, prompt, mode, block, steps, cond_len=0, greedy=True, tempera
             out.extend(fed.tolist())
             if on_step:
                 on_step(step)
+    return out, logits0
+
+
+def guidance_at(scale, schedule, step):
+    """The released hybrid_sample_with_past_cfg: t = cfg_ratio, or cfg_ratio * n with scale_cfg (the linear schedule)."""
+    return scale * step if schedule == "linear" else scale
+
+
+def generate_hybrid_cfg(model, prompt, block, steps, cond_len, scale, schedule="constant", greedy=True, temperature=1.0,
+                        top_k=0, top_p=1.0, generator=None):
+    """Hybrid generation with classifier-free guidance (MODEL.md §5 + the released CFG, made to run): a conditional and an
+    unconditional stream (condition embeddings replaced by uncond_embedding), the same tokens fed to both; each step
+    samples from (1+t)·cond − t·uncond. Returns (generated ids, step-0 blended logits)."""
+    ids = torch.as_tensor(prompt, dtype=torch.long)
+    t = ids.shape[0]
+    past, past_u = model.new_cache(), model.new_cache()
+    mask = allowed_hybrid(t, cond_len, block)
+    hidden = model.forward(ids, 0, mask, past)
+    hidden_u = model.forward(ids, 0, mask, past_u, uncond_rows=cond_len)
+    pos, out, logits0 = t, [], None
+    for step in range(steps):
+        if step > 0:
+            if step == block:
+                fed = torch.cat([fed, torch.arange(1, block, dtype=torch.long)])
+            hidden = model.forward(fed, pos, None, past)
+            hidden_u = model.forward(fed, pos, None, past_u)
+            pos += fed.shape[0]
+        rows = 1 if step < block else block
+        cond, uncond = model.logits(hidden[-rows:]), model.logits(hidden_u[-rows:])
+        g = guidance_at(scale, schedule, step)
+        # (1+g)·cond − g·uncond in the working dtype: two products and a difference, each rounded (the engine's rounding)
+        logits = (1 + g) * cond - g * uncond
+        if step == 0:
+            logits0 = logits.clone()
+        fed = sample_rows(logits, greedy, temperature, top_k, top_p, generator)
+        out.extend(fed.tolist())
     return out, logits0

@@ -22,6 +22,8 @@ internal sealed class GenerateOptions
     public readonly Option<string?> ClassName = TextCommands.ClassOption();
     public readonly Option<string?> TextTokenizer = TextCommands.TextTokenizerOption();
     public readonly Option<PaddingSide> Padding = TextCommands.PaddingOption();
+    public readonly Option<float> CfgScale = new("--cfg-scale") { Description = "classifier-free guidance scale t: sample from (1+t)·cond − t·uncond (0 = off; needs the checkpoint's uncond_embedding)", DefaultValueFactory = _ => 0f };
+    public readonly Option<string> CfgSchedule = new("--cfg-schedule") { Description = "constant (t every step) | linear (t·n at step n, the released code's scale_cfg)", DefaultValueFactory = _ => "constant" };
 
     // generation
     public readonly Option<int?> Steps = new("--steps", "-n") { Description = "forward steps (default: one whole clip)" };
@@ -64,12 +66,13 @@ internal sealed class GenerateOptions
         Mode.AcceptOnlyFromAmong("frame", "hybrid");
         DeviceWeights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16");
         CpuWeights.AcceptOnlyFromAmong("packed", "in-place");
+        CfgSchedule.AcceptOnlyFromAmong("constant", "linear");
     }
 
     public IReadOnlyList<(string Heading, Option[] Options)> Groups =>
     [
         ("Input and output", [Weights, PromptTokens, TokensOut, Tokenizer, Input, Output, Fps, LogitsOut, StatsJson]),
-        ("Words (UCF hybrid model)", [Text, ClassName, TextTokenizer, Padding]),
+        ("Words (UCF hybrid model)", [Text, ClassName, TextTokenizer, Padding, CfgScale, CfgSchedule]),
         ("Generation", [Steps, BlockSize, Mode, CondLength]),
         ("Sampling", [Greedy, Temperature, TopK, TopP, Seed]),
         ("Backend", [Backend, Threads, DeviceWeights, TensorCores.On, TensorCores.Off, CpuWeights, SkipFinite]),

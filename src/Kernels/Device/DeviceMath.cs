@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Runtime.Cuda;
 using NbpEngine.Core;
 
 namespace NbpEngine.Kernels.Device;
@@ -17,6 +18,21 @@ public static class DeviceMath
     }
 
     public static float Gelu(float x) => ActivationMath.Gelu<XMathExp>(x);
+
+    /// <summary>
+    /// keep·own − t·unconditional with each product and the difference rounded to fp32 apart (three roundings), as the
+    /// host's Guidance.Blend and PyTorch compute it. On CUDA as mul.rn/sub.rn: plain mul and sub may be contracted into an
+    /// fma by ptxas, which rounds once and would differ in the last bit.
+    /// </summary>
+    public static float GuidedLogit(float keep, float own, float t, float unconditional)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("{ .reg .f32 a, b; mul.rn.f32 a, %1, %2; mul.rn.f32 b, %3, %4; sub.rn.f32 %0, a, b; }", out float result, keep, own, t, unconditional);
+            return result;
+        }
+        return keep * own - t * unconditional;
+    }
 
     /// <summary>
     /// x rounded to the nearest fp16 value, ties to even (as torch's .half() and CUDA's cvt.rn), returned

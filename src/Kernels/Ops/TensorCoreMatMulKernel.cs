@@ -9,7 +9,7 @@ namespace NbpEngine.Kernels.Ops;
 /// conv uses (<see cref="MmaTile"/>), A from the activations and W through the weight view, both rounded to fp16
 /// as they are staged, fp32 accumulation. The result differs from the fp32 kernel by that rounding (the parity
 /// suite's bounds; the logit error of a whole prefill is tested in DevicePrecisionTests).
-/// <paramref name="a4"/> is A as 16-byte vectors when A's view starts 16-byte aligned, else empty (scalar loads).
+/// The kernel's A-as-vectors argument is A as 16-byte vectors when A's view starts 16-byte aligned, else empty (scalar loads).
 /// Grid: <see cref="MmaTile.Launch"/>(M, N, warps).
 /// </summary>
 public static class TensorCoreMatMulKernel

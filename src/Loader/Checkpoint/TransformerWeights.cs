@@ -50,6 +50,11 @@ public sealed unsafe class TransformerWeights : IDisposable
     public float* LnFinalWeight { get; private set; }     // [C]
     public float* LnFinalBias { get; private set; }       // [C]
     public float* Head { get; private set; }              // [V, C]
+    /// <summary>
+    /// transformer.uncond_embedding [cond_token_num, C]: what the classifier-free guidance's unconditional stream embeds
+    /// in place of the condition tokens; null when the checkpoint has none (or an empty one).
+    /// </summary>
+    public float* UnconditionalEmbedding { get; private set; }
     /// <summary>Bytes of float32 weights in use (mapped or converted).</summary>
     public long ParameterCount { get; private set; }
     /// <summary>Bytes converted into native memory (F16/BF16 tensors).</summary>
@@ -118,16 +123,18 @@ public sealed unsafe class TransformerWeights : IDisposable
         LnFinalWeight = Map(t + "ln_f.weight", [c], used);
         LnFinalBias = Map(t + "ln_f.bias", [c], used);
         Head = Map(t + "head.weight", [v, c], used);
+        if (_file.TryGetTensor(t + "uncond_embedding", out var uncond) && uncond.Shape.Aggregate(1L, (a, d) => a * d) > 0)
+            UnconditionalEmbedding = Map(t + "uncond_embedding", [Config.CondTokenCount, c], used);
 
         int ignored = 0;
         foreach (var tensor in _file.Tensors)
         {
             if (used.Contains(tensor.Name)) continue;
             ignored++;
-            if (tensor.Name.StartsWith("first_stage_model.", StringComparison.Ordinal) || tensor.Name == t + "uncond_embedding") continue;
+            if (tensor.Name.StartsWith("first_stage_model.", StringComparison.Ordinal) || tensor.Name == t + "uncond_embedding") continue; // empty uncond
             logger.LogInformation("{Path}: ignoring unknown tensor '{Key}' {Shape}", _file.Path, tensor.Name, tensor.ShapeText);
         }
-        if (ignored > 0) logger.LogInformation("{Path}: {Count} tensors not used by the transformer (tokenizer, uncond_embedding, unknown)", _file.Path, ignored);
+        if (ignored > 0) logger.LogInformation("{Path}: {Count} tensors not used by the transformer (tokenizer, an empty uncond_embedding, unknown)", _file.Path, ignored);
         progress?.Report(1f);
     }
 

@@ -27,18 +27,23 @@ public sealed class NbpBatchSession : IDisposable
     private readonly int[] _tokens;
 
     public string BackendName { get; }
-    /// <summary>Sequences stepped together.</summary>
-    public int Slots => _backend.Sequences;
+    /// <summary>Requests stepped together.</summary>
+    public int Slots { get; }
     /// <summary>Positions each slot's KV cache holds.</summary>
     public int Capacity => _backend.Capacity;
     /// <summary>Forward calls made so far (one per step of all busy slots): for checks that the batch shares its steps.</summary>
     public long ForwardCalls { get; private set; }
 
-    internal NbpBatchSession(NbpModel model, IBackendSession backend, string backendName)
+    private readonly bool _guidance;
+
+    /// <param name="slots">requests at a time; with guidance, slot s's unconditional stream is backend sequence slots + s</param>
+    internal NbpBatchSession(NbpModel model, IBackendSession backend, string backendName, int slots, bool guidance)
     {
         _model = model;
         _backend = backend;
         BackendName = backendName;
+        Slots = slots;
+        _guidance = guidance;
         _feeds = new SequenceFeed[backend.Sequences];
         _tokens = new int[backend.Sequences * backend.Capacity];
     }
@@ -47,7 +52,7 @@ public sealed class NbpBatchSession : IDisposable
     public GenerationPlan Plan(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_guard.Disposed, this);
-        return _model.PlanFor(request, Capacity, "a slot's KV cache", "the batch session");
+        return _model.PlanFor(request, Capacity, _guidance, "a slot's KV cache", "the batch session");
     }
 
     /// <summary>
@@ -59,6 +64,7 @@ public sealed class NbpBatchSession : IDisposable
     public IEnumerable<BatchResult> Generate(IReadOnlyList<GenerationRequest> requests, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
+        ObjectDisposedException.ThrowIf(_guard.Disposed, this);
         var plans = new GenerationPlan[requests.Count];
         for (int i = 0; i < plans.Length; i++)
         {
@@ -109,7 +115,7 @@ public sealed class NbpBatchSession : IDisposable
         }
     }
 
-    /// <summary>One forward call for every busy slot, then each slot's sampling; false when no slot is busy.</summary>
+    /// <summary>One forward call for every busy slot (and its unconditional stream), then each slot's sampling; false when no slot is busy.</summary>
     private bool StepAll(SequenceState?[] slots, int[][] outputs, int[] index, GenerationPlan[] plans, List<BatchResult> finished)
     {
         int feeds = 0, taken = 0;
@@ -117,11 +123,13 @@ public sealed class NbpBatchSession : IDisposable
         {
             var state = slots[s];
             if (state is null) continue;
-            if (state.StepIndex == 0) _backend.Reset(s);
-            var feed = state.NextFeed(s, out var tokens);
-            tokens.CopyTo(_tokens.AsSpan(taken));
-            taken += tokens.Length;
-            _feeds[feeds++] = feed;
+            if (state.StepIndex == 0)
+            {
+                _backend.Reset(s);
+                if (state.Plan.Guided) _backend.Reset(Slots + s);
+            }
+            feeds += state.NextFeeds(s, Slots + s, _feeds.AsSpan(feeds), _tokens.AsSpan(taken), out int tokens);
+            taken += tokens;
         }
         if (feeds == 0) return false;
         _backend.Forward(_tokens.AsSpan(0, taken), _feeds.AsSpan(0, feeds));
@@ -132,7 +140,7 @@ public sealed class NbpBatchSession : IDisposable
             if (state is null) continue;
             try
             {
-                state.Accept(_backend, s, outputs[s].AsSpan(state.Produced));
+                state.Accept(_backend, s, Slots + s, outputs[s].AsSpan(state.Produced));
             }
             catch (GenerationException e)
             {

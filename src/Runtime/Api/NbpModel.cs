@@ -44,6 +44,8 @@ public sealed class NbpModel : IDisposable
     public string SourcePath { get; }
     /// <summary>Parameters in the transformer (weights mapped or converted).</summary>
     public long ParameterCount => _weights.ParameterCount;
+    /// <summary>Whether the checkpoint has a transformer.uncond_embedding, which classifier-free guidance needs.</summary>
+    public unsafe bool HasUnconditionalEmbedding => _weights.UnconditionalEmbedding != null;
 
     private readonly IDeviceBackends? _deviceBackends;
 
@@ -100,8 +102,17 @@ public sealed class NbpModel : IDisposable
 
     private NbpSession OpenSession(SessionOptions options)
     {
-        var (backend, session) = OpenBackendSession(options, 1);
-        return new NbpSession(this, session, backend.Name);
+        bool guidance = GuidanceOn(options);
+        var (backend, session) = OpenBackendSession(options, guidance ? 2 : 1);
+        return new NbpSession(this, session, backend.Name, guidance);
+    }
+
+    /// <summary>Whether sessions made with <paramref name="options"/> hold an unconditional stream beside each sequence.</summary>
+    private bool GuidanceOn(SessionOptions options)
+    {
+        if (options.Guidance == true && !HasUnconditionalEmbedding)
+            throw new GenerationException($"{SourcePath}: classifier-free guidance needs transformer.uncond_embedding [cond_token_num, C]; this checkpoint has none");
+        return options.Guidance ?? HasUnconditionalEmbedding;
     }
 
     /// <summary>
@@ -120,8 +131,9 @@ public sealed class NbpModel : IDisposable
         }
         try
         {
-            var (backend, session) = OpenBackendSession(options, slots);
-            return new NbpBatchSession(this, session, backend.Name);
+            bool guidance = GuidanceOn(options);
+            var (backend, session) = OpenBackendSession(options, guidance ? 2 * slots : slots);
+            return new NbpBatchSession(this, session, backend.Name, slots, guidance);
         }
         catch
         {
@@ -169,11 +181,15 @@ public sealed class NbpModel : IDisposable
     }
 
     /// <summary>Resolves <paramref name="request"/> against the model and a KV cache of <paramref name="capacity"/> positions.</summary>
-    internal GenerationPlan PlanFor(GenerationRequest request, int capacity, string cache, string owner)
+    internal GenerationPlan PlanFor(GenerationRequest request, int capacity, bool guidance, string cache, string owner)
     {
         var plan = GenerationPlan.Resolve(request, Config);
         if (plan.PositionsNeeded > capacity)
             throw new GenerationException($"generation needs {plan.PositionsNeeded} positions, {cache} holds {capacity}; create {owner} with a larger Capacity");
+        if (plan.Guided && !HasUnconditionalEmbedding)
+            throw new GenerationException($"{SourcePath}: classifier-free guidance (scale {plan.GuidanceScale}) needs transformer.uncond_embedding [cond_token_num, C]; this checkpoint has none");
+        if (plan.Guided && !guidance)
+            throw new GenerationException($"classifier-free guidance needs an unconditional stream beside the request: create {owner} with SessionOptions.Guidance = true");
         return plan;
     }
 
@@ -225,6 +241,11 @@ public sealed record SessionOptions
     /// instruction is emulated); true or false forces it.
     /// </summary>
     public bool? TensorCores { get; init; }
+    /// <summary>
+    /// Room for classifier-free guidance: a second KV cache per sequence for the unconditional stream (twice the cache
+    /// memory). Null: on when the checkpoint has a transformer.uncond_embedding; true on a checkpoint without one throws.
+    /// </summary>
+    public bool? Guidance { get; init; }
 
     /// <summary>The weight storage a session on <paramref name="kind"/> gets (the null default resolved).</summary>
     public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);

@@ -26,9 +26,12 @@ public sealed class NbpSession : IDisposable
     public string BackendName { get; }
     public int Capacity => _backend.Capacity;
 
-    internal NbpSession(NbpModel model, IBackendSession backend, string backendName)
+    private readonly bool _guidance;
+
+    internal NbpSession(NbpModel model, IBackendSession backend, string backendName, bool guidance)
     {
         _model = model;
+        _guidance = guidance;
         _backend = backend;
         BackendName = backendName;
     }
@@ -37,7 +40,7 @@ public sealed class NbpSession : IDisposable
     public GenerationPlan Plan(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_guard.Disposed, this);
-        return _model.PlanFor(request, Capacity, "this session's KV cache", "the session");
+        return _model.PlanFor(request, Capacity, _guidance, "this session's KV cache", "the session");
     }
 
     /// <summary>

@@ -5,12 +5,14 @@ namespace NbpEngine.Runtime.Backends;
 /// <summary>
 /// One sequence's part of a batched <see cref="IBackendSession.Forward"/> call: <paramref name="Rows"/> tokens (taken in
 /// feed order from the call's token span) at the sequence's next positions, read under <paramref name="Mask"/>, and
-/// logits for its last <paramref name="LogitRows"/> rows.
+/// logits for its last <paramref name="LogitRows"/> rows. The first
+/// <paramref name="UnconditionalRows"/> rows embed the checkpoint's uncond_embedding rows in place of their tokens' (the
+/// classifier-free guidance's unconditional stream; position embeddings are added as for any row).
 /// </summary>
-public readonly record struct SequenceFeed(int Sequence, int Rows, AttentionMask Mask, int LogitRows)
+public readonly record struct SequenceFeed(int Sequence, int Rows, AttentionMask Mask, int LogitRows, int UnconditionalRows = 0)
 {
     /// <summary>Checks the feeds of one call against a session's shape; messages name the feed and the value.</summary>
-    public static void Validate(ReadOnlySpan<SequenceFeed> feeds, int tokenCount, int maxRows, int maxLogitRows, ReadOnlySpan<int> lengths, int capacity)
+    public static void Validate(ReadOnlySpan<SequenceFeed> feeds, int tokenCount, int maxRows, int maxLogitRows, ReadOnlySpan<int> lengths, int capacity, int unconditionalRows)
     {
         if (feeds.IsEmpty) throw new ArgumentException("a forward call needs at least one sequence feed", nameof(feeds));
         int rows = 0, logitRows = 0;
@@ -27,6 +29,10 @@ public readonly record struct SequenceFeed(int Sequence, int Rows, AttentionMask
             if (feed.LogitRows < 1 || feed.LogitRows > feed.Rows)
                 throw new ArgumentOutOfRangeException(nameof(feeds), feed.LogitRows, $"feed {f}: logit rows must be in [1, {feed.Rows}]");
             int length = lengths[feed.Sequence];
+            // uncond_embedding row r stands for condition position r: only a prefill from position 0 takes them
+            if (feed.UnconditionalRows < 0 || feed.UnconditionalRows > Math.Min(unconditionalRows, feed.Rows) || (feed.UnconditionalRows > 0 && length != 0))
+                throw new ArgumentOutOfRangeException(nameof(feeds), feed.UnconditionalRows,
+                    $"feed {f}: {feed.UnconditionalRows} unconditional rows at position {length}; the checkpoint has {unconditionalRows} uncond_embedding rows, for positions 0..");
             if (length + feed.Rows > capacity)
                 throw new InvalidOperationException($"KV cache of sequence {feed.Sequence} full: {length} positions cached + {feed.Rows} new > capacity {capacity}");
             rows += feed.Rows;

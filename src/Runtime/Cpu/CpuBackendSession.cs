@@ -111,12 +111,13 @@ public sealed unsafe class CpuBackendSession : IBackendSession
 
     public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceFeed> feeds)
     {
-        SequenceFeed.Validate(feeds, tokens.Length, _maxRows, _maxLogitRows, _lengths, Capacity);
+        SequenceFeed.Validate(feeds, tokens.Length, _maxRows, _maxLogitRows, _lengths, Capacity, _w.UnconditionalEmbedding == null ? 0 : _config.CondTokenCount);
         int c = _config.EmbeddingSize, v = _config.VocabSize;
         int packedRows = Arrange(feeds, logits: false, _rowStart, out int rows);
         int packedLogitRows = Arrange(feeds, logits: true, _feedLogitStart, out int logitRows);
 
         // x[r] = tok_emb[id] + pos_emb[start + r]    // [rows, C], each sequence's rows where Arrange put them
+        // (uncond_embedding[r] in place of tok_emb[id] for a feed's unconditional rows)
         int taken = 0;
         for (int f = 0; f < feeds.Length; f++)
         {
@@ -126,7 +127,8 @@ public sealed unsafe class CpuBackendSession : IBackendSession
             {
                 int id = tokens[taken + r], row = _rowStart[f] + r;
                 if ((uint)id >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"sequence {feed.Sequence}, token {r} has id {id}, outside the vocabulary [0, {v})");
-                float* e = _w.TokenEmbedding + (long)id * c, p = _w.PositionEmbedding + (long)(start + r) * c, x = _x + (long)row * c;
+                float* e = r < feed.UnconditionalRows ? _w.UnconditionalEmbedding + (long)r * c : _w.TokenEmbedding + (long)id * c;
+                float* p = _w.PositionEmbedding + (long)(start + r) * c, x = _x + (long)row * c;
                 System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(e, c), new ReadOnlySpan<float>(p, c), new Span<float>(x, c));
                 _keyEnds[row] = feed.Mask.KeyEnd(start + r, total);
             }
@@ -211,6 +213,16 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     {
         if (packedRows > 0) _packedMatMul.Run(_pool, a, packedRows, k, packed!, bias, c, ldc, store, gelu);
         if (rows > packedRows) _matMul.Run(_pool, a + (long)packedRows * k, rows - packedRows, k, w, n, bias, c + (long)packedRows * ldc, ldc, store, gelu);
+    }
+
+    public void Guide(int sequence, int unconditional, float scale)
+    {
+        int rows = _logitRows[sequence], v = _config.VocabSize;
+        if (rows == 0 || _logitRows[unconditional] != rows)
+            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {_logitRows[unconditional]} for {unconditional}");
+        var own = new Span<float>(_logits + (long)_logitStart[sequence] * v, rows * v);
+        var other = new ReadOnlySpan<float>(_logits + (long)_logitStart[unconditional] * v, rows * v);
+        Guidance.Blend(own, other, scale);
     }
 
     public void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination)

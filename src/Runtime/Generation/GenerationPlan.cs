@@ -16,6 +16,14 @@ public sealed record GenerationPlan
     public required int PromptLength { get; init; }
     /// <summary>Rows of the embedding: every sampled id must lie in [0, VocabSize).</summary>
     public required int VocabSize { get; init; }
+    /// <summary>Classifier-free guidance scale (0 = off) and its schedule; see <see cref="GuidanceAt"/>.</summary>
+    public float GuidanceScale { get; init; }
+    public GuidanceSchedule GuidanceSchedule { get; init; }
+    /// <summary>Whether each step also runs the unconditional stream.</summary>
+    public bool Guided => GuidanceScale != 0;
+
+    /// <summary>The guidance scale t of step <paramref name="step"/>.</summary>
+    public float GuidanceAt(int step) => GuidanceSchedule == GuidanceSchedule.Linear ? GuidanceScale * step : GuidanceScale;
 
     /// <summary>Tokens sampled over all steps (the output; middle-bos are fed, never sampled).</summary>
     public int TokenCount => Mode == GenerationMode.Frame
@@ -74,7 +82,17 @@ public sealed record GenerationPlan
         if (fedBeforeLastStep > config.PositionCount)
             throw new GenerationException($"generation needs {fedBeforeLastStep} positions ({steps} steps of B = {b} after a {promptLength}-token prompt), the model has {config.PositionCount} learned positions");
 
-        var plan = new GenerationPlan { Mode = mode, BlockSize = b, CondLength = cond, Steps = steps, PromptLength = promptLength, VocabSize = config.VocabSize };
+        if (request.GuidanceScale != 0)
+        {
+            if (!float.IsFinite(request.GuidanceScale)) throw new GenerationException($"the guidance scale must be a finite number, found {request.GuidanceScale}");
+            if (cond != config.CondTokenCount || cond == 0)
+                throw new GenerationException($"classifier-free guidance replaces the condition's {config.CondTokenCount} embeddings (cond_token_num), so it needs a condition of that length; this request's is {cond}");
+        }
+        var plan = new GenerationPlan
+        {
+            Mode = mode, BlockSize = b, CondLength = cond, Steps = steps, PromptLength = promptLength, VocabSize = config.VocabSize,
+            GuidanceScale = request.GuidanceScale, GuidanceSchedule = request.GuidanceSchedule,
+        };
         return plan;
     }
 }

@@ -24,4 +24,20 @@ public sealed record GenerationRequest
     public int? Steps { get; init; }
     public SamplingSettings Sampling { get; init; } = SamplingSettings.GreedyDecoding;
     public ulong Seed { get; init; }
+    /// <summary>
+    /// Classifier-free guidance scale t (0 = off): each step runs an unconditional stream beside the request (the same
+    /// tokens, with the checkpoint's uncond_embedding in place of the L condition embeddings) in the same forward call,
+    /// and samples from (1+t)·cond − t·uncond. Needs a checkpoint with transformer.uncond_embedding.
+    /// </summary>
+    public float GuidanceScale { get; init; }
+    public GuidanceSchedule GuidanceSchedule { get; init; } = GuidanceSchedule.Constant;
+}
+
+/// <summary>How the guidance scale t varies over the steps.</summary>
+public enum GuidanceSchedule
+{
+    /// <summary>t at every step.</summary>
+    Constant,
+    /// <summary>t·n at step n (the released code's scale_cfg: no guidance at step 0, growing with every step).</summary>
+    Linear,
 }

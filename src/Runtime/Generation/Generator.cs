@@ -4,15 +4,21 @@ using NbpEngine.Runtime.Backends;
 namespace NbpEngine.Runtime.Generation;
 
 /// <summary>
-/// Runs a <see cref="GenerationPlan"/> one step at a time on a backend session's sequence 0 (the stepping rule is
-/// <see cref="SequenceState"/>'s). <see cref="Step"/> allocates nothing.
+/// Runs a <see cref="GenerationPlan"/> one step at a time on a backend session's sequence 0 (and sequence 1, the
+/// unconditional stream, with classifier-free guidance); the stepping rule is <see cref="SequenceState"/>'s.
+/// <see cref="Step"/> allocates nothing.
 /// </summary>
 public sealed class Generator
 {
+    /// <summary>The backend sequence of the unconditional stream.</summary>
+    internal const int Unconditional = 1;
+
     private readonly IBackendSession _session;
     private readonly SessionGuard _guard;
     private readonly int _epoch;
     private readonly SequenceState _state;
+    private readonly SequenceFeed[] _feeds = new SequenceFeed[2];
+    private readonly int[] _tokens;
 
     public GenerationPlan Plan => _state.Plan;
     /// <summary>Steps done so far.</summary>
@@ -25,11 +31,13 @@ public sealed class Generator
         _session = session;
         _guard = guard;
         _state = new SequenceState(plan, request);
+        _tokens = new int[_state.SequencesPerStep * Math.Max(plan.PromptLength, plan.BlockSize)];
         lock (guard.Gate)
         {
             guard.Check(guard.Epoch);
             _epoch = guard.NextEpoch();
             session.Reset(0);
+            if (plan.Guided) session.Reset(Unconditional);
         }
     }
 
@@ -45,9 +53,9 @@ public sealed class Generator
             _guard.Check(_epoch);
             if (destination.Length < Plan.TokensAt(StepIndex) && !IsComplete)
                 throw new ArgumentException($"step {StepIndex} produces {Plan.TokensAt(StepIndex)} tokens, destination holds {destination.Length}", nameof(destination));
-            var feed = _state.NextFeed(0, out var tokens);
-            _session.Forward(tokens, new ReadOnlySpan<SequenceFeed>(in feed));
-            return _state.Accept(_session, 0, destination);
+            int feeds = _state.NextFeeds(0, Unconditional, _feeds, _tokens, out int tokens);
+            _session.Forward(_tokens.AsSpan(0, tokens), _feeds.AsSpan(0, feeds));
+            return _state.Accept(_session, 0, Unconditional, destination);
         }
     }
 }

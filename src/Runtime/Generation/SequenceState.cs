@@ -33,8 +33,28 @@ internal sealed class SequenceState
         _sampled = new int[plan.BlockSize];
     }
 
-    /// <summary>The next step's feed for backend sequence <paramref name="sequence"/>, and the tokens it feeds.</summary>
-    public SequenceFeed NextFeed(int sequence, out ReadOnlySpan<int> tokens)
+    /// <summary>Backend sequences a step feeds: 2 with classifier-free guidance (the request and its unconditional stream).</summary>
+    public int SequencesPerStep => Plan.Guided ? 2 : 1;
+
+    /// <summary>
+    /// Writes the next step's feeds for backend sequence <paramref name="sequence"/> (and, when guided, its unconditional
+    /// stream <paramref name="unconditional"/>: the same tokens, its prefill embedding uncond_embedding for the L
+    /// condition rows) to <paramref name="feeds"/>, their tokens to <paramref name="tokens"/>; returns the feed count.
+    /// </summary>
+    public int NextFeeds(int sequence, int unconditional, Span<SequenceFeed> feeds, Span<int> tokens, out int tokenCount)
+    {
+        var feed = NextFeed(sequence, out var fed);
+        fed.CopyTo(tokens);
+        feeds[0] = feed;
+        tokenCount = fed.Length;
+        if (!Plan.Guided) return 1;
+        fed.CopyTo(tokens[fed.Length..]);
+        feeds[1] = feed with { Sequence = unconditional, UnconditionalRows = StepIndex == 0 ? Plan.CondLength : 0 };
+        tokenCount += fed.Length;
+        return 2;
+    }
+
+    private SequenceFeed NextFeed(int sequence, out ReadOnlySpan<int> tokens)
     {
         if (IsComplete) throw new InvalidOperationException($"generation finished after {Plan.Steps} steps");
         int step = StepIndex, b = Plan.BlockSize, produce = Plan.TokensAt(step);
@@ -66,14 +86,16 @@ internal sealed class SequenceState
     }
 
     /// <summary>
-    /// Samples this step's tokens from backend sequence <paramref name="sequence"/>'s logits into
-    /// <paramref name="destination"/> and moves to the next step; returns how many.
+    /// Samples this step's tokens from backend sequence <paramref name="sequence"/>'s logits (guided by
+    /// <paramref name="unconditional"/>'s when the plan says so) into <paramref name="destination"/> and moves to the next
+    /// step; returns how many.
     /// </summary>
-    public int Accept(IBackendSession session, int sequence, Span<int> destination)
+    public int Accept(IBackendSession session, int sequence, int unconditional, Span<int> destination)
     {
         int step = StepIndex, produce = Plan.TokensAt(step);
         if (destination.Length < produce)
             throw new ArgumentException($"step {step} produces {produce} tokens, destination holds {destination.Length}", nameof(destination));
+        if (Plan.Guided) session.Guide(sequence, unconditional, Plan.GuidanceAt(step));
         session.Sample(sequence, Request.Sampling, Request.Seed, step, _sampled.AsSpan(0, produce));
         // a backend fed non-finite numbers could hand back anything: never pass on an id outside the vocabulary
         for (int r = 0; r < produce; r++)

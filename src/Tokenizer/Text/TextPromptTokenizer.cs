@@ -1,4 +1,5 @@
 using Microsoft.ML.Tokenizers;
+using NbpEngine.Core;
 
 namespace NbpEngine.Tokenizer.Text;
 
@@ -57,6 +58,25 @@ public sealed class TextPromptTokenizer
         }
         return [.. ids];
     }
+
+    /// <summary>
+    /// The whole prompt of a hybrid (UCF) model for <paramref name="words"/>: its cond_token_num condition ids, shifted into
+    /// the model vocabulary, then bov (0); what <c>GenerationRequest.Prompt</c> takes. A checkpoint that is not hybrid or
+    /// takes no condition is an <see cref="NbpInputException"/>.
+    /// </summary>
+    public int[] HybridPrompt(string words, ModelConfig config, PaddingSide padding = PaddingSide.Right)
+    {
+        if (!config.Hybrid) throw new NbpInputException("a text or class condition is for the hybrid (UCF) model; this checkpoint is not hybrid");
+        if (config.CondTokenCount < 1) throw new NbpInputException($"the model's cond_token_num is {config.CondTokenCount}: it takes no text condition");
+        return [.. ModelIds(ConditionIds(words, config.CondTokenCount, padding), config.BlockSize, config.ConditionVocabSize), 0];
+    }
+
+    /// <summary>
+    /// <see cref="HybridPrompt"/> for a UCF-101 class name (as UCF-101 spells it, "ApplyEyeMakeup"; an unknown name gets
+    /// the closest ones in the error), through its words ("apply eye makeup").
+    /// </summary>
+    public int[] ClassPrompt(string className, ModelConfig config, PaddingSide padding = PaddingSide.Right)
+        => HybridPrompt(UcfClasses.Prompt(UcfClasses.Find(className)), config, padding);
 
     /// <summary>LLaMA ids shifted into the hybrid model's vocabulary (condition id + B, MODEL.md §3), checked against its condition vocabulary.</summary>
     public static int[] ModelIds(IReadOnlyList<int> llamaIds, int blockSize, int conditionVocabSize)

@@ -20,14 +20,18 @@ public static class Fixtures
         }
     }
 
-    public sealed record Case(string Name, string Model, string Prompt, string Mode, int BlockSize, int Steps, int CondLength);
+    /// <param name="GuidanceScale">classifier-free guidance scale (0: none), with <paramref name="GuidanceSchedule"/> constant or linear</param>
+    public sealed record Case(string Name, string Model, string Prompt, string Mode, int BlockSize, int Steps, int CondLength, float GuidanceScale = 0,
+        string GuidanceSchedule = "constant");
 
     public static Case Get(string name)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(PathOf("fixtures.json")));
         var c = doc.RootElement.GetProperty("cases").GetProperty(name);
         return new Case(name, c.GetProperty("model").GetString()!, c.GetProperty("prompt").GetString()!, c.GetProperty("mode").GetString()!,
-            c.GetProperty("block_size").GetInt32(), c.GetProperty("steps").GetInt32(), c.GetProperty("cond_length").GetInt32());
+            c.GetProperty("block_size").GetInt32(), c.GetProperty("steps").GetInt32(), c.GetProperty("cond_length").GetInt32(),
+            c.TryGetProperty("guidance_scale", out var scale) ? scale.GetSingle() : 0,
+            c.TryGetProperty("guidance_schedule", out var schedule) ? schedule.GetString()! : "constant");
     }
 
     /// <summary>The numbers of a token file (a fixture name or a path), after its '# nbp-tokens:' header line if it has one.</summary>

@@ -1,0 +1,122 @@
+using NbpEngine.Kernels.Backend;
+using NbpEngine.Loader.Safetensors;
+using NbpEngine.Runtime.Api;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Runtime.Generation;
+using NbpEngine.Runtime.Sampling;
+using NbpEngine.Tests.Support;
+using NbpEngine.Tokenizer.Text;
+
+namespace NbpEngine.Tests;
+
+/// <summary>
+/// Classifier-free guidance (issue 15): the fixtures' guided greedy tokens come from the PyTorch reference
+/// (FixtureParityTests runs hybrid_cfg and hybrid_cfg_linear on the CPU and ILGPU backends); here the command line, the
+/// batch session, a class prompt through the embedding API, and the refusals.
+/// </summary>
+[Collection(nameof(ConsoleCollection))]
+public class GuidanceTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly string TextModel = Fixtures.PathOf("text/tokenizer.model");
+
+    private static async Task<NbpModel> Load(string path) => await NbpModel.LoadAsync(path, new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
+
+    [Theory]
+    [InlineData("hybrid_cfg", "1.5", "constant")]
+    [InlineData("hybrid_cfg_linear", "0.25", "linear")]
+    public async Task TheCommandLineGuidesAsThePyTorchReference(string fixture, string scale, string schedule)
+    {
+        var (code, stderr) = await CliRunner.Run("--weights", Fixtures.PathOf("hybrid_model.safetensors"), "--prompt-tokens", Fixtures.PathOf("hybrid_prompt.txt"),
+            "--tokens-out", _dir.File("o.txt"), "--greedy", "--cfg-scale", scale, "--cfg-schedule", schedule, "--backend", "cpu", "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Fixtures.Tokens(fixture + "_greedy.txt"), Fixtures.Tokens(_dir.File("o.txt")));
+        Assert.NotEqual(Fixtures.Tokens("hybrid_greedy.txt"), Fixtures.Tokens(_dir.File("o.txt"))); // the guidance changes something
+    }
+
+    [Fact]
+    public async Task GuidedRequestsGetTheirAloneTokensInABatch()
+    {
+        using var model = await Load(Fixtures.PathOf("hybrid_model.safetensors"));
+        var fixture = FixtureParityTests.Request(Fixtures.Get("hybrid_cfg"));
+        GenerationRequest[] requests =
+        [
+            fixture,
+            fixture with { Seed = 3, Sampling = SamplingSettings.Published, GuidanceScale = 2f },
+            fixture with { Seed = 4, Sampling = new SamplingSettings(false, 1.1f, 40, 1f), GuidanceScale = 0 },
+            fixture with { Seed = 5, Sampling = SamplingSettings.Published, GuidanceScale = 0.5f, GuidanceSchedule = GuidanceSchedule.Linear, Steps = 9 },
+        ];
+        using var session = model.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 2 });
+        var alone = requests.Select(r =>
+        {
+            var tokens = new int[session.Plan(r).TokenCount];
+            session.Generate(r, tokens);
+            return tokens;
+        }).ToArray();
+        Assert.Equal(Fixtures.Tokens("hybrid_cfg_greedy.txt"), alone[0]);
+        using var batch = model.CreateBatchSession(3, new SessionOptions { Backend = BackendKind.Cpu, Threads = 2 });
+        foreach (var result in batch.Generate(requests))
+            Assert.True(alone[result.Index].SequenceEqual(result.Tokens!), $"request {result.Index} differs in the batch");
+    }
+
+    /// <summary>The embedding API: a class name and a guidance scale make a request; the CLI's --class/--cfg-scale give the same tokens.</summary>
+    [Fact]
+    public async Task AClassAndAScaleMakeARequestThroughTheApi()
+    {
+        string weights = TinyModels.TextHybrid(_dir.File("hybrid.safetensors"));
+        using var model = await Load(weights);
+        var text = TextPromptTokenizer.Load(TextModel);
+        var request = new GenerationRequest { Prompt = text.ClassPrompt("PlayingGuitar", model.Config), GuidanceScale = 1.5f, Sampling = SamplingSettings.Published, Seed = 7 };
+        using var session = model.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 2 });
+        var tokens = new int[session.Plan(request).TokenCount];
+        session.Generate(request, tokens);
+        var plain = new int[tokens.Length];
+        session.Generate(request with { GuidanceScale = 0 }, plain);
+        Assert.NotEqual(plain, tokens);
+
+        var (code, stderr) = await CliRunner.Run("--weights", weights, "--class", "PlayingGuitar", "--text-tokenizer", TextModel, "--cfg-scale", "1.5", "--seed", "7",
+            "--tokens-out", _dir.File("o.txt"), "--backend", "cpu", "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(tokens, Fixtures.Tokens(_dir.File("o.txt")));
+    }
+
+    [Fact]
+    public async Task GuidanceIsRefusedWithoutAnUnconditionalEmbeddingOrACondition()
+    {
+        string bare = TinyModels.TextHybrid(_dir.File("bare.safetensors"), unconditional: false);
+        using (var model = await Load(bare))
+        {
+            using var session = model.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 1 });
+            var request = new GenerationRequest { Prompt = [.. Enumerable.Repeat(5, 8), 0], GuidanceScale = 1f };
+            var e = Assert.Throws<GenerationException>(() => session.Plan(request));
+            Assert.Contains("needs transformer.uncond_embedding", e.Message);
+            Assert.Contains(bare, e.Message);
+            Assert.Throws<GenerationException>(() => model.CreateSession(new SessionOptions { Guidance = true }));
+        }
+        var (code, stderr) = await CliRunner.Run("--weights", bare, "--class", "PlayingGuitar", "--text-tokenizer", TextModel, "--cfg-scale", "1.5",
+            "--tokens-out", _dir.File("o.txt"), "--backend", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("needs transformer.uncond_embedding", stderr);
+        Assert.False(File.Exists(_dir.File("o.txt")));
+
+        using var frame = await Load(Fixtures.PathOf("frame_model.safetensors"));
+        using var frameSession = frame.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 1 });
+        var noCondition = Assert.Throws<GenerationException>(() => frameSession.Plan(new GenerationRequest { Prompt = Fixtures.Tokens("frame_prompt.txt"), GuidanceScale = 1f }));
+        Assert.Contains("needs a condition of that length", noCondition.Message);
+        var nan = Assert.Throws<GenerationException>(() => frameSession.Plan(new GenerationRequest { Prompt = Fixtures.Tokens("frame_prompt.txt"), GuidanceScale = float.NaN }));
+        Assert.Contains("finite", nan.Message);
+    }
+
+    [Fact]
+    public void TheBlendRoundsBothProductsAndTheDifference()
+    {
+        float[] own = [1f, -2f, 3.5f, 0f, 0.1f], unconditional = [0.5f, 1f, 3.5f, -4f, 0.3f];
+        float t = 1.5f;
+        var expected = own.Select((c, i) => (float)((float)((1 + t) * c) - (float)(t * unconditional[i]))).ToArray();
+        Guidance.Blend(own, unconditional, t);
+        Assert.Equal(expected, own);
+        Assert.Equal([1.75f, -6.5f, 3.5f, 6f], own[..4]);
+    }
+}
