@@ -37,6 +37,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<float> _cache;                     // [sequence, layer, capacity, 3C]: Q | K | V
     private readonly ArrayView<float> _x, _normed, _attended;     // [maxRows, C]
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
+    private readonly ArrayView<float> _qkv;                       // [step rows of all sequences, 3C]: batched blocks' Q|K|V before the cache
     private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
@@ -88,6 +89,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _normed = Floats(maxRows * c);
             _attended = Floats(maxRows * c);
             _hidden = Floats(maxRows * 4 * c);
+            _qkv = sequences > 1 ? Floats(Math.Min(maxRows, (long)sequences * StepMatMulKernel.MaxRows) * 3 * c) : default;
             _logits = Floats(maxLogitRows * v);
             _scaled = Floats(maxLogitRows * v);
             _weights = Floats(maxLogitRows * v);
@@ -125,7 +127,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
     /// <summary>
     /// Feeds each sequence its ids (concatenated in feed order) at its positions Length.., appends their K/V to its
-    /// cache, computes logits of its last LogitRows rows.
+    /// cache, computes logits of its last LogitRows rows. Feeds of at most one block (16 rows: the steps) sit first in
+    /// the activations and go through each weight matrix together (<see cref="StepGemm"/>, the kernel a block gets
+    /// alone); larger feeds (prefills) each take the GEMM their size picks, as alone.
     /// </summary>
     public void Forward(ReadOnlySpan<int> ids, ReadOnlySpan<SequenceFeed> feeds)
     {
@@ -134,14 +138,19 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         foreach (int id in ids)
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
-        int c = cfg.EmbeddingSize, rows = ids.Length;
+        int c = cfg.EmbeddingSize, v = cfg.VocabSize;
         Span<int> rowStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
-        for (int f = 0, at = 0; f < feeds.Length; at += feeds[f].Rows, f++)
+        Span<int> logitStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
+        int stepRows = SequenceFeed.Arrange(feeds, logits: false, IsStep, rowStart, out int rows);
+        int stepLogitRows = SequenceFeed.Arrange(feeds, logits: true, IsStep, logitStart, out _);
+        int stepFeeds = 0;
+        foreach (var feed in feeds) stepFeeds += IsStep(feed.Rows) ? 1 : 0;
+
+        for (int f = 0, taken = 0; f < feeds.Length; taken += feeds[f].Rows, f++)
         {
             var feed = feeds[f];
-            rowStart[f] = at;
-            var fedIds = ids.Slice(at, feed.Rows);
-            var source = _ids.SubView(at, feed.Rows);
+            var fedIds = ids.Slice(taken, feed.Rows);
+            var source = _ids.SubView(rowStart[f], feed.Rows);
             if (feed.Rows == _lastSampledCount[feed.Sequence] && fedIds.SequenceEqual(_lastSampled[feed.Sequence].AsSpan(0, feed.Rows)))
                 source = _sampled.SubView(_logitStart[feed.Sequence], feed.Rows);
             else
@@ -151,7 +160,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             }
             Launches++;
             _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _w.UnconditionalEmbedding,
-                _x.SubView((long)at * c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
+                Rows(_x, rowStart[f], feed.Rows, c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
         }
         Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
 
@@ -160,14 +169,18 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         {
             var l = _w.Layers[layer];
             LayerNorm(_x, rows, l.Ln1Weight, l.Ln1Bias, _normed);
+            // Q, K and V as one GEMM whose rows land in the cache at the block's positions (3C apart); several step
+            // blocks go through it together into _qkv, then each block's rows are copied to its cache
+            if (stepFeeds > 1)
+                StepGemm(_normed, stepRows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, _qkv, 3 * c, accumulate: false, gelu: false, feeds, rowStart);
             for (int f = 0; f < feeds.Length; f++)
             {
                 var feed = feeds[f];
                 int start = _lengths[feed.Sequence];
                 var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
-                // one GEMM for Q, K and V, its rows landing in the cache at the block's positions (3C apart)
-                MatMul(Rows(_normed, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias,
-                    cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c), 3 * c, accumulate: false, gelu: false);
+                var block = cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c);
+                if (stepFeeds > 1 && IsStep(feed.Rows)) Rows(_qkv, rowStart[f], feed.Rows, 3 * c).CopyTo(_stream, block);
+                else MatMul(Rows(_normed, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, block, 3 * c, accumulate: false, gelu: false);
                 var attention = new AttentionArgs
                 {
                     Rows = feed.Rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
@@ -175,28 +188,72 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 };
                 Attend(cache.SubView((long)start * 3 * c), cache.SubView(c), cache.SubView(2 * c), Rows(_attended, rowStart[f], feed.Rows, c), attention);
             }
-            for (int f = 0; f < feeds.Length; f++)
-                MatMul(Rows(_attended, rowStart[f], feeds[f].Rows, c), feeds[f].Rows, c, l.Proj, c, l.ProjBias, Rows(_x, rowStart[f], feeds[f].Rows, c), c, accumulate: true, gelu: false);
+            Linear(_attended, c, l.Proj, c, l.ProjBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
             LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
-            for (int f = 0; f < feeds.Length; f++)
-            {
-                int at = rowStart[f], n = feeds[f].Rows;
-                MatMul(Rows(_normed, at, n, c), n, c, l.Fc, 4 * c, l.FcBias, Rows(_hidden, at, n, 4 * c), 4 * c, accumulate: false, gelu: true);
-                MatMul(Rows(_hidden, at, n, 4 * c), n, 4 * c, l.Out, c, l.OutBias, Rows(_x, at, n, c), c, accumulate: true, gelu: false);
-            }
+            Linear(_normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows);
+            Linear(_hidden, 4 * c, l.Out, c, l.OutBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
         }
+
+        // the final norm and the vocabulary head for each sequence's last LogitRows rows, gathered as Arrange placed them
         Array.Clear(_logitRows);
-        for (int f = 0, logitAt = 0; f < feeds.Length; logitAt += feeds[f].LogitRows, f++)
+        for (int f = 0; f < feeds.Length; f++)
         {
             var feed = feeds[f];
-            var last = Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c);
-            var normed = Rows(_normed, logitAt, feed.LogitRows, c);
-            LayerNorm(last, feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias, normed);
-            Gemm(normed, new MatMulArgs { M = feed.LogitRows, N = cfg.VocabSize, K = c, Lda = c, Ldc = cfg.VocabSize }, _w.Head, _w.NoBias,
-                Rows(_logits, logitAt, feed.LogitRows, cfg.VocabSize));
+            LayerNorm(Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c), feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias,
+                Rows(_normed, logitStart[f], feed.LogitRows, c));
             _lengths[feed.Sequence] += feed.Rows;
             _logitRows[feed.Sequence] = feed.LogitRows;
-            _logitStart[feed.Sequence] = logitAt;
+            _logitStart[feed.Sequence] = logitStart[f];
+        }
+        StepGemm(_normed, stepLogitRows, c, _w.Head, v, _w.NoBias, _logits, v, accumulate: false, gelu: false, feeds, logitStart, logits: true, hasBias: false);
+        for (int f = 0; f < feeds.Length; f++)
+            if (!IsStep(feeds[f].LogitRows))
+                Gemm(Rows(_normed, logitStart[f], feeds[f].LogitRows, c), new MatMulArgs { M = feeds[f].LogitRows, N = v, K = c, Lda = c, Ldc = v }, _w.Head, _w.NoBias,
+                    Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
+    }
+
+    /// <summary>A feed of at most one block: what the step GEMM takes alone, and what goes through it with the batch's other blocks.</summary>
+    private static bool IsStep(int rows) => rows <= StepMatMulKernel.MaxRows;
+
+    /// <summary>
+    /// c = a·Wᵀ (+ bias, GELU, residual) for every feed's rows of a call: the step rows [0, stepRows) together
+    /// (<see cref="StepGemm"/>), each larger feed with the GEMM its size picks.
+    /// </summary>
+    private void Linear(ArrayView<float> a, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, bool accumulate, bool gelu,
+        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> rowStart, int stepRows)
+    {
+        StepGemm(a, stepRows, k, w, n, bias, c, n, accumulate, gelu, feeds, rowStart);
+        for (int f = 0; f < feeds.Length; f++)
+            if (!IsStep(feeds[f].Rows))
+                MatMul(Rows(a, rowStart[f], feeds[f].Rows, k), feeds[f].Rows, k, w, n, bias, Rows(c, rowStart[f], feeds[f].Rows, n), n, accumulate, gelu);
+    }
+
+    /// <summary>
+    /// The first <paramref name="rows"/> rows (the step blocks of a call) through the step GEMM, at most 128 rows a
+    /// launch: a row's sums do not depend on which launch or row group it is in, so every block gets the bits it gets
+    /// alone. Where the step GEMM cannot take the shape (K not a multiple of 8), each block alone through
+    /// <see cref="Gemm"/>.
+    /// </summary>
+    private void StepGemm(ArrayView<float> a, int rows, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
+        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> start, bool logits = false, bool hasBias = true)
+    {
+        if (rows == 0) return;
+        var args = new MatMulArgs { N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = hasBias ? 1 : 0 };
+        if (!StepMatMulKernel.Fits(1, k, k))
+        {
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                int m = logits ? feeds[f].LogitRows : feeds[f].Rows;
+                if (IsStep(m)) Gemm(Rows(a, start[f], m, k), args with { M = m }, w, bias, Rows(c, start[f], m, ldc));
+            }
+            return;
+        }
+        for (int r = 0; r < rows; r += StepMatMulKernel.MaxBatchRows)
+        {
+            int m = Math.Min(StepMatMulKernel.MaxBatchRows, rows - r);
+            Launches++;
+            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), Rows(a, r, m, k).Cast<Float4>(), w, bias,
+                Rows(c, r, m, ldc), args with { M = m });
         }
     }
 
@@ -240,8 +297,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c)
     {
         Launches++;
-        if (StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
-            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
+        if (IsStep(args.M) && StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
+            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
         else if (_tensorCores && args.M >= TensorCoreMinRows)
             _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);

@@ -4,7 +4,10 @@ using NbpEngine.Kernels.Ops;
 
 namespace NbpEngine.Parity;
 
-/// <summary>The step GEMM (M ≤ 16, weights streamed 16 bytes at a time) against the CPU backend, every weight storage.</summary>
+/// <summary>
+/// The step GEMM (16 rows per warp, up to 8 row groups a launch; weights streamed 16 bytes at a time) against the CPU
+/// backend, every weight storage; and a batch's rows bit for bit as in launches of one block each (batch invariance).
+/// </summary>
 public sealed partial class KernelParity
 {
     /// <summary>Shapes: one row to a full block; N not a multiple of 4 (masked columns); K one pass, several, and a partial pass; A rows wider than K.</summary>
@@ -12,6 +15,7 @@ public sealed partial class KernelParity
     [
         (1, 96, 96, 96, 32, 0, false), (16, 96, 96, 96, 64, 1, false), (16, 384, 96, 96, 32, 0, true), (5, 33, 72, 72, 32, 0, false),
         (16, 501, 256, 256, 64, 1, true), (3, 10, 520, 528, 32, 0, false), (16, 1, 8, 8, 32, 1, false), (7, 130, 1032, 1032, 256, 0, true),
+        (17, 96, 96, 96, 64, 0, false), (40, 33, 72, 72, 128, 1, true), (128, 20, 256, 256, 256, 0, false),
     ];
 
     /// <summary>fp32 weights: equal to the CPU backend within fp32 rounding (the order of the sum differs); fp16/bf16 weights: equal to fp32 on the rounded weights.</summary>
@@ -22,7 +26,7 @@ public sealed partial class KernelParity
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
         var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
-        var launch = StepMatMulKernel.Launch(n, group);
+        var launch = StepMatMulKernel.Launch(n, m, group);
         string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
 
         var out32 = Upload(c);
@@ -33,8 +37,20 @@ public sealed partial class KernelParity
         var outBf = Upload(c);
         var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
         _bf16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new BF16Weights(Upload(bf)), Upload(bias), outBf, args);
+        // the same rows one block (≤ 16 rows) per launch: every bit must agree
+        var blocks = Upload(c);
+        var blockInput = Upload(a);
+        for (int r = 0; r < m; r += StepMatMulKernel.MaxRows)
+        {
+            int rows = Math.Min(StepMatMulKernel.MaxRows, m - r);
+            _f32.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group), blockInput.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), new F32Weights(Upload(w)),
+                Upload(bias), blocks.SubView((long)r * n, (long)rows * n), args with { M = rows });
+        }
+        var batched = Download(out32, m * n);
+        int differing = Download(blocks, m * n).Where((x, i) => BitConverter.SingleToInt32Bits(x) != BitConverter.SingleToInt32Bits(batched[i])).Count();
         return
         [
+            new("step matmul rows batched vs one block a launch", shape, differing, 0, $"{differing} values differ in some bit"),
             new("step matmul fp32", shape, Nmse.Of(Download(out32, m * n), CpuMatMul(dense, w, bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul fp16 weights vs fp32 on rounded weights", shape,
                 Nmse.Of(Download(out16, m * n), CpuMatMul(dense, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),

@@ -5,38 +5,49 @@ using NbpEngine.Kernels.Device;
 namespace NbpEngine.Kernels.Ops;
 
 /// <summary>
-/// The generation step's linear layers: C[M, N] (=|+=) A[M, K]·W[N, K]ᵀ (+ bias, GELU) for M ≤ 16 rows (one block),
-/// where every weight is used by at most 16 rows and the work is streaming W once at memory speed. One warp per 4
-/// output columns, no shared memory, no barriers: lane l reads weights k = 8l.., 8l+256.., 16 bytes at a time
+/// The generation step's linear layers: C[M, N] (=|+=) A[M, K]·W[N, K]ᵀ (+ bias, GELU) for M ≤ 16 rows per warp (one
+/// block of one sequence) and up to 8 such row groups per launch (a batch's blocks), where every weight is used by a
+/// few rows and the work is streaming W once at memory speed. One warp per 4 output columns and 16 rows, no shared
+/// memory for operands, no block barriers: lane l reads weights k = 8l.., 8l+256.., 16 bytes at a time
 /// (<see cref="IWeightView.Load8"/>: one LDG.128 for fp16/bf16, two for fp32), four columns' loads in flight, and
-/// multiplies them with the same k of all 16 A rows (A is small and read through L1). The 64 accumulators are scalar
-/// registers (16 <see cref="Acc4"/> locals, rows unrolled by hand: an array would live in local memory). At the end
-/// the 64 partial sums go through shared memory, lane l adds up outputs l and l + 32 in lane order (deterministic:
-/// same order every launch; 2 x 32 stores, 64 loads and 4 warp barriers instead of 320 shuffles, which ILGPU's CPU
-/// accelerator emulates slowly), and the epilogue adds bias, GELU and the residual. Needs K % 8 == 0 and Lda % 4 == 0
-/// (16-byte aligned rows); the tiled kernel takes other shapes.
-/// Grid: ceil(ceil(N/4) / warps) groups of warps x 32 threads.
+/// multiplies them with the same k of its 16 A rows (A is small and read through L1). The warps of a group that share
+/// 4 columns take consecutive row groups, so a weight comes from DRAM once and from L1/L2 for the other row groups.
+/// The 64 accumulators are scalar registers (16 <see cref="Acc4"/> locals, rows unrolled by hand: an array would live
+/// in local memory). At the end the 64 partial sums go through shared memory, lane l adds up outputs l and l + 32 in
+/// lane order (deterministic: same order every launch, and the same for a row whichever row group it sits in, so a
+/// batched row gets the bits it gets alone; 2 x 32 stores, 64 loads and 4 warp barriers instead of 320 shuffles,
+/// which ILGPU's CPU accelerator emulates slowly), and the epilogue adds bias, GELU and the residual. Needs K % 8 == 0
+/// and Lda % 4 == 0 (16-byte aligned rows); the tiled kernel takes other shapes.
+/// Grid: <see cref="Launch"/>.
 /// </summary>
 public static class StepMatMulKernel
 {
     public const int MaxRows = 16, Columns = 4, KPerLane = 8, KPerPass = 32 * KPerLane;
     /// <summary>Most warps per group (the reduction's shared memory is sized for them: 8 x 32 x 33 floats, 33.8 KB).</summary>
     public const int MaxWarps = 8;
+    /// <summary>Rows one launch takes: a row group of <see cref="MaxRows"/> per warp, at most <see cref="MaxWarps"/> row groups.</summary>
+    public const int MaxBatchRows = MaxRows * MaxWarps;
     private const int Stride = 33;
 
     /// <summary>Whether a matmul of this shape can run here (else the tiled kernel).</summary>
-    public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxRows && k % KPerLane == 0 && lda % 4 == 0;
+    public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxBatchRows && k % KPerLane == 0 && lda % 4 == 0;
+
+    /// <summary>Row groups of <see cref="MaxRows"/> for <paramref name="m"/> rows.</summary>
+    public static int RowGroups(int m) => (m + MaxRows - 1) / MaxRows;
 
     /// <summary>
-    /// The launch for N columns with groups of at most <paramref name="groupSize"/> threads (a multiple of 32), made
-    /// smaller while that leaves fewer groups than <paramref name="multiprocessors"/>: a 1536-column GEMM is 384 warps,
-    /// which in groups of 8 would stream its weights through only 48 of an H100's 132 SMs.
+    /// The launch for M rows and N columns with groups of at most <paramref name="groupSize"/> threads (a multiple of 32):
+    /// each group holds every row group of a few column quads, made fewer while that leaves fewer groups than
+    /// <paramref name="multiprocessors"/>: a 1536-column GEMM is 384 column warps, which in groups of 8 would stream its
+    /// weights through only 48 of an H100's 132 SMs.
     /// </summary>
-    public static KernelConfig Launch(int n, int groupSize, int multiprocessors = 1)
+    public static KernelConfig Launch(int n, int m, int groupSize, int multiprocessors = 1)
     {
-        int warps = Math.Min(MaxWarps, groupSize / 32), needed = (n + Columns - 1) / Columns;
-        while (warps > 1 && (needed + warps - 1) / warps < multiprocessors) warps /= 2;
-        return new KernelConfig((needed + warps - 1) / warps, warps * 32);
+        int rowGroups = RowGroups(m);
+        if (rowGroups > MaxWarps) throw new ArgumentOutOfRangeException(nameof(m), m, $"the step GEMM takes at most {MaxBatchRows} rows a launch");
+        int columnWarps = Math.Max(1, Math.Min(MaxWarps, groupSize / 32) / rowGroups), needed = (n + Columns - 1) / Columns;
+        while (columnWarps > 1 && (needed + columnWarps - 1) / columnWarps < multiprocessors) columnWarps /= 2;
+        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * rowGroups * 32);
     }
 
     /// <summary>One row's four column sums.</summary>
@@ -49,44 +60,48 @@ public static class StepMatMulKernel
     /// <param name="bias">[N] (read only if HasBias)</param><param name="c">[M, Ldc]</param>
     public static void Step<TW>(ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args) where TW : struct, IWeightView
     {
-        int lane = Group.IdxX % 32;
-        int n0 = (Grid.IdxX * (Group.DimX / 32) + Group.IdxX / 32) * Columns;
+        int lane = Group.IdxX % 32, warp = Group.IdxX / 32, rowGroups = (args.M + MaxRows - 1) / MaxRows;
+        int n0 = (Grid.IdxX * (Group.DimX / 32 / rowGroups) + warp / rowGroups) * Columns;
         if (n0 >= args.N) return; // the whole warp: n0 is the same for its lanes
+        // this warp's rows: [firstRow, firstRow + rows), rows ≤ 16; A and C are addressed from firstRow on, so a row's
+        // arithmetic is the same in every row group
+        int firstRow = warp % rowGroups * MaxRows, rows = args.M - firstRow;
         // columns past N read the last one (in bounds) and are not stored
         int last = args.N - 1;
         long w0 = (long)n0 * args.K, w1 = (long)(n0 + 1 < last ? n0 + 1 : last) * args.K;
         long w2 = (long)(n0 + 2 < last ? n0 + 2 : last) * args.K, w3 = (long)(n0 + 3 < last ? n0 + 3 : last) * args.K;
         int lda4 = args.Lda / 4;
+        var block = a.SubView((long)firstRow * lda4);
         Acc4 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default, r8 = default, r9 = default, r10 = default, r11 = default, r12 = default, r13 = default, r14 = default, r15 = default;
         for (int k = lane * KPerLane; k < args.K; k += KPerPass)
         {
             Vec8 x0 = w.Load8(w0 + k), x1 = w.Load8(w1 + k), x2 = w.Load8(w2 + k), x3 = w.Load8(w3 + k);
             int a4 = k / 4;
-            if (0 < args.M) Row(ref r0, a, 0 * lda4 + a4, x0, x1, x2, x3);
-            if (1 < args.M) Row(ref r1, a, 1 * lda4 + a4, x0, x1, x2, x3);
-            if (2 < args.M) Row(ref r2, a, 2 * lda4 + a4, x0, x1, x2, x3);
-            if (3 < args.M) Row(ref r3, a, 3 * lda4 + a4, x0, x1, x2, x3);
-            if (4 < args.M) Row(ref r4, a, 4 * lda4 + a4, x0, x1, x2, x3);
-            if (5 < args.M) Row(ref r5, a, 5 * lda4 + a4, x0, x1, x2, x3);
-            if (6 < args.M) Row(ref r6, a, 6 * lda4 + a4, x0, x1, x2, x3);
-            if (7 < args.M) Row(ref r7, a, 7 * lda4 + a4, x0, x1, x2, x3);
-            if (8 < args.M) Row(ref r8, a, 8 * lda4 + a4, x0, x1, x2, x3);
-            if (9 < args.M) Row(ref r9, a, 9 * lda4 + a4, x0, x1, x2, x3);
-            if (10 < args.M) Row(ref r10, a, 10 * lda4 + a4, x0, x1, x2, x3);
-            if (11 < args.M) Row(ref r11, a, 11 * lda4 + a4, x0, x1, x2, x3);
-            if (12 < args.M) Row(ref r12, a, 12 * lda4 + a4, x0, x1, x2, x3);
-            if (13 < args.M) Row(ref r13, a, 13 * lda4 + a4, x0, x1, x2, x3);
-            if (14 < args.M) Row(ref r14, a, 14 * lda4 + a4, x0, x1, x2, x3);
-            if (15 < args.M) Row(ref r15, a, 15 * lda4 + a4, x0, x1, x2, x3);
+            if (0 < rows) Row(ref r0, block, 0 * lda4 + a4, x0, x1, x2, x3);
+            if (1 < rows) Row(ref r1, block, 1 * lda4 + a4, x0, x1, x2, x3);
+            if (2 < rows) Row(ref r2, block, 2 * lda4 + a4, x0, x1, x2, x3);
+            if (3 < rows) Row(ref r3, block, 3 * lda4 + a4, x0, x1, x2, x3);
+            if (4 < rows) Row(ref r4, block, 4 * lda4 + a4, x0, x1, x2, x3);
+            if (5 < rows) Row(ref r5, block, 5 * lda4 + a4, x0, x1, x2, x3);
+            if (6 < rows) Row(ref r6, block, 6 * lda4 + a4, x0, x1, x2, x3);
+            if (7 < rows) Row(ref r7, block, 7 * lda4 + a4, x0, x1, x2, x3);
+            if (8 < rows) Row(ref r8, block, 8 * lda4 + a4, x0, x1, x2, x3);
+            if (9 < rows) Row(ref r9, block, 9 * lda4 + a4, x0, x1, x2, x3);
+            if (10 < rows) Row(ref r10, block, 10 * lda4 + a4, x0, x1, x2, x3);
+            if (11 < rows) Row(ref r11, block, 11 * lda4 + a4, x0, x1, x2, x3);
+            if (12 < rows) Row(ref r12, block, 12 * lda4 + a4, x0, x1, x2, x3);
+            if (13 < rows) Row(ref r13, block, 13 * lda4 + a4, x0, x1, x2, x3);
+            if (14 < rows) Row(ref r14, block, 14 * lda4 + a4, x0, x1, x2, x3);
+            if (15 < rows) Row(ref r15, block, 15 * lda4 + a4, x0, x1, x2, x3);
         }
         // the 64 sums across the warp, through shared memory: lane l writes its partial of output o at [o, l], then sums
         // row l (outputs l, then l + 32) in lane order: one fixed order, two warp barriers per half, conflict-free (stride 33)
         var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
-        int at = (Group.IdxX / 32) * 32 * Stride + lane;
+        int at = warp * 32 * Stride + lane;
         float out0 = SumOutputs(scratch, at, lane, r0, r1, r2, r3, r4, r5, r6, r7);
         float out1 = SumOutputs(scratch, at, lane, r8, r9, r10, r11, r12, r13, r14, r15);
-        args.Store(c, bias, lane / 4, n0 + lane % 4, out0);
-        args.Store(c, bias, 8 + lane / 4, n0 + lane % 4, out1);
+        args.Store(c, bias, firstRow + lane / 4, n0 + lane % 4, out0); // rows past M are not stored
+        args.Store(c, bias, firstRow + 8 + lane / 4, n0 + lane % 4, out1);
     }
 
     /// <summary>

@@ -11,6 +11,30 @@ namespace NbpEngine.Runtime.Backends;
 /// </summary>
 public readonly record struct SequenceFeed(int Sequence, int Rows, AttentionMask Mask, int LogitRows, int UnconditionalRows = 0)
 {
+    /// <summary>
+    /// Where each feed's rows (or, with <paramref name="logits"/>, its logit rows) go in a call's activations: the feeds
+    /// whose row count <paramref name="firstGroup"/> accepts first, then the rest, each group in feed order, so a backend
+    /// can run each group through the kernel a feed of that size gets alone (batch invariance) with one weight read.
+    /// Writes each feed's first row to <paramref name="start"/>; returns the first group's rows.
+    /// </summary>
+    public static int Arrange(ReadOnlySpan<SequenceFeed> feeds, bool logits, Func<int, bool> firstGroup, Span<int> start, out int total)
+    {
+        total = 0;
+        int firstEnd = 0;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int f = 0; f < feeds.Length; f++)
+            {
+                int rows = logits ? feeds[f].LogitRows : feeds[f].Rows;
+                if (firstGroup(rows) != (pass == 0)) continue;
+                start[f] = total;
+                total += rows;
+            }
+            if (pass == 0) firstEnd = total;
+        }
+        return firstEnd;
+    }
+
     /// <summary>Checks the feeds of one call against a session's shape; messages name the feed and the value.</summary>
     public static void Validate(ReadOnlySpan<SequenceFeed> feeds, int tokenCount, int maxRows, int maxLogitRows, ReadOnlySpan<int> lengths, int capacity, int unconditionalRows)
     {

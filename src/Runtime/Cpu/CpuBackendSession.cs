@@ -178,30 +178,12 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     }
 
     /// <summary>
-    /// Where each feed's rows (or logit rows) go in the activations: feeds with at least <see cref="PackedGemm.RowTile"/>
-    /// rows first (the packed kernel's), then the rest (the dot-product kernel's), each group in feed order. Returns the
-    /// first group's row count. Both kernels give a row the same sums wherever it sits, so a sequence's numbers are the
-    /// ones it gets alone.
+    /// Where each feed's rows go (<see cref="SequenceFeed.Arrange"/>): feeds with at least <see cref="PackedGemm.RowTile"/>
+    /// rows first (the packed kernel's, when there is a packed copy), then the rest (the dot-product kernel's). Both
+    /// kernels give a row the same sums wherever it sits, so a sequence's numbers are the ones it gets alone.
     /// </summary>
-    private int Arrange(ReadOnlySpan<SequenceFeed> feeds, bool logits, int[] start, out int total)
-    {
-        total = 0;
-        int packedEnd = 0;
-        for (int pass = 0; pass < 2; pass++)
-        {
-            for (int f = 0; f < feeds.Length; f++)
-            {
-                int rows = logits ? feeds[f].LogitRows : feeds[f].Rows;
-                if (UsesPacked(rows) != (pass == 0)) continue;
-                start[f] = total;
-                total += rows;
-            }
-            if (pass == 0) packedEnd = total;
-        }
-        return packedEnd;
-    }
-
-    private bool UsesPacked(int rows) => _packed is not null && rows >= PackedGemm.RowTile;
+    private int Arrange(ReadOnlySpan<SequenceFeed> feeds, bool logits, int[] start, out int total) =>
+        SequenceFeed.Arrange(feeds, logits, _packed is null ? static _ => false : static rows => rows >= PackedGemm.RowTile, start, out total);
 
     /// <summary>
     /// c = a·Wᵀ + bias: rows [0, packedRows) through the packed copy, the rest through the dot-product GEMM on the matrix
