@@ -26,7 +26,7 @@ namespace NbpEngine.Cli;
 /// </summary>
 public static partial class BatchCommand
 {
-    private static readonly HashSet<string> Keys = ["id", "prompt_tokens", "prompt", "class", "seed", "greedy", "top_k", "top_p", "temperature", "steps", "cfg_scale", "cfg_schedule"];
+    private static readonly HashSet<string> Keys = ["id", "prompt_tokens", "prompt", "class", "input", "seed", "greedy", "top_k", "top_p", "temperature", "steps", "cfg_scale", "cfg_schedule"];
 
     /// <summary>Exit code when some jobs failed (the others' outputs are written): see DIR/failures.jsonl.</summary>
     public const int SomeJobsFailed = 3;
@@ -36,8 +36,9 @@ public static partial class BatchCommand
     public static Command Build()
     {
         var weights = new Option<string>("--weights") { Description = "safetensors checkpoint", Required = true };
-        var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class, seed, greedy, top_k, top_p, temperature, steps, cfg_scale, cfg_schedule", Required = true };
-        var output = new Option<string>("--out") { Description = "folder for ID.tokens.txt and failures.jsonl (created if missing)", Required = true };
+        var manifest = new Option<string>("--manifest") { Description = "jobs, one JSON object per line: id, prompt_tokens | prompt | class | input, seed, greedy, top_k, top_p, temperature, steps, cfg_scale, cfg_schedule", Required = true };
+        var output = new Option<string>("--out") { Description = "folder for ID.tokens.txt (and ID.frames/ for input jobs) and failures.jsonl (created if missing)", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "video tokenizer for jobs with an input (frames or a video): their conditioning frames are encoded and the prediction decoded to ID.frames/" };
         var batch = new Option<int>("--batch") { Description = "jobs stepped together: each step streams the weights once for all of them", DefaultValueFactory = _ => 1 };
         var shard = new Option<string?>("--shard") { Description = "K/N: take the jobs whose line index mod N is K (default: SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)" };
         var shardCount = new Option<int?>("--shard-count") { Description = "N for Kubernetes indexed jobs (JOB_COMPLETION_INDEX gives K)" };
@@ -48,13 +49,13 @@ public static partial class BatchCommand
         var backend = SharedOptions.Backend();
         var command = new Command("batch", "many generations from one manifest, resumable, sharded for Slurm arrays and Kubernetes indexed jobs")
         {
-            weights, manifest, output, batch, shard, shardCount, textTokenizer, greedy, seed, threads, backend,
+            weights, manifest, output, tokenizer, batch, shard, shardCount, textTokenizer, greedy, seed, threads, backend,
         };
         command.SetAction(async (parse, ct) =>
         {
             try
             {
-                return await RunAsync(parse.GetValue(weights)!, parse.GetValue(manifest)!, parse.GetValue(output)!, parse.GetValue(batch),
+                return await RunAsync(parse.GetValue(weights)!, parse.GetValue(manifest)!, parse.GetValue(output)!, parse.GetValue(tokenizer), parse.GetValue(batch),
                     Shard(parse.GetValue(shard), parse.GetValue(shardCount)), parse.GetValue(textTokenizer), parse.GetValue(greedy), parse.GetValue(seed),
                     parse.GetValue(threads), SharedOptions.BackendKindOf(parse.GetValue(backend)),
                     ct);
@@ -64,7 +65,8 @@ public static partial class BatchCommand
                 Console.Error.WriteLine("nbp-run: interrupted; finished jobs are written, the rest resume on the next run");
                 return GenerateCommand.Interrupted;
             }
-            catch (Exception e) when (e is CliInputException or OutputPathException or IOException or InvalidDataException or ArgumentException)
+            catch (Exception e) when (e is CliInputException or OutputPathException or IOException or InvalidDataException or ArgumentException
+                                          or NbpEngine.Core.NbpInputException)
             {
                 Console.Error.WriteLine($"nbp-run: error: {e.Message}");
                 return 2;
@@ -92,7 +94,7 @@ public static partial class BatchCommand
     private static (int, int) Checked(int index, int count, string source) =>
         count >= 1 && index >= 0 && index < count ? (index, count) : throw new CliInputException($"{source}: shard {index} of {count} is out of range (0 <= K < N)");
 
-    private static async Task<int> RunAsync(string weights, string manifestPath, string output, int batch, (int Index, int Count) shard, string? textTokenizer,
+    private static async Task<int> RunAsync(string weights, string manifestPath, string output, string? tokenizer, int batch, (int Index, int Count) shard, string? textTokenizer,
         bool greedy, ulong seed, int? threads, BackendKind backend, CancellationToken ct)
     {
         if (batch < 1 || batch > 64) throw new CliInputException($"--batch must be in [1, 64], found {batch}");
@@ -107,7 +109,9 @@ public static partial class BatchCommand
         var todo = jobs.Where(j => !File.Exists(TokensPath(output, j.Id))).ToList();
         Console.Error.WriteLine($"nbp-run: batch: shard {shard.Index}/{shard.Count}: {jobs.Count} jobs, {jobs.Count - todo.Count} already done, {todo.Count} to run, {batch} at a time");
 
-        using var model = await NbpModel.LoadAsync(weights, NbpPipeline.ModelOptions(new PipelineOptions()), null, ct);
+        if (tokenizer is not null && !File.Exists(tokenizer)) throw new CliInputException($"{tokenizer}: --tokenizer file not found");
+        using var pipeline = await NbpPipeline.LoadAsync(weights, tokenizer, new PipelineOptions { Backend = backend, Threads = threads }, null, ct);
+        var model = pipeline.Model;
         var text = textTokenizer is null ? null : TextPromptTokenizer.Load(textTokenizer);
         int slots = Math.Max(1, Math.Min(batch, todo.Count));
         using var session = model.CreateBatchSession(slots, new SessionOptions { Backend = backend, Threads = threads });
@@ -118,7 +122,7 @@ public static partial class BatchCommand
         {
             try
             {
-                var request = Request(job, model, manifestPath, text, greedy, seed);
+                var request = Request(job, pipeline, manifestPath, text, greedy, seed);
                 session.Plan(request);
                 requests.Add(request);
                 runnable.Add(job);
@@ -133,11 +137,20 @@ public static partial class BatchCommand
         foreach (var result in session.Generate(requests, ct))
         {
             var job = runnable[result.Index];
-            if (result.Tokens is { } tokens)
-                TokenFile.Write(TokensPath(output, job.Id), tokens, result.Plan.BlockSize, TokenKind.ModelIds, model.Config.VideoIdOffset);
-            else
+            try
             {
-                failures.Add(FailureLine(job.Line, job.Id, result.Error!.Message));
+                if (result.Error is not null) throw result.Error;
+                // the frames first: a job whose tokens file exists is done, video and all
+                if (Str(job.Spec, "input") is not null)
+                {
+                    var (video, _, _) = pipeline.DecodePrediction(requests[result.Index].Prompt, result.Tokens!);
+                    TokenizerCommands.WriteFrames(Path.Combine(output, job.Id + ".frames"), video.ToRgbFrames(), video.Height, video.Width, 8, null);
+                }
+                TokenFile.Write(TokensPath(output, job.Id), result.Tokens!, result.Plan.BlockSize, TokenKind.ModelIds, model.Config.VideoIdOffset);
+            }
+            catch (Exception e) when (e is GenerationException or NbpEngine.Core.NbpInputException or IOException or OutputPathException)
+            {
+                failures.Add(FailureLine(job.Line, job.Id, e.Message));
                 failedJobs++;
             }
             int finished = ++done;
@@ -203,17 +216,29 @@ public static partial class BatchCommand
         return jobs;
     }
 
-    /// <summary>A manifest job as a request: its prompt (token file, words or class), sampling, seed and steps.</summary>
-    private static GenerationRequest Request(Job job, NbpModel model, string manifestPath, TextPromptTokenizer? text, bool defaultGreedy, ulong defaultSeed)
+    /// <summary>
+    /// A manifest job as a request: its prompt (token file, words, class, or conditioning frames encoded by the pipeline's
+    /// tokenizer), sampling, seed and steps. Paths are relative to the manifest.
+    /// </summary>
+    private static GenerationRequest Request(Job job, NbpPipeline pipeline, string manifestPath, TextPromptTokenizer? text, bool defaultGreedy, ulong defaultSeed)
     {
         var s = job.Spec;
-        var cfg = model.Config;
-        string? promptFile = Str(s, "prompt_tokens"), words = Str(s, "prompt"), className = Str(s, "class");
-        if ((promptFile is null ? 0 : 1) + (words is null ? 0 : 1) + (className is null ? 0 : 1) != 1)
-            throw new CliInputException("give exactly one of prompt_tokens, prompt, class");
+        var cfg = pipeline.Model.Config;
+        string? promptFile = Str(s, "prompt_tokens"), words = Str(s, "prompt"), className = Str(s, "class"), input = Str(s, "input");
+        if ((promptFile is null ? 0 : 1) + (words is null ? 0 : 1) + (className is null ? 0 : 1) + (input is null ? 0 : 1) != 1)
+            throw new CliInputException("give exactly one of prompt_tokens, prompt, class, input");
+        string folder = Path.GetDirectoryName(Path.GetFullPath(manifestPath))!;
         int[] prompt;
-        if (promptFile is not null)
-            prompt = TokenFile.ReadModelIds(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(manifestPath))!, promptFile), cfg, cfg.PositionCount);
+        if (promptFile is not null) prompt = TokenFile.ReadModelIds(Path.Combine(folder, promptFile), cfg, cfg.PositionCount);
+        else if (input is not null)
+        {
+            if (pipeline.Codec is null) throw new CliInputException("a job with an input needs --tokenizer (the video tokenizer)");
+            string path = Path.Combine(folder, input);
+            if (!File.Exists(path) && !Directory.Exists(path)) throw new CliInputException($"{path}: input not found (a PNG folder or a video file)");
+            // the conditioning frames the model's clips start with (5 of K600's 17), at its resolution
+            var clip = VideoClip.Read(path, cfg.Resolution, Math.Min(5, cfg.SequenceLength));
+            prompt = pipeline.EncodeConditioning(clip).Prompt;
+        }
         else prompt = TextCommands.HybridPrompt(words, className, text, PaddingSide.Right, cfg).Prompt;
         bool greedy = Bool(s, "greedy") ?? defaultGreedy;
         var sampling = greedy

@@ -120,31 +120,64 @@ public sealed class NbpPipeline : IDisposable
     public FramePrediction PredictFrames(VideoClip conditioning, GenerationRequest request, IProgress<PipelineProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
+        CheckConditioning(conditioning);
+        var cfg = Model.Config;
+        int perFrame = LatentFrameTokens;
+        int promptLength = VideoTokenizer.LatentFrames(conditioning.Frames) * perFrame;
+        var plan = GenerationPlan.Resolve(request with { Prompt = new int[promptLength] }, cfg);
+        if (plan.TokenCount < perFrame)
+            throw new NbpInputException($"{plan.Steps} steps generate {plan.TokenCount} tokens, less than one latent frame ({perFrame}): no frame would be predicted");
+
+        var (codes, prompt, encode) = EncodeConditioning(conditioning, progress);
+        cancellationToken.ThrowIfCancellationRequested();
+        var generation = Generate(request with { Prompt = prompt }, progress, cancellationToken);
+        var (video, decode, undecoded) = DecodePrediction(prompt, generation.Tokens, progress);
+        return new FramePrediction(video, codes, generation, encode, decode, undecoded);
+    }
+
+    /// <summary>Tokens of one latent frame of the model's resolution.</summary>
+    private int LatentFrameTokens => (Model.Config.Resolution / ModelConfig.SpatialFactor) * (Model.Config.Resolution / ModelConfig.SpatialFactor);
+
+    /// <summary>A tokenizer with both halves, and frames of the size the model was trained on.</summary>
+    private VideoCodec CheckConditioning(VideoClip conditioning)
+    {
         var codec = Codec ?? throw new NbpInputException("frame prediction needs a video tokenizer: load the pipeline with one");
         var cfg = Model.Config;
         if (!codec.Model.HasEncoder || !codec.Model.HasDecoder)
             throw new NbpInputException($"{codec.Model.SourcePath}: frame prediction needs the tokenizer's encoder and decoder, the file has {(codec.Model.HasEncoder ? "no decoder" : "no encoder")}");
         if (conditioning.Height != cfg.Resolution || conditioning.Width != cfg.Resolution)
             throw new NbpInputException($"conditioning frames are {conditioning.Width}x{conditioning.Height}, the model generates {cfg.Resolution}x{cfg.Resolution}");
-        int latent = cfg.Resolution / ModelConfig.SpatialFactor, perFrame = latent * latent;
-        int promptLength = VideoTokenizer.LatentFrames(conditioning.Frames) * perFrame;
-        var plan = GenerationPlan.Resolve(request with { Prompt = new int[promptLength] }, cfg);
-        if (plan.TokenCount < perFrame)
-            throw new NbpInputException($"{plan.Steps} steps generate {plan.TokenCount} tokens, less than one latent frame ({perFrame}): no frame would be predicted");
+        return codec;
+    }
 
-        int threads = Options.ThreadCount;
-        var (codes, encode) = codec.Encode(conditioning, threads, Fraction(progress, PipelinePhase.Encode));
-        cancellationToken.ThrowIfCancellationRequested();
+    /// <summary>
+    /// Conditioning frames as a frame-prediction prompt: their FSQ codes, and those codes shifted into the model
+    /// vocabulary (what <see cref="GenerationRequest.Prompt"/> takes). For callers that generate elsewhere (a batch
+    /// session) and decode with <see cref="DecodePrediction"/>.
+    /// </summary>
+    public (int[] Codes, int[] Prompt, CodecTiming Timing) EncodeConditioning(VideoClip conditioning, IProgress<PipelineProgress>? progress = null)
+    {
+        var codec = CheckConditioning(conditioning);
+        var cfg = Model.Config;
+        var (codes, timing) = codec.Encode(conditioning, Options.ThreadCount, Fraction(progress, PipelinePhase.Encode));
         if (codes.Max() >= cfg.VideoVocabSize)
             throw new NbpInputException($"{codec.Model.SourcePath}: codes reach {codes.Max()}, beyond the model's video vocabulary {cfg.VideoVocabSize}");
-        var prompt = codes.Select(c => c + cfg.VideoIdOffset).ToArray();
-        var generation = Generate(request with { Prompt = prompt }, progress, cancellationToken);
+        return (codes, codes.Select(c => c + cfg.VideoIdOffset).ToArray(), timing);
+    }
 
-        // prompt + generated -> video codes (shift removed, clamped as MODEL.md §3) -> frames
-        var all = prompt.Concat(generation.Tokens).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();
+    /// <summary>
+    /// Prompt and generated ids decoded to frames: shift removed and clamped as MODEL.md §3 says, whole latent frames
+    /// only (the count of trailing tokens left out is returned).
+    /// </summary>
+    public (VideoClip Video, CodecTiming Timing, int UndecodedTokens) DecodePrediction(int[] prompt, int[] generated, IProgress<PipelineProgress>? progress = null)
+    {
+        var codec = Codec ?? throw new NbpInputException("decoding needs a video tokenizer: load the pipeline with one");
+        var cfg = Model.Config;
+        int perFrame = LatentFrameTokens;
+        var all = prompt.Concat(generated).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();
         int whole = all.Length / perFrame * perFrame;
-        var (video, decode) = codec.Decode(all.AsSpan(0, whole), latent, threads, Fraction(progress, PipelinePhase.Decode));
-        return new FramePrediction(video, codes, generation, encode, decode, all.Length - whole);
+        var (video, timing) = codec.Decode(all.AsSpan(0, whole), cfg.Resolution / ModelConfig.SpatialFactor, Options.ThreadCount, Fraction(progress, PipelinePhase.Decode));
+        return (video, timing, all.Length - whole);
     }
 
     /// <summary>A tokenizer progress fraction as a pipeline phase's progress.</summary>

@@ -133,4 +133,38 @@ public class BatchTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("shard 2 of 2 is out of range", stderr);
     }
+
+    /// <summary>Jobs with conditioning frames: encoded by --tokenizer, generated in the batch, decoded to ID.frames/ (17 frames and strip.png).</summary>
+    [Fact]
+    public async Task InputJobsPredictFramesAsThePipelineDoes()
+    {
+        string weights = TinyModels.FullVocabulary(_dir.File("tiny.safetensors")), tokenizer = Fixtures.PathOf("tokenizer_model.safetensors");
+        VideoTests.WriteFixtureFrames(_dir.File("clip"), 5, size: 64);
+        File.WriteAllLines(_dir.File("video.jsonl"), [
+            "{\"id\":\"a\",\"input\":\"clip\",\"seed\":3}",
+            "{\"id\":\"b\",\"input\":\"clip\",\"greedy\":true}",
+            "{\"id\":\"c\",\"input\":\"no-such-clip\"}",
+        ]);
+        string output = _dir.File("out");
+        var (code, stderr) = await CliRunner.Run("batch", "--weights", weights, "--tokenizer", tokenizer, "--manifest", _dir.File("video.jsonl"), "--out", output,
+            "--batch", "2", "--backend", "cpu", "--quiet");
+        Assert.True(code == BatchCommand.SomeJobsFailed, stderr);
+        Assert.Contains("no-such-clip: input not found", File.ReadAllText(Path.Combine(output, "failures.jsonl")));
+
+        using var pipeline = await NbpEngine.Pipeline.NbpPipeline.LoadAsync(weights, tokenizer, new NbpEngine.Pipeline.PipelineOptions { Backend = NbpEngine.Runtime.Backends.BackendKind.Cpu, Threads = 2 });
+        var clip = NbpEngine.Pipeline.VideoClip.Read(_dir.File("clip"), 64, 5);
+        foreach (var (id, request) in new[]
+                 {
+                     ("a", new NbpEngine.Runtime.Generation.GenerationRequest { Prompt = [], Seed = 3, Sampling = NbpEngine.Runtime.Sampling.SamplingSettings.Published }),
+                     ("b", new NbpEngine.Runtime.Generation.GenerationRequest { Prompt = [] }),
+                 })
+        {
+            var prediction = pipeline.PredictFrames(clip, request);
+            Assert.Equal(prediction.Generation.Tokens, Fixtures.Tokens(Path.Combine(output, id + ".tokens.txt")));
+            var frames = Directory.GetFiles(Path.Combine(output, id + ".frames"), "*.png").Select(Path.GetFileName).Order().ToArray();
+            Assert.Equal(18, frames.Length); // 5 conditioning + 12 predicted frames, and strip.png
+            Assert.Contains("strip.png", frames);
+        }
+        Assert.Equal(["a.tokens.txt", "b.tokens.txt"], Outputs(output).Keys.Order());
+    }
 }

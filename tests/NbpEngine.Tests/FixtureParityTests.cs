@@ -11,13 +11,14 @@ namespace NbpEngine.Tests;
 /// <summary>
 /// The CPU backend against the PyTorch reference: exact greedy tokens and step-0 logits within
 /// 1e-4 relative error (max |diff| / max |ref|) for frame B = 16, B = 4, NTP and hybrid, and hybrid with classifier-free
-/// guidance (constant t = 1.5; the linear schedule t = 0.25·n).
+/// guidance (constant t = 1.5; the linear schedule t = 0.25·n), and a UCF model prompted with a class name's ids (the
+/// fixture text tokenizer's, from sentencepiece) with and without guidance.
 /// </summary>
 public class FixtureParityTests(ITestOutputHelper output)
 {
     public const double LogitTolerance = 1e-4;
 
-    public static TheoryData<string> Cases => new() { "frame_b16", "frame_b4", "frame_ntp", "hybrid", "hybrid_cfg", "hybrid_cfg_linear" };
+    public static TheoryData<string> Cases => new() { "frame_b16", "frame_b4", "frame_ntp", "hybrid", "hybrid_cfg", "hybrid_cfg_linear", "ucf_class", "ucf_class_cfg" };
 
     [Theory]
     [MemberData(nameof(Cases))]

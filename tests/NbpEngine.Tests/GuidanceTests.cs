@@ -36,6 +36,19 @@ public class GuidanceTests : IDisposable
         Assert.NotEqual(Fixtures.Tokens("hybrid_greedy.txt"), Fixtures.Tokens(_dir.File("o.txt"))); // the guidance changes something
     }
 
+    /// <summary>A class name through the text tokenizer to a hybrid generation, greedy, with and without guidance, as the PyTorch reference gives it.</summary>
+    [Theory]
+    [InlineData("ucf_class", "0")]
+    [InlineData("ucf_class_cfg", "1.5")]
+    public async Task AClassGeneratesAsThePyTorchReference(string fixture, string scale)
+    {
+        var (code, stderr) = await CliRunner.Run("--weights", Fixtures.PathOf("ucf_model.safetensors"), "--class", "ApplyEyeMakeup", "--text-tokenizer", TextModel,
+            "--tokens-out", _dir.File("o.txt"), "--greedy", "--cfg-scale", scale, "--backend", "cpu");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"condition 'apply eye makeup' -> {File.ReadAllText(Fixtures.PathOf("ucf_prompt.txt")).Trim()}", stderr);
+        Assert.Equal(Fixtures.Tokens(fixture + "_greedy.txt"), Fixtures.Tokens(_dir.File("o.txt")));
+    }
+
     [Fact]
     public async Task GuidedRequestsGetTheirAloneTokensInABatch()
     {

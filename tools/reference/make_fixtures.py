@@ -164,8 +164,23 @@ def main():
             {"name": "hybrid_cfg_linear", "mode": "hybrid", "block": 4, "steps": 11, "cond": 5, "scale": 0.25, "schedule": "linear"},
         ],
     }
+    # a UCF model conditioned on words: the class "ApplyEyeMakeup" through the fixture text tokenizer (sentencepiece's own
+    # ids in tests/fixtures/text/ids.json: BOS + pieces, EOS-padded to cond_token_num 8), shifted by B = 4, then bov
+    with open(os.path.join(OUT, "text", "ids.json")) as f:
+        text = json.load(f)
+    pieces = next(c["ids"] for c in text["cases"] if c["text"] == "apply eye makeup")
+    condition = ([text["bos"]] + pieces + [text["eos"]] * 8)[:8]
+    ucf = {
+        "file": "ucf_model.safetensors", "n_layer": 2, "n_head": 4, "n_embd": 64, "vocab": 100 + text["vocab"] + 4, "positions": 64,
+        "block": 4, "head_std": 1.0,
+        "meta": {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 100, "block_size": 64, "token_number_per_step": 4,
+                 "hybrid": "true", "resolution": 32, "sequence_length": 5, "cond_token_num": 8},
+        "prompt": lambda rng: [i + 4 for i in condition] + [0],
+        "cases": [{"name": "ucf_class", "mode": "hybrid", "block": 4, "steps": 11, "cond": 8}],
+        "cfg_cases": [{"name": "ucf_class_cfg", "mode": "hybrid", "block": 4, "steps": 11, "cond": 8, "scale": 1.5, "schedule": "constant"}],
+    }
     manifest = {"version": FIXTURE_VERSION, "regenerate": REGENERATE, "torch": torch.__version__, "cases": {}}
-    for spec in (frame, hybrid):
+    for spec in (frame, hybrid, ucf):
         for seed in range(1, 200):
             built = build_case_set(spec, seed)
             if built is not None:
