@@ -105,7 +105,7 @@ public static class TokenizerCommands
         });
         Console.Error.WriteLine($"nbp-run: {frames.Length} PNG frames and strip.png -> {folder}");
         if (!video) return;
-        if (!VideoIO.FfmpegAvailable)
+        if (VideoIO.NeedsFfmpeg(output) && !VideoIO.FfmpegAvailable)
         {
             Console.Error.WriteLine($"nbp-run: {output} not written: {VideoIO.FfmpegMissing}");
             return;

@@ -12,7 +12,7 @@ internal sealed class GenerateOptions
     public readonly Option<string?> TokensOut = new("--tokens-out") { Description = "file for the generated ids (middle-bos removed); 'nbp-run decode' reads it as is" };
     public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "video tokenizer: with --input and --output, frame prediction from real frames to a video" };
     public readonly Option<string?> Input = new("--input", "-i") { Description = "conditioning frames: PNG folder or video file (the first 5 frames for K600's 17-frame clips)" };
-    public readonly Option<string?> Output = new("--output", "-o") { Description = "prediction: .mp4/.gif/.apng (via ffmpeg) or a folder; PNG frames are always written" };
+    public readonly Option<string?> Output = new("--output", "-o") { Description = "prediction: .gif (written here), .mp4/.apng (via ffmpeg) or a folder; PNG frames are always written" };
     public readonly Option<int> Fps = SharedOptions.Fps();
     public readonly Option<string?> LogitsOut = new("--logits-out") { Description = "write the step-0 logits, float32 [rows, vocab], as .npy" };
     public readonly Option<string?> StatsJson = new("--stats-json") { Description = "write timings (load, prefill, steps) as JSON" };

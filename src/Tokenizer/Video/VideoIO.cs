@@ -14,7 +14,7 @@ public static class VideoIO
     /// <summary>Video files <see cref="WriteVideo"/> writes (through ffmpeg); any other output is a folder of PNG frames.</summary>
     public static readonly IReadOnlyList<string> VideoExtensions = [".mp4", ".gif", ".apng"];
 
-    public const string FfmpegMissing = "ffmpeg was not found on PATH; install it (apt-get install -y ffmpeg) to read or write video files, or use a folder of PNG frames";
+    public const string FfmpegMissing = "ffmpeg was not found on PATH; install it (apt-get install -y ffmpeg) to read video files or write MP4/APNG, or use a folder of PNG frames (or a .gif output)";
 
     public static bool FfmpegAvailable => FindOnPath("ffmpeg") is not null;
 
@@ -133,15 +133,22 @@ public static class VideoIO
         Png.WriteRgb(path, strip, total, height);
     }
 
-    /// <summary>Encodes frames to MP4 (H.264, yuv420p), GIF or APNG by the file extension, via ffmpeg.</summary>
+    /// <summary>Whether writing <paramref name="path"/> needs ffmpeg: MP4 and APNG do, GIF is written here (<see cref="Gif"/>).</summary>
+    public static bool NeedsFfmpeg(string path) => Path.GetExtension(path).ToLowerInvariant() != ".gif";
+
+    /// <summary>Encodes frames to a GIF (managed, <see cref="Gif"/>), or to MP4 (H.264, yuv420p) or APNG via ffmpeg, by the file extension.</summary>
     public static void WriteVideo(string path, byte[][] frames, int height, int width, int fps)
     {
-        if (!FfmpegAvailable) throw new NbpInputException(FfmpegMissing);
         string ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext == ".gif")
+        {
+            Gif.WriteAnimation(path, frames, width, height, Math.Min(fps, 100));
+            return;
+        }
+        if (!FfmpegAvailable) throw new NbpInputException(FfmpegMissing);
         var codec = ext switch
         {
             ".mp4" => new[] { "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart" },
-            ".gif" => Array.Empty<string>(),
             ".apng" or ".png" => new[] { "-f", "apng", "-plays", "0" },
             _ => throw new ArgumentException($"{path}: output must end in .mp4, .gif or .apng (or be a folder for PNG frames)"),
         };
