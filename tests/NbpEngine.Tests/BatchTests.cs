@@ -35,7 +35,7 @@ public class BatchTests : IDisposable
     }
 
     private static Dictionary<string, string> Outputs(string folder) =>
-        Directory.GetFiles(folder, "*.tokens.txt").ToDictionary(Path.GetFileName, File.ReadAllText)!;
+        Directory.GetFiles(folder, "*.tokens.txt").ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
 
     [Fact]
     public async Task WholeRunShardsAndBatchesWriteTheSameFiles()
