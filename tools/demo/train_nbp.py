@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""Trains the demo NBP transformer (issue 18): MODEL.md's architecture at small size, frame mode, block = one latent
+row (8 tokens at 64x64), the next-block objective with teacher forcing under the block-causal mask, on the demo clips
+tokenized by the demo tokenizer.
+
+    /usr/bin/python3 tools/demo/train_nbp.py --tokenizer RUN/demo-tokenizer.pt --out RUN --steps N     # resumes if interrupted
+
+The clips (tools/demo/clips.py, seed --seed) are tokenized once into RUN/tokens-SEED-N.npy; batches are a fixed
+function of (seed, step); the run state is saved atomically every --save-every steps and a rerun resumes from it.
+RUN/demo-nbp.ckpt is a Lightning-style checkpoint (state_dict with transformer.* keys, hyper_parameters with the
+training args), which `nbp-run convert` reads.
+"""
+import argparse
+import math
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import clips  # noqa: E402
+from tokenizer_model import Tokenizer  # noqa: E402
+from train_tokenizer import save_atomically  # noqa: E402
+
+VOCAB = 64000  # FSQ 8,8,8,5,5,5; a frame model's ids are the codes (MODEL.md §3)
+
+
+class Block(nn.Module):
+    def __init__(self, c, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.attn = nn.Module()
+        for name in ("query", "key", "value", "proj"):
+            setattr(self.attn, name, nn.Linear(c, c))
+        self.mlp = nn.Sequential(nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c))
+
+    def forward(self, x, mask):
+        b, t, c = x.shape
+        a = self.ln1(x)
+        q, k, v = (getattr(self.attn, n)(a).view(b, t, self.heads, c // self.heads).transpose(1, 2) for n in ("query", "key", "value"))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(c // self.heads)  # torch 1.13: no scaled_dot_product_attention
+        y = torch.softmax(att.masked_fill(~mask, float("-inf")), dim=-1) @ v
+        x = x + self.attn.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """MODEL.md §1-2: the keys below are the checkpoint's (transformer.tok_emb.weight, transformer.blocks.i.attn.query...)."""
+
+    def __init__(self, layers, heads, c, positions):
+        super().__init__()
+        self.tok_emb = nn.Embedding(VOCAB, c)
+        self.pos_emb = nn.Parameter(torch.zeros(1, positions, c))
+        self.blocks = nn.ModuleList([Block(c, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(c)
+        self.head = nn.Linear(c, VOCAB, bias=False)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, ids, mask):
+        x = self.tok_emb(ids) + self.pos_emb[:, :ids.shape[1]]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.ln_f(x))
+
+
+def block_causal(t, block):
+    """MODEL.md §4 with no prefix: position i reads j when j's block is not after i's."""
+    i = torch.arange(t).view(-1, 1) // block
+    return torch.arange(t).view(1, -1) // block <= i
+
+
+def tokenize(tokenizer_path, seed, count, resolution, out):
+    """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the trained tokenizer; cached in out."""
+    if os.path.exists(out):
+        return np.load(out)
+    state = torch.load(tokenizer_path)
+    widths = pickle.loads(state["config"])["widths"]  # written by train_tokenizer.py (our own bytes)
+    model = Tokenizer(widths)
+    model.load_state_dict({k[len("module."):]: v for k, v in state["model_state_dict"].items()})
+    model.eval()
+    codes = []
+    with torch.no_grad():
+        for start in range(0, count, 8):
+            x = np.stack([clips.clip(seed, i, resolution) for i in range(start, min(count, start + 8))])
+            index, _ = model.encode(torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255)
+            codes.append(index.reshape(index.shape[0], -1).numpy().astype(np.int32))
+            print(f"tokenized {min(count, start + 8)}/{count} clips", flush=True)
+    codes = np.concatenate(codes)
+    np.save(out + ".tmp.npy", codes)
+    os.replace(out + ".tmp.npy", out)
+    return codes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokenizer", required=True, help="demo-tokenizer.pt from train_tokenizer.py")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--clips", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--width", type=int, default=96)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    side = args.resolution // 8
+    block, length = side, 5 * side * side  # one latent row per step; 17 frames -> 5 latent frames
+    codes = torch.from_numpy(tokenize(args.tokenizer, args.seed, args.clips, args.resolution,
+                                      os.path.join(args.out, f"tokens-{args.seed}-{args.clips}.npy"))).long()
+    assert codes.shape[1] == length, f"{codes.shape[1]} codes per clip, expected {length}"
+
+    torch.manual_seed(args.seed)
+    model = Transformer(args.layers, args.heads, args.width, length)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    state_path = os.path.join(args.out, "nbp-run.pt")
+    step, log = 0, []
+    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution")}
+    if os.path.exists(state_path):
+        state = torch.load(state_path)
+        if state["settings"] != settings:
+            sys.exit(f"{state_path}: a run with {state['settings']}; this one asks {settings}: use another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, log = state["step"], state["log"]
+        print(f"resuming at step {step} of {args.steps}", flush=True)
+
+    mask = block_causal(length - block, block)
+    held_out = codes[-8:]  # the last clips are never trained on
+    train = codes[:-8]
+    started = time.time()
+    while step < args.steps:
+        lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        rows = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, len(train), args.batch))
+        batch = train[rows]
+        # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
+        logits = model(batch[:, :-block], mask)
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, block:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % 10 == 0 or step == args.steps:
+            log.append((step, loss.item()))
+            print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} ({(time.time() - started) / 60:.1f} min)", flush=True)
+        if step % args.save_every == 0 or step == args.steps:
+            with torch.no_grad():
+                held = F.cross_entropy(model(held_out[:, :-block], mask).reshape(-1, VOCAB), held_out[:, block:].reshape(-1)).item()
+            print(f"step {step}: held-out loss {held:.4f}", flush=True)
+            save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log, "settings": settings}, state_path)
+            hyper = argparse.Namespace(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=VOCAB, block_size=length,
+                                       token_number_per_step=block, semi_ar=True, hybrid=False, starts_with_bov=False, unconditional=True,
+                                       cond_token_num=0, resolution=args.resolution, sequence_length=17)
+            save_atomically({"global_step": step, "state_dict": {"transformer." + k: v for k, v in model.state_dict().items()},
+                             "hyper_parameters": {"args": hyper}}, os.path.join(args.out, "demo-nbp.ckpt"))
+
+
+if __name__ == "__main__":
+    main()
