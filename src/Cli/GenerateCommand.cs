@@ -70,6 +70,7 @@ public static class GenerateCommand
         root.Subcommands.Add(ConvertCommand.Build());
         root.Subcommands.Add(TextCommands.TextIds());
         root.Subcommands.Add(BatchCommand.Build());
+        root.Subcommands.Add(EvalCommand.Build());
         GroupedHelp.Install(root, o.Groups);
         root.SetAction(async (parse, ct) =>
         {
