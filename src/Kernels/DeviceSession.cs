@@ -308,8 +308,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public void Guide(int sequence, int unconditional, float scale)
     {
         int rows = _logitRows[sequence], v = _w.Config.VocabSize;
-        if (rows == 0 || _logitRows[unconditional] != rows)
-            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {_logitRows[unconditional]} for {unconditional}");
+        Runtime.Sampling.Guidance.CheckRows(sequence, rows, unconditional, _logitRows[unconditional]);
         int count = rows * v;
         Launches++;
         _kernels.Guide(_stream, new KernelConfig((count + _shape.GroupSize - 1) / _shape.GroupSize, _shape.GroupSize),

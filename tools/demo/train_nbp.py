@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
 from tokenizer_model import Tokenizer  # noqa: E402
-from train_tokenizer import save_atomically  # noqa: E402
+from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
 
 VOCAB = 64000  # FSQ 8,8,8,5,5,5; a frame model's ids are the codes (MODEL.md §3)
 
@@ -129,16 +129,8 @@ def main():
     model = Transformer(args.layers, args.heads, args.width, length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
-    step, log = 0, []
     settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution")}
-    if os.path.exists(state_path):
-        state = torch.load(state_path)
-        if state["settings"] != settings:
-            sys.exit(f"{state_path}: a run with {state['settings']}; this one asks {settings}: use another --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = state["step"], state["log"]
-        print(f"resuming at step {step} of {args.steps}", flush=True)
+    step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     mask = block_causal(length - block, block)
     held_out = codes[-8:]  # the last clips are never trained on
@@ -146,26 +138,17 @@ def main():
     started = time.time()
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         rows = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, len(train), args.batch))
         batch = train[rows]
         # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
         logits = model(batch[:, :-block], mask)
         loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, block:].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        if step % 10 == 0 or step == args.steps:
-            log.append((step, loss.item()))
-            print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} ({(time.time() - started) / 60:.1f} min)", flush=True)
+        step = optimise(model, optimizer, loss, lr, step, args.steps, log, started)
         if step % args.save_every == 0 or step == args.steps:
             with torch.no_grad():
                 held = F.cross_entropy(model(held_out[:, :-block], mask).reshape(-1, VOCAB), held_out[:, block:].reshape(-1)).item()
             print(f"step {step}: held-out loss {held:.4f}", flush=True)
-            save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log, "settings": settings}, state_path)
+            save_run(state_path, settings, model, optimizer, step, log)
             hyper = argparse.Namespace(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=VOCAB, block_size=length,
                                        token_number_per_step=block, semi_ar=True, hybrid=False, starts_with_bov=False, unconditional=True,
                                        cond_token_num=0, resolution=args.resolution, sequence_length=17)

@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
+from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
 from tokenizer_model import LEVELS, Tokenizer  # noqa: E402
 
 
@@ -40,12 +41,6 @@ def batch_of(seed, step, batch, resolution):
     """Clips step·batch .. step·batch + batch - 1 as a float tensor [B, 3, 17, R, R] in [0, 1]."""
     x = np.stack([clips.clip(seed, step * batch + i, resolution) for i in range(batch)])
     return torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255
-
-
-def save_atomically(obj, path):
-    temporary = path + ".tmp"
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
 
 
 def official_layout(model, widths):
@@ -82,40 +77,22 @@ def main():
     torch.manual_seed(args.seed)
     model = Tokenizer(widths)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    step, log = 0, []
-    if os.path.exists(state_path):
-        state = torch.load(state_path)
-        if state["args"]["widths"] != args.widths or state["args"]["seed"] != args.seed or state["args"]["batch"] != args.batch:
-            sys.exit(f"{state_path}: a run with widths {state['args']['widths']}, seed {state['args']['seed']}, batch {state['args']['batch']}; "
-                     f"this one asks {args.widths}, {args.seed}, {args.batch}: use another --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = state["step"], state["log"]
-        print(f"resuming at step {step} of {args.steps}", flush=True)
+    settings = {"widths": args.widths, "seed": args.seed, "batch": args.batch}
+    step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     held_out = batch_of(args.seed + 1_000_000, 0, 4, args.resolution)  # never trained on: another seed
     started = time.time()
     while step < args.steps:
         lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # cosine decay over the whole run
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         video = batch_of(args.seed, step, args.batch, args.resolution)
         decoded = model.decoder_layers(straight_through_codes(model, video))
         loss = F.l1_loss(decoded, video) + F.mse_loss(decoded, video)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        if step % 10 == 0 or step == args.steps:
-            log.append((step, loss.item()))
-            print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} ({(time.time() - started) / 60:.1f} min)", flush=True)
+        step = optimise(model, optimizer, loss, lr, step, args.steps, log, started)
         if step % args.save_every == 0 or step == args.steps:
             with torch.no_grad():
                 held = psnr(model.decoder_layers(straight_through_codes(model, held_out)).clamp(0, 1), held_out)
             print(f"step {step}: held-out reconstruction PSNR {held:.2f} dB", flush=True)
-            save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log,
-                             "args": {"widths": args.widths, "seed": args.seed, "batch": args.batch}}, state_path)
+            save_run(state_path, settings, model, optimizer, step, log)
             save_atomically(official_layout(model, widths), os.path.join(args.out, "demo-tokenizer.pt"))
 
 

@@ -30,14 +30,20 @@ public static class PredictionQuality
             cancellationToken.ThrowIfCancellationRequested();
             var truth = SyntheticClips.Clip(seed, i, side);
             var conditioning = truth.First(ConditioningFrames);
-            var greedy = pipeline.PredictFrames(conditioning, new GenerationRequest { Prompt = [] }, null, cancellationToken);
-            var sampled = pipeline.PredictFrames(conditioning, new GenerationRequest { Prompt = [], Seed = samplingSeed + (ulong)i,
-                Sampling = new SamplingSettings(false, 1f, 100, 1f) }, null, cancellationToken);
-            psnr["engine greedy"].Add(Psnr(greedy.Video, truth));
-            psnr["engine top-k 100 (seeded)"].Add(Psnr(sampled.Video, truth));
+            // the conditioning is encoded once for both predictions (PredictFrames would encode it for each)
+            var (_, prompt, _) = pipeline.EncodeConditioning(conditioning);
+            foreach (var (method, request) in new[]
+                     {
+                         ("engine greedy", new GenerationRequest { Prompt = prompt }),
+                         ("engine top-k 100 (seeded)", new GenerationRequest { Prompt = prompt, Seed = samplingSeed + (ulong)i, Sampling = new SamplingSettings(false, 1f, 100, 1f) }),
+                     })
+            {
+                var generation = pipeline.Generate(request, null, cancellationToken);
+                psnr[method].Add(Psnr(pipeline.DecodePrediction(prompt, generation.Tokens).Video, truth));
+            }
             psnr["copy last real frame"].Add(Psnr(RepeatLast(conditioning, truth.Frames), truth));
-            var (_, prompt, _) = pipeline.EncodeConditioning(truth);
-            psnr["tokenizer reconstruction (ceiling)"].Add(Psnr(pipeline.DecodePrediction(prompt, []).Video, truth));
+            var (_, whole, _) = pipeline.EncodeConditioning(truth);
+            psnr["tokenizer reconstruction (ceiling)"].Add(Psnr(pipeline.DecodePrediction(whole, []).Video, truth));
             progress?.Report(i + 1);
         }
         return psnr.Select(kv => new QualityRow(kv.Key, kv.Value.Average(), kv.Value.Min())).ToList();

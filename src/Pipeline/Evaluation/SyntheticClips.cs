@@ -17,7 +17,7 @@ public static class SyntheticClips
     {
         if (side < 8) throw new ArgumentOutOfRangeException(nameof(side), side, "clips are at least 8 pixels a side");
         var rng = new Random(HashCode.Combine(seed, index, 0x5EED));
-        var background = new[] { rng.Next(41), rng.Next(41), rng.Next(41) };
+        var background = new[] { (byte)rng.Next(41), (byte)rng.Next(41), (byte)rng.Next(41) };
         int count = 1 + rng.Next(3);
         var shapes = new (bool Circle, byte[] Colour, double Half, double[] Centre, double[] Velocity)[count];
         for (int o = 0; o < count; o++)
@@ -38,7 +38,7 @@ public static class SyntheticClips
             for (int y = 0; y < side; y++)
                 for (int x = 0; x < side; x++)
                 {
-                    var rgb = background.Select(v => (byte)v).ToArray();
+                    var rgb = background;
                     foreach (var s in shapes) // later objects over earlier ones
                     {
                         double dx = x + 0.5 - s.Centre[0], dy = y + 0.5 - s.Centre[1];

@@ -200,8 +200,7 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     public void Guide(int sequence, int unconditional, float scale)
     {
         int rows = _logitRows[sequence], v = _config.VocabSize;
-        if (rows == 0 || _logitRows[unconditional] != rows)
-            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {_logitRows[unconditional]} for {unconditional}");
+        Guidance.CheckRows(sequence, rows, unconditional, _logitRows[unconditional]);
         var own = new Span<float>(_logits + (long)_logitStart[sequence] * v, rows * v);
         var other = new ReadOnlySpan<float>(_logits + (long)_logitStart[unconditional] * v, rows * v);
         Guidance.Blend(own, other, scale);

@@ -51,8 +51,7 @@ public sealed class Generator
         lock (_guard.Gate)
         {
             _guard.Check(_epoch);
-            if (destination.Length < Plan.TokensAt(StepIndex) && !IsComplete)
-                throw new ArgumentException($"step {StepIndex} produces {Plan.TokensAt(StepIndex)} tokens, destination holds {destination.Length}", nameof(destination));
+            _state.CheckDestination(destination.Length);
             int feeds = _state.NextFeeds(0, Unconditional, _feeds, _tokens, out int tokens);
             _session.Forward(_tokens.AsSpan(0, tokens), _feeds.AsSpan(0, feeds));
             return _state.Accept(_session, 0, Unconditional, destination);

@@ -33,6 +33,17 @@ internal sealed class SequenceState
         _sampled = new int[plan.BlockSize];
     }
 
+    /// <summary>
+    /// Throws unless <paramref name="length"/> tokens hold the next step's output: callers check before the forward call,
+    /// so a short buffer never leaves a step computed but not taken.
+    /// </summary>
+    public void CheckDestination(int length)
+    {
+        if (IsComplete) return; // NextFeeds says so
+        int produce = Plan.TokensAt(StepIndex);
+        if (length < produce) throw new ArgumentException($"step {StepIndex} produces {produce} tokens, destination holds {length}", "destination");
+    }
+
     /// <summary>Backend sequences a step feeds: 2 with classifier-free guidance (the request and its unconditional stream).</summary>
     public int SequencesPerStep => Plan.Guided ? 2 : 1;
 
@@ -93,8 +104,7 @@ internal sealed class SequenceState
     public int Accept(IBackendSession session, int sequence, int unconditional, Span<int> destination)
     {
         int step = StepIndex, produce = Plan.TokensAt(step);
-        if (destination.Length < produce)
-            throw new ArgumentException($"step {step} produces {produce} tokens, destination holds {destination.Length}", nameof(destination));
+        CheckDestination(destination.Length);
         if (Plan.Guided) session.Guide(sequence, unconditional, Plan.GuidanceAt(step));
         session.Sample(sequence, Request.Sampling, Request.Seed, step, _sampled.AsSpan(0, produce));
         // a backend fed non-finite numbers could hand back anything: never pass on an id outside the vocabulary

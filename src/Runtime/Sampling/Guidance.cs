@@ -13,4 +13,11 @@ public static class Guidance
         float keep = 1 + t;
         for (int i = 0; i < own.Length; i++) own[i] = keep * own[i] - t * unconditional[i];
     }
+
+    /// <summary>Both sequences were fed in the last forward call with the same logit rows, or the blend has nothing to pair.</summary>
+    public static void CheckRows(int sequence, int rows, int unconditional, int unconditionalRows)
+    {
+        if (rows == 0 || unconditionalRows != rows)
+            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {unconditionalRows} for {unconditional}");
+    }
 }
