@@ -31,12 +31,29 @@ def save_run(state_path, settings, model, optimizer, step, log):
     save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log, "settings": settings}, state_path)
 
 
-def optimise(model, optimizer, loss, lr, step, steps, log, started):
-    """One step at learning rate lr; every 10th step (and the last) logged and printed. Returns the next step."""
+def optimise(model, optimizer, loss_of, lr, step, steps, log, started):
+    """One step at learning rate lr on the loss loss_of() computes; every 10th step (and the last) logged and printed.
+    Returns the next step.
+
+    PyTorch 1.13's oneDNN conv3d backward sometimes returns NaN for some shapes (seen on this project's tokenizer at
+    [4, 32, 9, 32, 32]); a step whose gradients are not finite is recomputed once with oneDNN off (slower, same maths),
+    and a step still not finite is not applied: it is printed and recorded in the log as (step, None), so a run left
+    alone keeps going and its README can say how many steps it lost."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad()
+    loss = loss_of()
     loss.backward()
+    if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+        print(f"step {step}: non-finite gradients, recomputing without oneDNN", flush=True)
+        optimizer.zero_grad()
+        with torch.backends.mkldnn.flags(enabled=False):
+            loss = loss_of()
+            loss.backward()
+        if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+            print(f"step {step}: non-finite gradients (loss {loss.item()}) even without oneDNN: update not applied", flush=True)
+            log.append((step + 1, None))
+            return step + 1
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     step += 1

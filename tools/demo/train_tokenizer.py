@@ -3,12 +3,19 @@
 MAGVIT-v2/FSQ architecture (tools/reference/tokenizer_model.py) at reduced widths, FSQ levels 8,8,8,5,5,5 with the
 straight-through estimator, an L1 + L2 reconstruction loss.
 
-    /usr/bin/python3 tools/demo/train_tokenizer.py --out /tmp/demo-train --steps 20000        # resumes if interrupted
+    /usr/bin/python3 tools/demo/train_tokenizer.py --out RUN --steps 8000 --crop-steps 7200     # resumes if interrupted
 
-Reproducible: the clips of step s are clips.clip(seed, s·batch + i), the initial weights come from torch.manual_seed;
-the run state (weights, optimizer, step) is saved every --save-every steps under a temporary name and renamed, so a
-killed run continues from its last save with the same data stream. At the end (and at each save) OUT/demo-tokenizer.pt
-is written in the official tokenizer .pt layout, which `nbp-run convert` reads.
+What makes it affordable on 2 cores: the network is convolutional and causal, so it trains on windows of --frames
+frames (9: 3 latent frames) cropped to --crop x --crop (32: a quarter of a 64x64 frame) for --crop-steps steps, then
+on whole-frame windows (GroupNorm's statistics are per frame, so the last steps let them see whole frames as at
+inference). Each residual unit starts as the identity (its last conv zero); Adam with 100 warm-up steps and cosine
+decay.
+
+Reproducible: the clips of step s are clips.clip(seed, s·batch + i) and their windows a function of (seed, s, i); the
+initial weights come from torch.manual_seed; the run state (weights, optimizer, step) is saved every --save-every steps
+under a temporary name and renamed, so a killed run continues from its last save with the same data stream. At each
+save OUT/demo-tokenizer.pt is written in the official tokenizer .pt layout, which `nbp-run convert` reads (give it
+`--resolution R --dtype f16`), and the reconstruction PSNR of 4 whole clips of another seed is printed.
 """
 import argparse
 import math
@@ -37,10 +44,34 @@ def straight_through_codes(model, video):
     return rounded / halves
 
 
-def batch_of(seed, step, batch, resolution):
-    """Clips step·batch .. step·batch + batch - 1 as a float tensor [B, 3, 17, R, R] in [0, 1]."""
-    x = np.stack([clips.clip(seed, step * batch + i, resolution) for i in range(batch)])
-    return torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255
+def batch_of(seed, step, batch, resolution, frames=17, crop=None):
+    """Clips step·batch .. step·batch + batch - 1 as a float tensor [B, 3, frames, side, side] in [0, 1]: each a window
+    of `frames` consecutive frames and, with crop, a crop x crop square at multiples of 8 (the latent grid), both
+    placed by a generator seeded with (seed, step, i). A window of a clip is itself a clip of the data contract (the
+    motion is stationary), and the tokenizer is causal, so a window's codes are those of a clip of that length."""
+    side = crop or resolution
+    out = []
+    for i in range(batch):
+        x = clips.clip(seed, step * batch + i, resolution)
+        # every window (start frame, crop corner on the latent grid), in an order drawn from (seed, step, i); the first
+        # that shows enough of an object in each frame is taken, or, failing that, the one that shows the most
+        corners = range(0, resolution - side + 1, 8)
+        windows = [(t0, y0, x0) for t0 in range(17 - frames + 1) for y0 in corners for x0 in corners]
+        order = np.random.default_rng([seed, step, i]).permutation(len(windows))
+        t0, y0, x0 = windows[max(order, key=lambda w: fewest_object_pixels(x, windows[w], frames, side))]
+        out.append(x[t0:t0 + frames, y0:y0 + side, x0:x0 + side])
+    return torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float() / 255
+
+
+def fewest_object_pixels(clip, window, frames, side, enough=16):
+    """The fewest object pixels in any frame of a window of a clip, capped at `enough`. A crop must show an object in
+    every frame: on a uniform frame every GroupNorm sees zero variance and its backward multiplies rounding noise by
+    1/sqrt(eps) ~ 316 per layer, which reaches inf within ~15 layers (seen: gradients of 1e37, then inf). Whole frames
+    always show an object. Object pixels are those with a channel above 40 (the background's channels are at most 40,
+    each colour has a 255)."""
+    t0, y0, x0 = window
+    crop = clip[t0:t0 + frames, y0:y0 + side, x0:x0 + side]
+    return min(enough, int((crop.max(axis=-1) > 40).sum(axis=(1, 2)).min()))
 
 
 def official_layout(model, widths):
@@ -64,30 +95,52 @@ def main():
     parser.add_argument("--widths", default="64,32,32", help="the widths standing for TOKENIZER.md's 512,256,128 (multiples of 32)")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=9, help="frames per training window (1 + 4n)")
+    parser.add_argument("--crop", type=int, default=32, help="side of the training crops (a multiple of 8)")
+    parser.add_argument("--crop-steps", type=int, default=None,
+                        help="steps on crops before whole frames (default: 90%% of --steps); whole-frame steps take "
+                             "batch·(crop/R)² clips so a step costs the same")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     widths = dict(zip((512, 256, 128), map(int, args.widths.split(","))))
     if any(w % 32 for w in widths.values()):
         parser.error(f"--widths must be multiples of 32 (GroupNorm has 32 groups), found {args.widths}")
+    if (args.frames - 1) % 4 or not 1 <= args.frames <= 17 or args.crop % 8 or not 8 <= args.crop <= args.resolution:
+        parser.error(f"--frames must be 1 + 4n <= 17 and --crop a multiple of 8 <= R, found {args.frames}, {args.crop}")
+    crop_steps = int(0.9 * args.steps) if args.crop_steps is None else args.crop_steps
+    whole_batch = max(1, args.batch * args.crop * args.crop // (args.resolution * args.resolution))
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     state_path = os.path.join(args.out, "tokenizer-run.pt")
 
     torch.manual_seed(args.seed)
     model = Tokenizer(widths)
+    with torch.no_grad():  # each residual unit starts as the identity (its last conv zero): a 30-layer net then trains fast
+        for name, p in model.named_parameters():
+            if ".fn.5.conv." in name:
+                p.zero_()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    settings = {"widths": args.widths, "seed": args.seed, "batch": args.batch}
+    settings = {"widths": args.widths, "seed": args.seed, "batch": args.batch, "frames": args.frames, "crop": args.crop,
+                "crop_steps": crop_steps, "steps": args.steps}
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     held_out = batch_of(args.seed + 1_000_000, 0, 4, args.resolution)  # never trained on: another seed
     started = time.time()
     while step < args.steps:
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # cosine decay over the whole run
-        video = batch_of(args.seed, step, args.batch, args.resolution)
-        decoded = model.decoder_layers(straight_through_codes(model, video))
-        loss = F.l1_loss(decoded, video) + F.mse_loss(decoded, video)
-        step = optimise(model, optimizer, loss, lr, step, args.steps, log, started)
+        lr = args.lr * min(1, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # warm-up, cosine decay
+        # crops are cheap (a 32x32 crop costs a quarter of a 64x64 frame); the last steps on whole frames let GroupNorm's
+        # per-frame statistics see whole frames, as at inference
+        if step < crop_steps:
+            video = batch_of(args.seed, step, args.batch, args.resolution, args.frames, args.crop)
+        else:
+            video = batch_of(args.seed, step, whole_batch, args.resolution, args.frames)
+
+        def loss_of():
+            decoded = model.decoder_layers(straight_through_codes(model, video))
+            return F.l1_loss(decoded, video) + F.mse_loss(decoded, video)
+
+        step = optimise(model, optimizer, loss_of, lr, step, args.steps, log, started)
         if step % args.save_every == 0 or step == args.steps:
             with torch.no_grad():
                 held = psnr(model.decoder_layers(straight_through_codes(model, held_out)).clamp(0, 1), held_out)
