@@ -48,7 +48,10 @@ public static class GenerateCommand
         }
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // Ctrl+C / SIGTERM cancel the token and the command stops at the next step boundary, however long the step in
+            // flight takes: System.CommandLine's default would kill the process 2 s after the signal (exit 130, no
+            // message), which a slow step (a big model on the CPU, a loaded machine) outlasts
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = Timeout.InfiniteTimeSpan });
         }
         catch (Exception e)
         {
