@@ -141,7 +141,7 @@ public class SamplingBenchmarks
     public int Published()
     {
         int sum = 0;
-        for (int r = 0; r < 16; r++) sum += RowSampler.Sample(_logits.AsSpan(r * 64000, 64000), SamplingSettings.Published, 0.5, _scaled, _keys);
+        for (int r = 0; r < 16; r++) sum += RowSampler.Sample(_logits.AsSpan(r * 64000, 64000), SamplingSettings.Published, 0.5f, _scaled, _keys);
         return sum;
     }
 

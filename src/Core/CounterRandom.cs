@@ -7,11 +7,15 @@ namespace NbpEngine.Core;
 /// </summary>
 public static class CounterRandom
 {
-    public static double Uniform(ulong seed, int step, int row)
+    /// <summary>
+    /// u in [0, 1) with 24 random bits: a multiple of 2^-24, exact in fp32, made without floating-point arithmetic but
+    /// one exact conversion and one exact scaling, so the sampling kernel needs no fp64 for it.
+    /// </summary>
+    public static float Uniform(ulong seed, int step, int row)
     {
         ulong x = Mix(seed + 0x9E3779B97F4A7C15UL * ((ulong)(uint)step + 1));
         x = Mix(x ^ (0xD1B54A32D192ED03UL * ((ulong)(uint)row + 1)));
-        return (x >> 11) * (1.0 / (1UL << 53)); // [0, 1), 53 random bits
+        return (int)(x >> 40) * (1f / (1 << 24)); // int, not uint: ILGPU converts a uint to float through fp64
     }
 
     private static ulong Mix(ulong z)

@@ -274,13 +274,13 @@ public class OutputSafetyTests : IDisposable
         var scaled = new float[4];
         var keys = new ulong[4];
         var tiny = new SamplingSettings(false, 1e-45f, 0, 1f);
-        for (double u = 0; u < 1; u += 0.125) Assert.Equal(1, RowSampler.Sample(logits, tiny, u, scaled, keys));
+        for (float u = 0; u < 1; u += 0.125f) Assert.Equal(1, RowSampler.Sample(logits, tiny, u, scaled, keys));
         foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
         {
             logits[2] = bad;
-            var e = Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, SamplingSettings.GreedyDecoding, 0.5, scaled, keys));
+            var e = Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, SamplingSettings.GreedyDecoding, 0.5f, scaled, keys));
             Assert.Contains("first at id 2", e.Message);
-            Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, new SamplingSettings(false, 1f, 2, 0.9f), 0.5, scaled, keys));
+            Assert.Throws<NonFiniteLogitsException>(() => RowSampler.Sample(logits, new SamplingSettings(false, 1f, 2, 0.9f), 0.5f, scaled, keys));
         }
     }
 }

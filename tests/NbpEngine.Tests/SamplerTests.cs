@@ -131,7 +131,7 @@ public class SamplerTests
     public void GreedyIsArgmaxWithLowestIndexOnTies()
     {
         Assert.Equal(2, RowSampler.ArgMax(Logits));
-        Assert.Equal(2, RowSampler.Sample(Logits, SamplingSettings.GreedyDecoding, 0.99, new float[12], new ulong[12]));
+        Assert.Equal(2, RowSampler.Sample(Logits, SamplingSettings.GreedyDecoding, 0.99f, new float[12], new ulong[12]));
     }
 
     [Theory]

@@ -19,6 +19,20 @@ public static class DeviceMath
 
     public static float Gelu(float x) => ActivationMath.Gelu<XMathExp>(x);
 
+    /// <summary>The samplers' product on the device: <c>mul.rn.f32</c>, which ptxas never fuses with the add that follows.</summary>
+    public struct RoundedProduct : IRoundedProduct
+    {
+        public readonly float Mul(float a, float b)
+        {
+            if (CudaAsm.IsSupported)
+            {
+                CudaAsm.Emit("mul.rn.f32 %0, %1, %2;", out float product, a, b);
+                return product;
+            }
+            return a * b;
+        }
+    }
+
     /// <summary>
     /// keep·own − t·unconditional with each product and the difference rounded to fp32 apart (three roundings), as the
     /// host's Guidance.Blend and PyTorch compute it. On CUDA as mul.rn/sub.rn: plain mul and sub may be contracted into an

@@ -18,28 +18,30 @@ public struct SamplingArgs
 
 /// <summary>
 /// MODEL.md §6 for each row of logits in parallel, one group per row, with the CPU sampler's exact
-/// rules (Runtime/Sampling/RowSampler.cs): the k-th largest value found by a bitwise search over
-/// order-preserving keys (ties with it survive), the top-p cut as the largest value whose mass from
-/// the top exceeds p·total with ties at the cut taken in index order, and the draw walking the
-/// survivors in index order with u = CounterRandom.Uniform(seed, step, row). Each logit's weight
-/// e^(z - max) is computed once, in fp32 by Core's SamplingMath (the CPU sampler's formula: no
-/// double-precision exp, which was a ~4,000-instruction routine called in each of 32 search passes);
-/// masses are summed in double over contiguous chunks in a fixed order; on identical logits the tokens
-/// equal the CPU's unless u lands within double rounding of a boundary.
-/// Grid: one group per row, any power-of-two size up to <see cref="MaxGroupSize"/>.
+/// rules and arithmetic (Runtime/Sampling/RowSampler.cs): the k-th largest value found by a bitwise search over
+/// order-preserving keys (ties with it survive), the top-p cut as the largest key whose mass from the top exceeds
+/// p·total with ties at the cut taken in index order, and the draw walking the survivors in index order with
+/// u = CounterRandom.Uniform(seed, step, row). All in fp32 (no fp64 unit, no software double routines): each logit's
+/// weight e^(z - max) computed once by Core's SamplingMath with every product rounded on its own (mul.rn: ptxas would
+/// otherwise fuse some into fmas and the bits would differ from the CPU's), and every mass summed in SamplingMath's
+/// fixed order (256 contiguous chunks, each in index order, then the chunks in order), which the CPU sampler follows
+/// too; so identical logits and seeds give identical tokens. Elementwise passes (scaling, max, weights) are strided
+/// (coalesced); the chunked sums read a chunk per thread.
+/// Grid: one group per row, any power-of-two size up to <see cref="MaxGroupSize"/> (a smaller group's threads take
+/// several chunks each).
 /// </summary>
 public static class SamplingKernel
 {
-    public const int MaxGroupSize = 256;
+    public const int MaxGroupSize = SamplingMath.MassChunks;
 
     /// <param name="logits">[rows, V]</param><param name="scaled">scratch [rows, V]: logits / T</param>
     /// <param name="weights">scratch [rows, V]: e^(z - max), computed once per logit</param><param name="tokens">[rows]</param>
     public static void Sample(ArrayView<float> logits, ArrayView<float> scaled, ArrayView<float> weights, ArrayView<int> tokens, SamplingArgs args)
     {
-        var sharedDouble = SharedMemory.Allocate<double>(MaxGroupSize);
-        var sharedInt = SharedMemory.Allocate<int>(MaxGroupSize);
+        var chunkMass = SharedMemory.Allocate<float>(SamplingMath.MassChunks);
+        var sharedInt = SharedMemory.Allocate<int>(SamplingMath.MassChunks);
         var sharedFloat = SharedMemory.Allocate<float>(MaxGroupSize);
-        var result = SharedMemory.Allocate<double>(4);
+        var result = SharedMemory.Allocate<int>(1);
         int row = Grid.IdxX, t = Group.IdxX, vocab = args.Vocab;
         long rowBase = (long)row * vocab;
 
@@ -68,8 +70,7 @@ public static class SamplingKernel
         for (int i = t; i < vocab; i += Group.DimX) scaled[rowBase + i] = logits[rowBase + i] / args.Temperature;
         Group.Barrier();
         var z = scaled.SubView(rowBase, vocab);
-        int chunk = (vocab + Group.DimX - 1) / Group.DimX;
-        int begin = XMath.Min(t * chunk, vocab), end = XMath.Min(begin + chunk, vocab);
+        int chunk = SamplingMath.ChunkSize(vocab);
 
         // top-k: the largest key K with count(key >= K) >= k is the k-th largest value
         float threshold = float.NegativeInfinity;
@@ -80,80 +81,84 @@ public static class SamplingKernel
             {
                 uint candidate = key | (1u << bit);
                 int count = 0;
-                for (int i = begin; i < end; i++) if (DeviceMath.OrderedKey(z[i]) >= candidate) count++;
+                for (int i = t; i < vocab; i += Group.DimX) if (DeviceMath.OrderedKey(z[i]) >= candidate) count++;
                 if (CountAll(sharedInt, count) >= args.TopK) key = candidate;
             }
             threshold = DeviceMath.FromOrderedKey(key);
         }
 
         float localMax = float.NegativeInfinity;
-        for (int i = begin; i < end; i++) localMax = XMath.Max(localMax, z[i]);
+        for (int i = t; i < vocab; i += Group.DimX) localMax = XMath.Max(localMax, z[i]);
         sharedFloat[t] = localMax;
         Group.Barrier();
         float max = float.NegativeInfinity;
         for (int g = 0; g < Group.DimX; g++) max = XMath.Max(max, sharedFloat[g]);
-        // every logit's weight once (fp32, Core's SamplingMath, as the CPU sampler); the searches below only add them up
+        // every logit's weight once; the searches below only add them up, by chunks other threads may have weighed
         var e = weights.SubView(rowBase, vocab);
-        for (int i = begin; i < end; i++) e[i] = Weight(z[i] - max);
+        for (int i = t; i < vocab; i += Group.DimX) e[i] = Weight(z[i] - max);
+        Group.Barrier();
 
         // top-p: cut value = the largest value whose mass from the top exceeds p·total
         float cutValue = float.NegativeInfinity;
         int cutIndex = int.MaxValue;
-        if (args.TopP < 1f)
+        float total = args.TopP < 1f ? Mass(chunkMass, z, e, chunk, 0u, threshold) : 0f;
+        float target = default(DeviceMath.RoundedProduct).Mul(args.TopP, total); // later subtracted from: never fused
+        if (total > target) // else p < 1 so close to 1 that p·total rounds to the total: no cut (nothing would pass the search)
         {
-            double total = MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, 0u, threshold, max));
-            double target = args.TopP * total;
             uint key = 0;
             for (int bit = 31; bit >= 0; bit--)
             {
                 uint candidate = key | (1u << bit);
-                if (MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, candidate, threshold, max)) > target) key = candidate;
+                if (Mass(chunkMass, z, e, chunk, candidate, threshold) > target) key = candidate;
             }
             cutValue = DeviceMath.FromOrderedKey(key);
-            uint above = key + 1;
-            double before = key == uint.MaxValue ? 0 : MassAll(sharedDouble, MassOfKeysFrom(z, e, begin, end, above, threshold, max));
-            double each = Weight(cutValue - max);
-            int needed = (int)XMath.Floor((target - before) / each) + 1; // tied entries kept, in index order
-            int ties = 0;
-            for (int i = begin; i < end; i++) if (z[i] == cutValue) ties++;
-            sharedInt[t] = ties;
+            float before = key == uint.MaxValue ? 0f : Mass(chunkMass, z, e, chunk, key + 1, threshold);
+            int needed = SamplingMath.TiesNeeded(target, before, Weight(cutValue - max)); // tied entries kept, in index order
+            for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
+            {
+                int ties = 0;
+                for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++) if (z[i] == cutValue) ties++;
+                sharedInt[c] = ties;
+            }
             Group.Barrier();
             if (t == 0)
             {
                 int seen = 0, found = -1;
-                for (int g = 0; g < Group.DimX && found < 0; g++)
+                for (int c = 0; c < SamplingMath.MassChunks && found < 0; c++)
                 {
-                    if (seen + sharedInt[g] >= needed)
+                    if (seen + sharedInt[c] >= needed)
                     {
-                        int from = XMath.Min(g * chunk, vocab), to = XMath.Min(from + chunk, vocab);
-                        for (int i = from; i < to; i++)
+                        for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
                             if (z[i] == cutValue && ++seen == needed) { found = i; break; }
                     }
-                    else seen += sharedInt[g];
+                    else seen += sharedInt[c];
                 }
-                result[1] = found >= 0 ? found : int.MaxValue; // fewer ties than needed: all of them
+                result[0] = found >= 0 ? found : int.MaxValue; // fewer ties than needed: all of them
             }
             Group.Barrier();
-            cutIndex = (int)result[1];
+            cutIndex = result[0];
         }
 
-        // draw: inverse CDF over the survivors in index order
-        double mass = 0;
-        for (int i = begin; i < end; i++) if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += e[i];
-        sharedDouble[t] = mass;
+        // draw: inverse CDF over the survivors in index order, skipping whole chunks by their masses
+        for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
+        {
+            float mass = 0;
+            for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+                if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += e[i];
+            chunkMass[c] = mass;
+        }
         Group.Barrier();
         if (t == 0)
         {
-            double all = 0;
-            for (int g = 0; g < Group.DimX; g++) all += sharedDouble[g];
-            double targetMass = CounterRandom.Uniform(args.Seed, args.Step, row) * all;
-            double running = 0;
+            float all = 0;
+            for (int c = 0; c < SamplingMath.MassChunks; c++) all += chunkMass[c];
+            float targetMass = default(DeviceMath.RoundedProduct).Mul(CounterRandom.Uniform(args.Seed, args.Step, row), all);
+            float running = 0;
             int chosen = -1, lastSurvivor = -1;
-            for (int g = 0; g < Group.DimX && chosen < 0; g++)
+            for (int c = 0; c < SamplingMath.MassChunks && chosen < 0; c++)
             {
-                if (running + sharedDouble[g] <= targetMass) { running += sharedDouble[g]; continue; }
-                int from = XMath.Min(g * chunk, vocab), to = XMath.Min(from + chunk, vocab);
-                for (int i = from; i < to; i++)
+                if (running + chunkMass[c] <= targetMass) { running += chunkMass[c]; continue; }
+                for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
                 {
                     if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
                     running += e[i];
@@ -171,33 +176,35 @@ public static class SamplingKernel
     private static bool Survives(float value, int index, float threshold, float cutValue, int cutIndex)
         => value >= threshold && (value > cutValue || (value == cutValue && index <= cutIndex));
 
-    private static double MassOfKeysFrom(ArrayView<float> z, ArrayView<float> e, int begin, int end, uint minKey, float threshold, float max)
+    /// <summary>
+    /// The mass of the logits that survive top-k and have keys of at least <paramref name="minKey"/>, in SamplingMath's
+    /// order: each thread sums its chunks, then every thread adds the 256 chunk sums in order. All threads get it.
+    /// </summary>
+    private static float Mass(ArrayView<float> chunkMass, ArrayView<float> z, ArrayView<float> e, int chunk, uint minKey, float threshold)
     {
-        double mass = 0;
-        for (int i = begin; i < end; i++)
+        int vocab = z.IntLength;
+        for (int c = Group.IdxX; c < SamplingMath.MassChunks; c += Group.DimX)
         {
-            float v = z[i];
-            if (v >= threshold && DeviceMath.OrderedKey(v) >= minKey) mass += e[i];
+            float mass = 0;
+            for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+            {
+                float v = z[i];
+                if (v >= threshold && DeviceMath.OrderedKey(v) >= minKey) mass += e[i];
+            }
+            chunkMass[c] = mass;
         }
-        return mass;
+        Group.Barrier();
+        float sum = 0;
+        for (int c = 0; c < SamplingMath.MassChunks; c++) sum += chunkMass[c];
+        Group.Barrier(); // chunkMass is rewritten by the next call
+        return sum;
     }
 
     /// <summary>e^x, x ≤ 0, exactly as the CPU sampler's RowSampler.Weight computes it.</summary>
     private static float Weight(float x)
     {
-        float mantissa = SamplingMath.ExpParts(x, out uint scaleBits);
+        float mantissa = SamplingMath.ExpParts<DeviceMath.RoundedProduct>(x, out uint scaleBits);
         return mantissa * Interop.IntAsFloat(scaleBits);
-    }
-
-    /// <summary>Sum of the threads' chunk masses in thread order (fixed, so deterministic); all threads get it.</summary>
-    private static double MassAll(ArrayView<double> partial, double value)
-    {
-        partial[Group.IdxX] = value;
-        Group.Barrier();
-        double sum = 0;
-        for (int g = 0; g < Group.DimX; g++) sum += partial[g];
-        Group.Barrier(); // partial is rewritten by the next call
-        return sum;
     }
 
     private static int CountAll(ArrayView<int> partial, int value)

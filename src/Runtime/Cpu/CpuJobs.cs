@@ -140,7 +140,7 @@ internal sealed unsafe class SampleJob : IParallelWork
     public void Execute(int row, int worker)
     {
         var logits = new ReadOnlySpan<float>(_logits + (long)row * _vocab, _vocab);
-        double u = CounterRandom.Uniform(_seed, _step, row);
+        float u = CounterRandom.Uniform(_seed, _step, row);
         try
         {
             _tokens[row] = RowSampler.Sample(logits, _settings, u, new Span<float>(_scaled[worker], _vocab), new Span<ulong>(_keys[worker], _vocab));

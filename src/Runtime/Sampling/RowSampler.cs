@@ -1,11 +1,14 @@
 using NbpEngine.Core;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace NbpEngine.Runtime.Sampling;
 
 /// <summary>
-/// Samples one row of logits exactly as MODEL.md §6 describes. Scratch is supplied by the caller so
-/// the steady state allocates nothing.
+/// Samples one row of logits exactly as MODEL.md §6 describes, in fp32 and in the sampling kernel's order of arithmetic
+/// (Core's SamplingMath: the same weights, masses summed by the same chunks in the same order, the same searches), so
+/// the CPU and the device draw the same token from the same logits and u, bit for bit. Scratch is supplied by the
+/// caller so the steady state allocates nothing.
 /// </summary>
 public static class RowSampler
 {
@@ -20,7 +23,7 @@ public static class RowSampler
     /// <param name="scaled">scratch, at least vocabulary length</param>
     /// <param name="keys">scratch, at least vocabulary length</param>
     /// <exception cref="NonFiniteLogitsException">a logit is NaN or infinite (broken weights): no token can be drawn honestly</exception>
-    public static int Sample(ReadOnlySpan<float> logits, in SamplingSettings settings, double u, Span<float> scaled, Span<ulong> keys)
+    public static int Sample(ReadOnlySpan<float> logits, in SamplingSettings settings, float u, Span<float> scaled, Span<ulong> keys)
     {
         if (!TensorPrimitives.IsFiniteAll(logits)) throw NonFiniteLogitsException.Of(logits);
         if (settings.Greedy) return ArgMax(logits);
@@ -34,13 +37,17 @@ public static class RowSampler
         float threshold = float.NegativeInfinity;
         if (settings.TopK > 0 && settings.TopK < vocab)
         {
-            var work = MemoryMarshalFloats(keys, vocab);
+            var work = MemoryMarshal.Cast<ulong, float>(keys)[..vocab];
             z.CopyTo(work);
             threshold = Select.KthLargest(work, settings.TopK);
         }
         float max = TensorPrimitives.Max(z);
+        int chunk = SamplingMath.ChunkSize(vocab);
 
-        // top-p: sort survivors descending (index ascending among ties), keep up to the first entry past p.
+        // top-p: the cut is the largest key whose mass from the top exceeds p·total in the kernel's arithmetic (the kernel
+        // finds it by a bitwise search; here a guess from a double-precision cumulative over the sorted survivors, then
+        // checked and moved to the neighbouring distinct keys with exact fp32 masses until it is that key: the mass is a
+        // monotone step function of the key, so the first key that passes with its larger neighbour failing is the one)
         float cutValue = float.NegativeInfinity;
         int cutIndex = int.MaxValue;
         if (settings.TopP < 1f)
@@ -48,41 +55,118 @@ public static class RowSampler
             int n = 0;
             for (int i = 0; i < vocab; i++)
                 if (z[i] >= threshold) keys[n++] = SortKey(z[i], i);
-            var survivors = keys[..n];
-            survivors.Sort();
-            double total = 0;
-            for (int t = 0; t < n; t++) total += Weight(ValueOf(survivors[t]) - max);
-            double cumulative = 0;
-            int last = n - 1;
-            for (int t = 0; t < n; t++)
-            {
-                cumulative += Weight(ValueOf(survivors[t]) - max);
-                if (cumulative / total > settings.TopP) { last = t; break; }
-            }
-            cutValue = ValueOf(survivors[last]);
-            cutIndex = (int)(uint)survivors[last];
+            var sorted = keys[..n];
+            sorted.Sort(); // value descending, index ascending
+            float total = Mass(z, threshold, max, chunk, 0u), target = settings.TopP * total;
+            if (!(total > target)) goto draw; // p so close to 1 that p·total rounds to the total: no cut, as in the kernel
+            int at = GuessCut(sorted, max, settings.TopP);
+            at = FirstOfRun(sorted, at);
+            if (Mass(z, threshold, max, chunk, KeyOf(sorted[at])) > target)
+                while (at > 0 && Mass(z, threshold, max, chunk, KeyOf(sorted[FirstOfRun(sorted, at - 1)])) > target) at = FirstOfRun(sorted, at - 1);
+            else
+                do at = NextRun(sorted, at); // the smallest key's mass is the total, which exceeds the target
+                while (at < n - 1 && !(Mass(z, threshold, max, chunk, KeyOf(sorted[at])) > target));
+            uint key = KeyOf(sorted[at]);
+            cutValue = BitConverter.UInt32BitsToSingle(SortableFloat.Bits(key));
+            float before = key == uint.MaxValue ? 0f : Mass(z, threshold, max, chunk, key + 1);
+            int needed = SamplingMath.TiesNeeded(target, before, Weight(cutValue - max)), seen = 0;
+            for (int i = 0; i < vocab; i++)
+                if (z[i] == cutValue && ++seen == needed) { cutIndex = i; break; }
         }
 
-        // Draw by inverse CDF over survivors in index order.
-        double mass = 0;
-        for (int i = 0; i < vocab; i++)
-            if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += Weight(z[i] - max);
-        double target = u * mass, running = 0;
-        int lastSurvivor = -1;
-        for (int i = 0; i < vocab; i++)
+        // Draw by inverse CDF over survivors in index order: chunk masses first, whole chunks skipped by them.
+        draw:
+        Span<float> chunkMass = stackalloc float[SamplingMath.MassChunks];
+        for (int c = 0; c < SamplingMath.MassChunks; c++)
         {
-            if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
-            running += Weight(z[i] - max);
-            lastSurvivor = i;
-            if (running > target) return i;
+            float mass = 0;
+            for (int i = Math.Min(c * chunk, vocab), to = Math.Min(i + chunk, vocab); i < to; i++)
+                if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += Weight(z[i] - max);
+            chunkMass[c] = mass;
         }
-        return lastSurvivor; // rounding left target at the very end
+        float all = 0;
+        foreach (float mass in chunkMass) all += mass;
+        float targetMass = u * all, running = 0;
+        int lastSurvivor = -1;
+        for (int c = 0; c < SamplingMath.MassChunks; c++)
+        {
+            if (running + chunkMass[c] <= targetMass) { running += chunkMass[c]; continue; }
+            for (int i = Math.Min(c * chunk, vocab), to = Math.Min(i + chunk, vocab); i < to; i++)
+            {
+                if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
+                running += Weight(z[i] - max);
+                lastSurvivor = i;
+                if (running > targetMass) return i;
+            }
+        }
+        if (lastSurvivor < 0)
+            for (int i = vocab - 1; i >= 0 && lastSurvivor < 0; i--)
+                if (Survives(z[i], i, threshold, cutValue, cutIndex)) lastSurvivor = i;
+        return lastSurvivor; // rounding left the target at the very end
     }
 
-    /// <summary>e^x for x = logit - max as the sampling kernel computes it (Core's SamplingMath), summed in double.</summary>
-    public static double Weight(float x)
+    /// <summary>
+    /// The mass of the top-k survivors whose keys are at least <paramref name="minKey"/>, in SamplingMath's order: each
+    /// chunk in index order from 0, then the chunk sums in order (the kernel's exact arithmetic; weights recomputed,
+    /// the same function of the same value).
+    /// </summary>
+    private static float Mass(ReadOnlySpan<float> z, float threshold, float max, int chunk, uint minKey)
     {
-        float mantissa = SamplingMath.ExpParts(x, out uint scaleBits);
+        float total = 0;
+        for (int c = 0; c < SamplingMath.MassChunks; c++)
+        {
+            float part = 0;
+            for (int i = Math.Min(c * chunk, z.Length), to = Math.Min(i + chunk, z.Length); i < to; i++)
+                if (z[i] >= threshold && SortableFloat.Key(BitConverter.SingleToUInt32Bits(z[i])) >= minKey) part += Weight(z[i] - max);
+            total += part;
+        }
+        return total;
+    }
+
+    /// <summary>The sorted position where the mass from the top first exceeds p·total, in double precision: a guess.</summary>
+    private static int GuessCut(ReadOnlySpan<ulong> sorted, float max, float p)
+    {
+        double total = 0;
+        foreach (ulong k in sorted) total += Weight(ValueOf(k) - max);
+        double cumulative = 0;
+        for (int t = 0; t < sorted.Length; t++)
+        {
+            cumulative += Weight(ValueOf(sorted[t]) - max);
+            if (cumulative > p * total) return t;
+        }
+        return sorted.Length - 1;
+    }
+
+    /// <summary>The first sorted position holding the same key as position <paramref name="at"/>.</summary>
+    private static int FirstOfRun(ReadOnlySpan<ulong> sorted, int at)
+    {
+        while (at > 0 && KeyOf(sorted[at - 1]) == KeyOf(sorted[at])) at--;
+        return at;
+    }
+
+    /// <summary>The first sorted position of the next smaller key after the run at <paramref name="at"/> (the last position if none).</summary>
+    private static int NextRun(ReadOnlySpan<ulong> sorted, int at)
+    {
+        uint key = KeyOf(sorted[at]);
+        while (at < sorted.Length - 1 && KeyOf(sorted[at]) == key) at++;
+        return at;
+    }
+
+    /// <summary>Orders ascending as (value descending, index ascending).</summary>
+    private static ulong SortKey(float value, int index)
+    {
+        uint ordered = SortableFloat.Key(BitConverter.SingleToUInt32Bits(value)); // ascending float order
+        return ((ulong)~ordered << 32) | (uint)index;
+    }
+
+    private static uint KeyOf(ulong sortKey) => ~(uint)(sortKey >> 32);
+
+    private static float ValueOf(ulong sortKey) => BitConverter.UInt32BitsToSingle(SortableFloat.Bits(KeyOf(sortKey)));
+
+    /// <summary>e^x for x = logit - max as the sampling kernel computes it (Core's SamplingMath).</summary>
+    public static float Weight(float x)
+    {
+        float mantissa = SamplingMath.ExpParts<PlainProduct>(x, out uint scaleBits);
         return mantissa * BitConverter.UInt32BitsToSingle(scaleBits);
     }
 
@@ -98,20 +182,4 @@ public static class RowSampler
 
     private static bool Survives(float value, int index, float threshold, float cutValue, int cutIndex)
         => value >= threshold && (value > cutValue || (value == cutValue && index <= cutIndex));
-
-    /// <summary>Orders ascending as (value descending, index ascending).</summary>
-    private static ulong SortKey(float value, int index)
-    {
-        uint ordered = SortableFloat.Key(BitConverter.SingleToUInt32Bits(value)); // ascending float order
-        return ((ulong)~ordered << 32) | (uint)index;
-    }
-
-    private static float ValueOf(ulong key)
-    {
-        uint ordered = ~(uint)(key >> 32);
-        return BitConverter.UInt32BitsToSingle(SortableFloat.Bits(ordered));
-    }
-
-    private static Span<float> MemoryMarshalFloats(Span<ulong> keys, int count)
-        => System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, float>(keys)[..count];
 }

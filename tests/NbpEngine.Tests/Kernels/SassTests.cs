@@ -67,6 +67,26 @@ public class SassTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// The sampler runs in fp32 (issue 12 item 3): no double-precision instruction or conversion anywhere in it (a
+    /// uint-to-float conversion alone once brought one in), no stack frame; its divisions are IEEE (div.rn), as the
+    /// CPU's, so both draw the same tokens.
+    /// </summary>
+    [FactRequiringCudaTools]
+    public void TheSamplerHasNoFp64()
+    {
+        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == "SamplingKernel.Sample");
+        var f = SassInspector.Inspect(kernel, _dir.Path);
+        output.WriteLine(f.ToString());
+        Assert.Equal(0, f.Fp64);
+        Assert.Equal(0, f.StackBytes);
+        Assert.Equal(0, f.LocalMemory);
+        string ptx = File.ReadAllText(Path.Combine(_dir.Path, "SamplingKernel.Sample.ptx")); // Inspect left it there
+        Assert.DoesNotContain(".f64", ptx);
+        Assert.DoesNotContain("div.approx", ptx);
+        Assert.DoesNotContain("div.full", ptx);
+    }
+
+    /// <summary>
     /// The tensor-core kernels (prefill GEMM, tokenizer conv) issue HMMA for the whole warp tile (16 per slice), keep
     /// their 32 accumulators in registers (no stack frame, spills or local memory) and stage with 16-byte loads
     /// (issue 13 item 5).
