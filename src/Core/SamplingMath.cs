@@ -37,6 +37,12 @@ public static class SamplingMath
     /// <summary>Logits per chunk (the last chunks may be shorter or empty).</summary>
     public static int ChunkSize(int vocab) => (vocab + MassChunks - 1) / MassChunks;
 
+    /// <summary>The first logit of chunk <paramref name="c"/> of <paramref name="size"/> logits (the vocabulary's end for an empty chunk).</summary>
+    public static int ChunkStart(int c, int size, int vocab) => Math.Min(c * size, vocab);
+
+    /// <summary>One past the last logit of chunk <paramref name="c"/>.</summary>
+    public static int ChunkEnd(int c, int size, int vocab) => Math.Min(c * size + size, vocab);
+
     /// <summary>
     /// How many of the entries tied at the top-p cut value are kept, in index order: enough that the mass from the top
     /// passes <paramref name="target"/>, given the mass <paramref name="before"/> of the larger values and the weight

@@ -31,6 +31,10 @@ def save_run(state_path, settings, model, optimizer, step, log):
     save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log, "settings": settings}, state_path)
 
 
+def finite_gradients(model):
+    return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def optimise(model, optimizer, loss_of, lr, step, steps, log, started):
     """One step at learning rate lr on the loss loss_of() computes; every 10th step (and the last) logged and printed.
     Returns the next step.
@@ -44,13 +48,13 @@ def optimise(model, optimizer, loss_of, lr, step, steps, log, started):
     optimizer.zero_grad()
     loss = loss_of()
     loss.backward()
-    if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+    if not finite_gradients(model):
         print(f"step {step}: non-finite gradients, recomputing without oneDNN", flush=True)
         optimizer.zero_grad()
         with torch.backends.mkldnn.flags(enabled=False):
             loss = loss_of()
             loss.backward()
-        if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+        if not finite_gradients(model):
             print(f"step {step}: non-finite gradients (loss {loss.item()}) even without oneDNN: update not applied", flush=True)
             log.append((step + 1, None))
             return step + 1

@@ -117,7 +117,7 @@ public static class SamplingKernel
             for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
             {
                 int ties = 0;
-                for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++) if (z[i] == cutValue) ties++;
+                for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++) if (z[i] == cutValue) ties++;
                 sharedInt[c] = ties;
             }
             Group.Barrier();
@@ -128,7 +128,7 @@ public static class SamplingKernel
                 {
                     if (seen + sharedInt[c] >= needed)
                     {
-                        for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+                        for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
                             if (z[i] == cutValue && ++seen == needed) { found = i; break; }
                     }
                     else seen += sharedInt[c];
@@ -143,7 +143,7 @@ public static class SamplingKernel
         for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
         {
             float mass = 0;
-            for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+            for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
                 if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += e[i];
             chunkMass[c] = mass;
         }
@@ -158,7 +158,7 @@ public static class SamplingKernel
             for (int c = 0; c < SamplingMath.MassChunks && chosen < 0; c++)
             {
                 if (running + chunkMass[c] <= targetMass) { running += chunkMass[c]; continue; }
-                for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+                for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
                 {
                     if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
                     running += e[i];
@@ -186,7 +186,7 @@ public static class SamplingKernel
         for (int c = Group.IdxX; c < SamplingMath.MassChunks; c += Group.DimX)
         {
             float mass = 0;
-            for (int i = XMath.Min(c * chunk, vocab), to = XMath.Min(i + chunk, vocab); i < to; i++)
+            for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
             {
                 float v = z[i];
                 if (v >= threshold && DeviceMath.OrderedKey(v) >= minKey) mass += e[i];

@@ -80,7 +80,7 @@ public static class RowSampler
         for (int c = 0; c < SamplingMath.MassChunks; c++)
         {
             float mass = 0;
-            for (int i = Math.Min(c * chunk, vocab), to = Math.Min(i + chunk, vocab); i < to; i++)
+            for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
                 if (Survives(z[i], i, threshold, cutValue, cutIndex)) mass += Weight(z[i] - max);
             chunkMass[c] = mass;
         }
@@ -91,7 +91,7 @@ public static class RowSampler
         for (int c = 0; c < SamplingMath.MassChunks; c++)
         {
             if (running + chunkMass[c] <= targetMass) { running += chunkMass[c]; continue; }
-            for (int i = Math.Min(c * chunk, vocab), to = Math.Min(i + chunk, vocab); i < to; i++)
+            for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
             {
                 if (!Survives(z[i], i, threshold, cutValue, cutIndex)) continue;
                 running += Weight(z[i] - max);
@@ -116,7 +116,7 @@ public static class RowSampler
         for (int c = 0; c < SamplingMath.MassChunks; c++)
         {
             float part = 0;
-            for (int i = Math.Min(c * chunk, z.Length), to = Math.Min(i + chunk, z.Length); i < to; i++)
+            for (int i = SamplingMath.ChunkStart(c, chunk, z.Length), to = SamplingMath.ChunkEnd(c, chunk, z.Length); i < to; i++)
                 if (z[i] >= threshold && SortableFloat.Key(BitConverter.SingleToUInt32Bits(z[i])) >= minKey) part += Weight(z[i] - max);
             total += part;
         }
