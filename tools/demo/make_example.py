@@ -26,7 +26,7 @@ DEMO = os.path.join(HERE, "..", "..", "weights", "demo")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--compare", help="the PNG frames folder of a prediction from the example")
     args = parser.parse_args()
     truth = clips.clip(SEED, INDEX, args.resolution)

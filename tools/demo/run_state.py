@@ -36,15 +36,15 @@ def finite_gradients(model):
 
 
 def optimise(model, optimizer, loss_of, lr, step, steps, log, started):
-    """One step at learning rate lr on the loss loss_of() computes; every 10th step (and the last) logged and printed.
-    Returns the next step.
+    """One step at learning rate lr (times a parameter group's "scale", where it has one) on the loss loss_of() computes;
+    every 10th step (and the last) logged and printed. Returns the next step.
 
     PyTorch 1.13's oneDNN conv3d backward sometimes returns NaN for some shapes (seen on this project's tokenizer at
     [4, 32, 9, 32, 32]); a step whose gradients are not finite is recomputed once with oneDNN off (slower, same maths),
     and a step still not finite is not applied: it is printed and recorded in the log as (step, None), so a run left
     alone keeps going and its README can say how many steps it lost."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("scale", 1.0)
     optimizer.zero_grad()
     loss = loss_of()
     loss.backward()

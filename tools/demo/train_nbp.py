@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Trains the demo NBP transformer (issue 18): MODEL.md's architecture at small size, frame mode, block = one latent
-row (8 tokens at 64x64), the next-block objective with teacher forcing under the block-causal mask, on the demo clips
+row (4 tokens at 32x32), the next-block objective with teacher forcing under the block-causal mask, on the demo clips
 tokenized by the demo tokenizer.
 
     /usr/bin/python3 tools/demo/train_nbp.py --tokenizer RUN/demo-tokenizer.pt --out RUN --steps N     # resumes if interrupted
@@ -140,7 +140,7 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--width", type=int, default=96)
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
