@@ -146,7 +146,7 @@ def main():
     started = time.time()
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # warm-up, cosine decay
-        # crops are cheap (a 32x32 crop costs a quarter of a 64x64 frame); the last steps on whole frames let GroupNorm's
+        # single frames first (the spatial code); with --crop, crops until crop_steps, then whole frames so GroupNorm's
         # per-frame statistics see whole frames, as at inference
         frames = 1 if step < args.image_steps else args.frames
         if step < crop_steps:
