@@ -17,9 +17,10 @@ namespace NbpEngine.Kernels;
 /// (one GEMM, and the append is part of it); the query third of old positions is never read again, the price of a
 /// single output stride (+50% cache memory). A step enqueues every kernel on one stream; the host reads back the
 /// sampled ids, and uploads ids only when they are not a sequence's last sample (the prompt, the hybrid mode's
-/// middle-bos block). With several sequences the row-wise kernels (LayerNorm) run once over all rows, while each
-/// sequence gets its own GEMM, attention and sampling launches: the step GEMM holds at most 16 rows (one block), so a
-/// batch on the device shares launches, not weight reads, until a wider step GEMM exists (issue 12).
+/// middle-bos block). The step GEMM takes every step block of a call (up to 8, 16 rows each) in one launch, so a
+/// batch's blocks share each weight read; attention, the final norm and sampling run per sequence. A step's rows have
+/// no LayerNorm launches inside the layers: LN1 and LN2 are folded into the Q/K/V and fc step GEMMs
+/// (<see cref="StepNorm"/>); prefill rows keep the LayerNorm kernel.
 /// </summary>
 public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightView
 {
@@ -46,7 +47,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int Sequences { get; }
     public int Capacity { get; }
     public long DeviceBytes { get; private set; }
-    /// <summary>Kernels enqueued so far: a one-sequence step costs 8 per layer + 4 today (issue 12 wants at most 60, or one graph).</summary>
+    /// <summary>Kernels enqueued so far: a one-sequence step costs 6 per layer + 4 (issue 12 wants at most 60, or one graph).</summary>
     public long Launches { get; private set; }
     /// <summary>
     /// Host-to-device copies of fed ids so far. A sequence fed exactly what its last Sample produced (every NBP and NTP
@@ -165,14 +166,18 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
 
         long layerSize = (long)Capacity * 3 * c, sequenceSize = cfg.LayerCount * layerSize;
+        // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
+        bool fold = StepMatMulKernel.Fits(1, c, c);
+        int normedFrom = fold ? stepRows : 0;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
-            LayerNorm(_x, rows, l.Ln1Weight, l.Ln1Bias, _normed);
+            var qkv = fold ? new FoldedNorm(_x, l.QueryKeyValueNorm, l.QueryKeyValueFoldedBias) : FoldedNorm.None;
+            LayerNorm(_x, normedFrom, rows, l.Ln1Weight, l.Ln1Bias, _normed);
             // Q, K and V as one GEMM whose rows land in the cache at the block's positions (3C apart); several step
             // blocks go through it together into _qkv, then each block's rows are copied to its cache
             if (stepFeeds > 1)
-                StepGemm(_normed, stepRows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, _qkv, 3 * c, accumulate: false, gelu: false, feeds, rowStart);
+                StepGemm(_normed, stepRows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, _qkv, 3 * c, accumulate: false, gelu: false, feeds, rowStart, qkv);
             for (int f = 0; f < feeds.Length; f++)
             {
                 var feed = feeds[f];
@@ -180,6 +185,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
                 var block = cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c);
                 if (stepFeeds > 1 && IsStep(feed.Rows)) Rows(_qkv, rowStart[f], feed.Rows, 3 * c).CopyTo(_stream, block);
+                else if (qkv.On && IsStep(feed.Rows))
+                    Gemm(Rows(_x, rowStart[f], feed.Rows, c), new MatMulArgs { M = feed.Rows, N = 3 * c, K = c, Lda = c, Ldc = 3 * c, HasBias = 1 },
+                        l.QueryKeyValue, qkv.Bias, block, qkv.Norm);
                 else MatMul(Rows(_normed, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, block, 3 * c, accumulate: false, gelu: false);
                 var attention = new AttentionArgs
                 {
@@ -189,8 +197,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 Attend(cache.SubView((long)start * 3 * c), cache.SubView(c), cache.SubView(2 * c), Rows(_attended, rowStart[f], feed.Rows, c), attention);
             }
             Linear(_attended, c, l.Proj, c, l.ProjBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
-            LayerNorm(_x, rows, l.Ln2Weight, l.Ln2Bias, _normed);
-            Linear(_normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows);
+            LayerNorm(_x, normedFrom, rows, l.Ln2Weight, l.Ln2Bias, _normed);
+            Linear(_normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows,
+                fold ? new FoldedNorm(_x, l.FcNorm, l.FcFoldedBias) : FoldedNorm.None);
             Linear(_hidden, 4 * c, l.Out, c, l.OutBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
         }
 
@@ -199,7 +208,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         for (int f = 0; f < feeds.Length; f++)
         {
             var feed = feeds[f];
-            LayerNorm(Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c), feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias,
+            LayerNorm(Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c), 0, feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias,
                 Rows(_normed, logitStart[f], feed.LogitRows, c));
             _lengths[feed.Sequence] += feed.Rows;
             _logitRows[feed.Sequence] = feed.LogitRows;
@@ -212,6 +221,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
     }
 
+    /// <summary>
+    /// A LayerNorm the step GEMM applies to the raw rows <see cref="Input"/> (the residual stream) instead of reading
+    /// the LayerNorm kernel's output; <see cref="Bias"/> is the GEMM's bias with the norm's β folded in.
+    /// </summary>
+    private readonly record struct FoldedNorm(ArrayView<float> Input, StepNorm Norm, ArrayView<float> Bias)
+    {
+        public static FoldedNorm None => default;
+        public bool On => Norm.Enabled != 0;
+    }
+
     /// <summary>A feed of at most one block: what the step GEMM takes alone, and what goes through it with the batch's other blocks.</summary>
     private static bool IsStep(int rows) => rows <= StepMatMulKernel.MaxRows;
 
@@ -220,9 +239,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// (<see cref="StepGemm"/>), each larger feed with the GEMM its size picks.
     /// </summary>
     private void Linear(ArrayView<float> a, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, bool accumulate, bool gelu,
-        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> rowStart, int stepRows)
+        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> rowStart, int stepRows, FoldedNorm norm = default)
     {
-        StepGemm(a, stepRows, k, w, n, bias, c, n, accumulate, gelu, feeds, rowStart);
+        StepGemm(a, stepRows, k, w, n, bias, c, n, accumulate, gelu, feeds, rowStart, norm);
         for (int f = 0; f < feeds.Length; f++)
             if (!IsStep(feeds[f].Rows))
                 MatMul(Rows(a, rowStart[f], feeds[f].Rows, k), feeds[f].Rows, k, w, n, bias, Rows(c, rowStart[f], feeds[f].Rows, n), n, accumulate, gelu);
@@ -232,15 +251,18 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// The first <paramref name="rows"/> rows (the step blocks of a call) through the step GEMM, at most 128 rows a
     /// launch: a row's sums do not depend on which launch or row group it is in, so every block gets the bits it gets
     /// alone. Where the step GEMM cannot take the shape (K not a multiple of 8), each block alone through
-    /// <see cref="Gemm"/>.
+    /// <see cref="Gemm"/>. With <paramref name="norm"/> on, the rows are its input, normalised in the kernel.
     /// </summary>
     private void StepGemm(ArrayView<float> a, int rows, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
-        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> start, bool logits = false, bool hasBias = true)
+        ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> start, FoldedNorm norm = default, bool logits = false, bool hasBias = true)
     {
         if (rows == 0) return;
         var args = new MatMulArgs { N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = hasBias ? 1 : 0 };
+        var stepNorm = norm.On ? norm.Norm : StepNorm.Off(_w.NoBias);
+        if (norm.On) (a, bias) = (norm.Input, norm.Bias);
         if (!StepMatMulKernel.Fits(1, k, k))
         {
+            if (norm.On) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take K = {k}");
             for (int f = 0; f < feeds.Length; f++)
             {
                 int m = logits ? feeds[f].LogitRows : feeds[f].Rows;
@@ -253,7 +275,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             int m = Math.Min(StepMatMulKernel.MaxBatchRows, rows - r);
             Launches++;
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), Rows(a, r, m, k).Cast<Float4>(), w, bias,
-                Rows(c, r, m, ldc), args with { M = m });
+                Rows(c, r, m, ldc), args with { M = m }, stepNorm);
         }
     }
 
@@ -280,11 +302,14 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         Launches++;
     }
 
-    private void LayerNorm(ArrayView<float> x, int rows, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
+    /// <summary>LayerNorm of rows [first, rows) of x into the same rows of y; nothing when that is empty (every row a folded step row).</summary>
+    private void LayerNorm(ArrayView<float> x, int first, int rows, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
     {
+        if (first >= rows) return;
+        int c = _w.Config.EmbeddingSize;
         Launches++;
-        _kernels.LayerNorm(_stream, new KernelConfig(rows, _shape.GroupSize), x, weight, bias, y,
-            new LayerNormArgs { Rows = rows, Width = _w.Config.EmbeddingSize });
+        _kernels.LayerNorm(_stream, new KernelConfig(rows - first, _shape.GroupSize), Rows(x, first, rows - first, c), weight, bias, Rows(y, first, rows - first, c),
+            new LayerNormArgs { Rows = rows - first, Width = c });
     }
 
     private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
@@ -294,11 +319,14 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// The kernel for the shape: a step's few rows stream the weights (StepMatMulKernel), a prefill's many rows
     /// take tensor cores when enabled, anything else the tiled kernel.
     /// </summary>
-    private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c)
+    private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, StepNorm norm = default)
     {
         Launches++;
-        if (IsStep(args.M) && StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0)
-            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args);
+        bool step = IsStep(args.M) && StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0;
+        if (norm.Enabled != 0 && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
+        if (step)
+            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args,
+                norm.Enabled != 0 ? norm : StepNorm.Off(_w.NoBias));
         else if (_tensorCores && args.M >= TensorCoreMinRows)
             _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);

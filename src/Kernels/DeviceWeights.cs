@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
 using NbpEngine.Loader.Checkpoint;
 using Half = ILGPU.Half;
 using NbpEngine.Core;
@@ -16,6 +17,9 @@ public struct DeviceLayer<TW> where TW : struct, IWeightView
     public ArrayView<float> Ln1Weight, Ln1Bias, Ln2Weight, Ln2Bias;
     public TW QueryKeyValue, Proj, Fc, Out;
     public ArrayView<float> QueryKeyValueBias, ProjBias, FcBias, OutBias;
+    /// <summary>LN1 folded into the Q/K/V step GEMM and LN2 into the fc step GEMM, with the biases that go with them (<see cref="StepNorm"/>).</summary>
+    public StepNorm QueryKeyValueNorm, FcNorm;
+    public ArrayView<float> QueryKeyValueFoldedBias, FcFoldedBias;
 }
 
 /// <summary>
@@ -69,6 +73,9 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
                     Fc = Matrix([l.FcWeight], 4 * c * c), FcBias = Floats([l.FcBias], 4 * c),
                     Out = Matrix([l.OutWeight], 4 * c * c), OutBias = Floats([l.OutBias], c),
                 };
+                (Layers[i].QueryKeyValueNorm, Layers[i].QueryKeyValueFoldedBias) =
+                    Folded([l.QueryWeight, l.KeyWeight, l.ValueWeight], [l.QueryBias, l.KeyBias, l.ValueBias], c, Layers[i].Ln1Weight, l.Ln1Weight, l.Ln1Bias);
+                (Layers[i].FcNorm, Layers[i].FcFoldedBias) = Folded([l.FcWeight], [l.FcBias], 4 * c, Layers[i].Ln2Weight, l.Ln2Weight, l.Ln2Bias);
             }
             LnFinalWeight = Floats([weights.LnFinalWeight], c);
             LnFinalBias = Floats([weights.LnFinalBias], c);
@@ -94,6 +101,32 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
     {
         var buffer = Track(_accelerator.Allocate1D<float>(sources.Length * count));
         for (int i = 0; i < sources.Length; i++) Upload(sources[i], count, buffer.View.SubView(i * count, count), static f => f);
+        return buffer.View;
+    }
+
+    /// <summary>
+    /// A LayerNorm (γ <paramref name="gamma"/>, β <paramref name="beta"/>; γ already on the device as <paramref name="deviceGamma"/>)
+    /// folded into the stacked matrices after it (each [rowsEach, C]): the step GEMM's <see cref="StepNorm"/> and bias.
+    /// </summary>
+    private (StepNorm Norm, ArrayView<float> Bias) Folded(float*[] matrices, float*[] biases, long rowsEach, ArrayView<float> deviceGamma, float* gamma, float* beta)
+    {
+        int c = Config.EmbeddingSize;
+        var (sums, bias) = NormFolding.Fold(matrices, biases, rowsEach, c, gamma, beta, Stored);
+        var norm = new StepNorm { Enabled = 1, Gamma = deviceGamma.SubView(0, c / 4 * 4).Cast<Float4>(), ColumnSums = Upload(sums) };
+        return (norm, Upload(bias));
+    }
+
+    /// <summary>A weight as the storage holds it, back in fp32.</summary>
+    private static float Stored(float value) =>
+        typeof(TW) == typeof(F16Weights) ? (float)(System.Half)value
+        : typeof(TW) == typeof(BF16Weights) ? BitConverter.Int32BitsToSingle(ToBFloat16(value) << 16)
+        : value;
+
+    private ArrayView<float> Upload(float[] values)
+    {
+        var buffer = Track(_accelerator.Allocate1D<float>(values.Length));
+        buffer.View.CopyFromCPU(_accelerator.DefaultStream, values);
+        _accelerator.DefaultStream.Synchronize();
         return buffer.View;
     }
 

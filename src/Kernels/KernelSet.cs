@@ -17,7 +17,8 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul { get; }
     /// <summary>The tensor-core GEMM: mma.sync on CUDA, the lane-exact emulation elsewhere (<see cref="TensorCores.IMma"/>).</summary>
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMatMul { get; }
+    /// <summary>The step GEMM, with the LayerNorm before it folded in or off (<see cref="StepNorm"/>).</summary>
+    public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs, StepNorm> StepMatMul { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
@@ -32,7 +33,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         TensorCoreMatMul = accelerator.AcceleratorType == AcceleratorType.Cuda
             ? accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, PtxMma>)
             : accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, EmulatedMma>);
-        StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMatMulKernel.Step<TW>);
+        StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs, StepNorm>(StepMatMulKernel.Step<TW>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         DecodeAttention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Partial);
         DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);

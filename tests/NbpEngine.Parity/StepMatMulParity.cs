@@ -8,7 +8,7 @@ namespace NbpEngine.Parity;
 /// The step GEMM (16 rows per warp, up to 8 row groups a launch; weights streamed 16 bytes at a time) against the CPU
 /// backend, every weight storage; and a batch's rows bit for bit as in launches of one block each (batch invariance).
 /// </summary>
-public sealed partial class KernelParity
+public sealed unsafe partial class KernelParity
 {
     /// <summary>Shapes: one row to a full block; N not a multiple of 4 (masked columns); K one pass, several, and a partial pass; A rows wider than K.</summary>
     internal static (int M, int N, int K, int Lda, int Group, int Store, bool Gelu)[] StepShapes =>
@@ -30,13 +30,13 @@ public sealed partial class KernelParity
         string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
 
         var out32 = Upload(c);
-        _f32.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F32Weights(Upload(w)), Upload(bias), out32, args);
+        _f32.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F32Weights(Upload(w)), Upload(bias), out32, args, Off);
         var out16 = Upload(c);
         var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
-        _f16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F16Weights(Upload(half)), Upload(bias), out16, args);
+        _f16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F16Weights(Upload(half)), Upload(bias), out16, args, Off);
         var outBf = Upload(c);
         var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
-        _bf16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new BF16Weights(Upload(bf)), Upload(bias), outBf, args);
+        _bf16.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new BF16Weights(Upload(bf)), Upload(bias), outBf, args, Off);
         // the same rows one block (≤ 16 rows) per launch: every bit must agree
         var blocks = Upload(c);
         var blockInput = Upload(a);
@@ -44,7 +44,7 @@ public sealed partial class KernelParity
         {
             int rows = Math.Min(StepMatMulKernel.MaxRows, m - r);
             _f32.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group), blockInput.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), new F32Weights(Upload(w)),
-                Upload(bias), blocks.SubView((long)r * n, (long)rows * n), args with { M = rows });
+                Upload(bias), blocks.SubView((long)r * n, (long)rows * n), args with { M = rows }, Off);
         }
         var batched = Download(out32, m * n);
         int differing = Download(blocks, m * n).Where((x, i) => BitConverter.SingleToInt32Bits(x) != BitConverter.SingleToInt32Bits(batched[i])).Count();
@@ -56,6 +56,65 @@ public sealed partial class KernelParity
                 Nmse.Of(Download(out16, m * n), CpuMatMul(dense, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul bf16 weights vs fp32 on rounded weights", shape,
                 Nmse.Of(Download(outBf, m * n), CpuMatMul(dense, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+        ];
+    }
+    /// <summary>The step GEMM's "no norm" argument (its views are never read).</summary>
+    private StepNorm Off => StepNorm.Off(Upload(new float[4]));
+
+    /// <summary>
+    /// The step GEMM with a LayerNorm folded in (<see cref="StepNorm"/>) against the CPU backend's LayerNorm then GEMM, on
+    /// rows with a mean far from 0 (the centring's cancellation), every weight storage (fp16/bf16 against fp32 on the
+    /// rounded weights); and a batch's rows bit for bit as in launches of one block each.
+    /// </summary>
+    public ParityResult[] StepMatMulNormed(int m, int n, int k, int lda, int group, int store, bool gelu)
+    {
+        var (a, _) = StridedRows(m, k, lda);
+        for (int i = 0; i < a.Length; i++) a[i] = 2f + 3f * a[i];
+        var gamma = Random(k, 5).Select(g => 1f + g).ToArray();
+        var beta = Random(k, 6);
+        var w = Random(n * k, 2);
+        var bias = Random(n, 3);
+        var c = Random(m * n, 4);
+        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
+        string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
+        var normed = new float[m * k];
+        fixed (float* pa = a, pg = gamma, pb = beta, pn = normed)
+            for (int r = 0; r < m; r++) Runtime.Cpu.LayerNorm.Row(pa + r * lda, pg, pb, pn + r * k, k);
+
+        float[] Run<TW>(KernelSet<TW> kernels, TW weights, Func<float, float> stored, int rowsPerLaunch) where TW : struct, IWeightView
+        {
+            float[] sums, folded;
+            fixed (float* pw = w, pbias = bias, pg = gamma, pb = beta)
+                (sums, folded) = NormFolding.Fold([pw], [pbias], n, k, pg, pb, stored);
+            var norm = new StepNorm { Enabled = 1, Gamma = Upload(gamma).Cast<Float4>(), ColumnSums = Upload(sums) };
+            var output = Upload(c);
+            var input = Upload(a);
+            var foldedBias = Upload(folded);
+            for (int r = 0; r < m; r += rowsPerLaunch)
+            {
+                int rows = Math.Min(rowsPerLaunch, m - r);
+                kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group), input.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), weights, foldedBias,
+                    output.SubView((long)r * n, (long)rows * n), args with { M = rows }, norm);
+            }
+            return Download(output, m * n);
+        }
+
+        var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
+        var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
+        float FromBf(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
+        var out32 = Run(_f32, new F32Weights(Upload(w)), x => x, m);
+        var blocks = Run(_f32, new F32Weights(Upload(w)), x => x, StepMatMulKernel.MaxRows);
+        var out16 = Run(_f16, new F16Weights(Upload(half)), x => (float)(System.Half)x, m);
+        var outBf = Run(_bf16, new BF16Weights(Upload(bf)), x => FromBf(DeviceWeights<BF16Weights>.ToBFloat16(x)), m);
+        int differing = blocks.Where((x, i) => BitConverter.SingleToInt32Bits(x) != BitConverter.SingleToInt32Bits(out32[i])).Count();
+        return
+        [
+            new("step matmul + layernorm rows batched vs one block a launch", shape, differing, 0, $"{differing} values differ in some bit"),
+            new("step matmul + layernorm fp32", shape, Nmse.Of(out32, CpuMatMul(normed, w, bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("step matmul + layernorm fp16 weights vs fp32 on rounded weights", shape,
+                Nmse.Of(out16, CpuMatMul(normed, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
+            new("step matmul + layernorm bf16 weights vs fp32 on rounded weights", shape,
+                Nmse.Of(outBf, CpuMatMul(normed, bf.Select(FromBf).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
         ];
     }
 }

@@ -17,7 +17,9 @@ namespace NbpEngine.Kernels.Ops;
 /// lane order (deterministic: same order every launch, and the same for a row whichever row group it sits in, so a
 /// batched row gets the bits it gets alone; 2 x 32 stores, 64 loads and 4 warp barriers instead of 320 shuffles,
 /// which ILGPU's CPU accelerator emulates slowly), and the epilogue adds bias, GELU and the residual. Needs K % 8 == 0
-/// and Lda % 4 == 0 (16-byte aligned rows); the tiled kernel takes other shapes.
+/// and Lda % 4 == 0 (16-byte aligned rows); the tiled kernel takes other shapes. With a <see cref="StepNorm"/> on, the
+/// LayerNorm before the GEMM happens here (its row statistics in a short pass the group's warps share, γ on the
+/// streamed weights, the centring in the epilogue), which saves its launch and its write and read of the rows.
 /// Grid: <see cref="Launch"/>.
 /// </summary>
 public static class StepMatMulKernel
@@ -28,6 +30,8 @@ public static class StepMatMulKernel
     /// <summary>Rows one launch takes: a row group of <see cref="MaxRows"/> per warp, at most <see cref="MaxWarps"/> row groups.</summary>
     public const int MaxBatchRows = MaxRows * MaxWarps;
     private const int Stride = 33;
+    /// <summary>K slices of a folded norm's row sums (<see cref="RowStatistics"/>): fixed, so the sums do not depend on the launch.</summary>
+    private const int Slices = 8;
 
     /// <summary>Whether a matmul of this shape can run here (else the tiled kernel).</summary>
     public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxBatchRows && k % KPerLane == 0 && lda % 4 == 0;
@@ -58,25 +62,37 @@ public static class StepMatMulKernel
 
     /// <param name="a">A as 16-byte vectors: row r starts at vector r·Lda/4</param><param name="w">[N, K]</param>
     /// <param name="bias">[N] (read only if HasBias)</param><param name="c">[M, Ldc]</param>
-    public static void Step<TW>(ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args) where TW : struct, IWeightView
+    /// <param name="norm">a LayerNorm of A's rows folded in (<see cref="StepNorm"/>), or off</param>
+    public static void Step<TW>(ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args, StepNorm norm) where TW : struct, IWeightView
     {
         int lane = Group.IdxX % 32, warp = Group.IdxX / 32, rowGroups = (args.M + MaxRows - 1) / MaxRows;
-        int n0 = (Grid.IdxX * (Group.DimX / 32 / rowGroups) + warp / rowGroups) * Columns;
-        if (n0 >= args.N) return; // the whole warp: n0 is the same for its lanes
+        int columnWarps = Group.DimX / 32 / rowGroups, columnWarp = warp / rowGroups, rowGroup = warp % rowGroups;
+        int n0 = (Grid.IdxX * columnWarps + columnWarp) * Columns;
         // this warp's rows: [firstRow, firstRow + rows), rows ≤ 16; A and C are addressed from firstRow on, so a row's
         // arithmetic is the same in every row group
-        int firstRow = warp % rowGroups * MaxRows, rows = args.M - firstRow;
+        int firstRow = rowGroup * MaxRows, rows = args.M - firstRow;
+        int lda4 = args.Lda / 4;
+        var block = a.SubView((long)firstRow * lda4);
+        var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
+        var slices = SharedMemory.Allocate<float>(2 * MaxWarps * MaxRows * Slices);
+        int at = warp * 32 * Stride + lane;
+        // every warp of the group takes part (block barriers), before the warps past N leave
+        if (norm.Enabled != 0) RowStatistics(block, rows, lda4, args.K, rowGroup, columnWarp, columnWarps, lane, scratch, at - lane, slices);
+        if (n0 >= args.N) return; // the whole warp: n0 is the same for its lanes
         // columns past N read the last one (in bounds) and are not stored
         int last = args.N - 1;
         long w0 = (long)n0 * args.K, w1 = (long)(n0 + 1 < last ? n0 + 1 : last) * args.K;
         long w2 = (long)(n0 + 2 < last ? n0 + 2 : last) * args.K, w3 = (long)(n0 + 3 < last ? n0 + 3 : last) * args.K;
-        int lda4 = args.Lda / 4;
-        var block = a.SubView((long)firstRow * lda4);
         Acc4 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default, r8 = default, r9 = default, r10 = default, r11 = default, r12 = default, r13 = default, r14 = default, r15 = default;
         for (int k = lane * KPerLane; k < args.K; k += KPerPass)
         {
             Vec8 x0 = w.Load8(w0 + k), x1 = w.Load8(w1 + k), x2 = w.Load8(w2 + k), x3 = w.Load8(w3 + k);
             int a4 = k / 4;
+            if (norm.Enabled != 0)
+            {
+                Float4 g0 = norm.Gamma[a4], g1 = norm.Gamma[a4 + 1];
+                x0 = Scaled(x0, g0, g1); x1 = Scaled(x1, g0, g1); x2 = Scaled(x2, g0, g1); x3 = Scaled(x3, g0, g1);
+            }
             if (0 < rows) Row(ref r0, block, 0 * lda4 + a4, x0, x1, x2, x3);
             if (1 < rows) Row(ref r1, block, 1 * lda4 + a4, x0, x1, x2, x3);
             if (2 < rows) Row(ref r2, block, 2 * lda4 + a4, x0, x1, x2, x3);
@@ -96,12 +112,94 @@ public static class StepMatMulKernel
         }
         // the 64 sums across the warp, through shared memory: lane l writes its partial of output o at [o, l], then sums
         // row l (outputs l, then l + 32) in lane order: one fixed order, two warp barriers per half, conflict-free (stride 33)
-        var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
-        int at = warp * 32 * Stride + lane;
         float out0 = SumOutputs(scratch, at, lane, r0, r1, r2, r3, r4, r5, r6, r7);
         float out1 = SumOutputs(scratch, at, lane, r8, r9, r10, r11, r12, r13, r14, r15);
+        if (norm.Enabled != 0)
+        {
+            int n = n0 + lane % 4;
+            float u = norm.ColumnSums[n < args.N ? n : args.N - 1];
+            out0 = Normalized(out0, u, slices, rowGroup, lane / 4, args.K);
+            out1 = Normalized(out1, u, slices, rowGroup, 8 + lane / 4, args.K);
+        }
         args.Store(c, bias, firstRow + lane / 4, n0 + lane % 4, out0); // rows past M are not stored
         args.Store(c, bias, firstRow + 8 + lane / 4, n0 + lane % 4, out1);
+    }
+
+    /// <summary>The 8 weights times γ_k: the folded norm's scale, once per weight for all 16 rows.</summary>
+    private static Vec8 Scaled(Vec8 x, Float4 g0, Float4 g1) => new()
+    {
+        V0 = x.V0 * g0.X, V1 = x.V1 * g0.Y, V2 = x.V2 * g0.Z, V3 = x.V3 * g0.W,
+        V4 = x.V4 * g1.X, V5 = x.V5 * g1.Y, V6 = x.V6 * g1.Z, V7 = x.V7 * g1.W,
+    };
+
+    /// <summary>
+    /// Each row's Σ_k x_k (then Σ_k (x_k − mean)², the LayerNorm's two passes) as <see cref="Slices"/> partial sums in
+    /// shared memory: slice s of the row's K/4 vectors is summed by column warp s mod columnWarps, lane l taking
+    /// vectors l, l + 32, ... and the 32 lane partials added in lane order. So the sums are the same whatever the launch's
+    /// shape (a row batched or alone gets the same bits), and the group's warps share the extra reading of A: with 8
+    /// column warps each reads 1/8 of its rows twice, on top of the whole rows its main loop reads. A warp publishes up
+    /// to 32 (row, slice) partials per warp barrier (all of them for a 1-row step with one column warp, as on ILGPU's
+    /// CPU accelerator, where barriers are the cost).
+    /// </summary>
+    private static void RowStatistics(ArrayView<Float4> block, int rows, int lda4, int k, int rowGroup, int columnWarp, int columnWarps, int lane,
+        ArrayView<float> scratch, int warpScratch, ArrayView<float> slices)
+    {
+        int k4 = k / 4, rowSlots = MaxRows * Slices, first = rowGroup * rowSlots;
+        int valid = rows < MaxRows ? rows : MaxRows, mine = (Slices - columnWarp + columnWarps - 1) / columnWarps, pairs = valid * mine;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            int into = pass * MaxWarps * rowSlots + first;
+            for (int round = 0; round < pairs; round += 32)
+            {
+                int count = pairs - round < 32 ? pairs - round : 32;
+                for (int j = 0; j < count; j++)
+                {
+                    int r = (round + j) % valid, s = columnWarp + (round + j) / valid * columnWarps;
+                    int lo = s * k4 / Slices, hi = (s + 1) * k4 / Slices;
+                    float mean = pass == 0 ? 0f : Total(slices, first + r * Slices) / k, partial = 0f;
+                    for (int v = lo + lane; v < hi; v += 32)
+                    {
+                        Float4 x = block[r * lda4 + v];
+                        if (pass == 0) partial += x.X + x.Y + x.Z + x.W;
+                        else
+                        {
+                            float d0 = x.X - mean, d1 = x.Y - mean, d2 = x.Z - mean, d3 = x.W - mean;
+                            partial += d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3;
+                        }
+                    }
+                    scratch[warpScratch + j * Stride + lane] = partial;
+                }
+                Warp.Barrier();
+                if (lane < count)
+                {
+                    int r = (round + lane) % valid, s = columnWarp + (round + lane) / valid * columnWarps;
+                    float sum = 0f;
+                    for (int l = 0; l < 32; l++) sum += scratch[warpScratch + lane * Stride + l];
+                    slices[into + r * Slices + s] = sum;
+                }
+                // the next round's partials overwrite the scratch; after the last round the other warps' slices must be in
+                if (round + 32 < pairs) Warp.Barrier();
+            }
+            if (Group.DimX == 32) Warp.Barrier();
+            else Group.Barrier();
+        }
+    }
+
+    /// <summary>Σ of a row's <see cref="Slices"/> partial sums, in slice order.</summary>
+    private static float Total(ArrayView<float> slices, int at)
+    {
+        float sum = 0f;
+        for (int s = 0; s < Slices; s++) sum += slices[at + s];
+        return sum;
+    }
+
+    /// <summary>rstd·(Σ_k x_k·γ_k·w_nk − mean·u_n): the folded LayerNorm's correction of one output of row r (eps 1e-5, biased variance, as LayerNormKernel).</summary>
+    private static float Normalized(float sum, float u, ArrayView<float> slices, int rowGroup, int r, int k)
+    {
+        int at = rowGroup * MaxRows * Slices + r * Slices;
+        float mean = Total(slices, at) / k;
+        float rstd = 1f / ILGPU.Algorithms.XMath.Sqrt(Total(slices, MaxWarps * MaxRows * Slices + at) / k + 1e-5f);
+        return rstd * (sum - mean * u);
     }
 
     /// <summary>
