@@ -167,7 +167,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
         long layerSize = (long)Capacity * 3 * c, sequenceSize = cfg.LayerCount * layerSize;
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
-        bool fold = StepMatMulKernel.Fits(1, c, c);
+        bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
@@ -185,10 +185,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
                 var block = cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c);
                 if (stepFeeds > 1 && IsStep(feed.Rows)) Rows(_qkv, rowStart[f], feed.Rows, 3 * c).CopyTo(_stream, block);
-                else if (qkv.On && IsStep(feed.Rows))
-                    Gemm(Rows(_x, rowStart[f], feed.Rows, c), new MatMulArgs { M = feed.Rows, N = 3 * c, K = c, Lda = c, Ldc = 3 * c, HasBias = 1 },
-                        l.QueryKeyValue, qkv.Bias, block, qkv.Norm);
-                else MatMul(Rows(_normed, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, block, 3 * c, accumulate: false, gelu: false);
+                else
+                {
+                    var own = qkv.On && IsStep(feed.Rows) ? qkv : new FoldedNorm(_normed, _w.NoNorm, l.QueryKeyValueBias);
+                    MatMul(Rows(own.Input, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, own.Bias, block, 3 * c, accumulate: false, gelu: false, own.Norm);
+                }
                 var attention = new AttentionArgs
                 {
                     Rows = feed.Rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
@@ -258,7 +259,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     {
         if (rows == 0) return;
         var args = new MatMulArgs { N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = hasBias ? 1 : 0 };
-        var stepNorm = norm.On ? norm.Norm : StepNorm.Off(_w.NoBias);
+        var stepNorm = norm.On ? norm.Norm : _w.NoNorm;
         if (norm.On) (a, bias) = (norm.Input, norm.Bias);
         if (!StepMatMulKernel.Fits(1, k, k))
         {
@@ -312,8 +313,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             new LayerNormArgs { Rows = rows - first, Width = c });
     }
 
-    private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu)
-        => Gemm(a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c);
+    private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
+        StepNorm norm = default)
+        => Gemm(a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c, norm);
 
     /// <summary>
     /// The kernel for the shape: a step's few rows stream the weights (StepMatMulKernel), a prefill's many rows
@@ -326,7 +328,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         if (norm.Enabled != 0 && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
         if (step)
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args,
-                norm.Enabled != 0 ? norm : StepNorm.Off(_w.NoBias));
+                norm.Enabled != 0 ? norm : _w.NoNorm);
         else if (_tensorCores && args.M >= TensorCoreMinRows)
             _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
         else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);

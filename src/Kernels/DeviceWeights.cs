@@ -45,6 +45,13 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
     public TW Head { get; }
     /// <summary>An unused one-element view passed where a kernel takes a bias it does not read.</summary>
     public ArrayView<float> NoBias { get; }
+    /// <summary>The step GEMM's "no LayerNorm" argument (views that are never read).</summary>
+    public StepNorm NoNorm { get; }
+    /// <summary>
+    /// Whether LN1 and LN2 are folded into the Q/K/V and fc step GEMMs (<see cref="DeviceLayer{TW}.QueryKeyValueNorm"/>):
+    /// whenever the step GEMM takes K = C (C a multiple of 8); the constants are computed at upload only then.
+    /// </summary>
+    public bool NormsFolded { get; }
     public long DeviceBytes { get; private set; }
 
     public DeviceWeights(Accelerator accelerator, TransformerWeights weights)
@@ -59,6 +66,7 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
             PositionEmbedding = Matrix([weights.PositionEmbedding], cfg.PositionCount * c);
             UnconditionalRows = weights.UnconditionalEmbedding == null ? 0 : cfg.CondTokenCount;
             UnconditionalEmbedding = UnconditionalRows == 0 ? TokenEmbedding : Matrix([weights.UnconditionalEmbedding], UnconditionalRows * c);
+            NormsFolded = StepMatMulKernel.Fits(1, (int)c, (int)c);
             Layers = new DeviceLayer<TW>[cfg.LayerCount];
             for (int i = 0; i < cfg.LayerCount; i++)
             {
@@ -73,6 +81,7 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
                     Fc = Matrix([l.FcWeight], 4 * c * c), FcBias = Floats([l.FcBias], 4 * c),
                     Out = Matrix([l.OutWeight], 4 * c * c), OutBias = Floats([l.OutBias], c),
                 };
+                if (!NormsFolded) continue;
                 (Layers[i].QueryKeyValueNorm, Layers[i].QueryKeyValueFoldedBias) =
                     Folded([l.QueryWeight, l.KeyWeight, l.ValueWeight], [l.QueryBias, l.KeyBias, l.ValueBias], c, Layers[i].Ln1Weight, l.Ln1Weight, l.Ln1Bias);
                 (Layers[i].FcNorm, Layers[i].FcFoldedBias) = Folded([l.FcWeight], [l.FcBias], 4 * c, Layers[i].Ln2Weight, l.Ln2Weight, l.Ln2Bias);
@@ -81,6 +90,7 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
             LnFinalBias = Floats([weights.LnFinalBias], c);
             Head = Matrix([weights.Head], v * c);
             NoBias = Track(_accelerator.Allocate1D<float>(1)).View;
+            NoNorm = StepNorm.Off(NoBias);
         }
         catch
         {
@@ -111,13 +121,13 @@ public sealed unsafe class DeviceWeights<TW> : IDisposable where TW : struct, IW
     private (StepNorm Norm, ArrayView<float> Bias) Folded(float*[] matrices, float*[] biases, long rowsEach, ArrayView<float> deviceGamma, float* gamma, float* beta)
     {
         int c = Config.EmbeddingSize;
-        var (sums, bias) = NormFolding.Fold(matrices, biases, rowsEach, c, gamma, beta, Stored);
+        var (sums, bias) = NormFolding.Fold(matrices, biases, rowsEach, c, gamma, beta, AsStored);
         var norm = new StepNorm { Enabled = 1, Gamma = deviceGamma.SubView(0, c / 4 * 4).Cast<Float4>(), ColumnSums = Upload(sums) };
         return (norm, Upload(bias));
     }
 
-    /// <summary>A weight as the storage holds it, back in fp32.</summary>
-    private static float Stored(float value) =>
+    /// <summary>A weight as the storage holds it (fp16/bf16 with round-to-nearest-even), back in fp32.</summary>
+    public static float AsStored(float value) =>
         typeof(TW) == typeof(F16Weights) ? (float)(System.Half)value
         : typeof(TW) == typeof(BF16Weights) ? BitConverter.Int32BitsToSingle(ToBFloat16(value) << 16)
         : value;

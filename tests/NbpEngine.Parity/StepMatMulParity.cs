@@ -55,7 +55,7 @@ public sealed unsafe partial class KernelParity
             new("step matmul fp16 weights vs fp32 on rounded weights", shape,
                 Nmse.Of(Download(out16, m * n), CpuMatMul(dense, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul bf16 weights vs fp32 on rounded weights", shape,
-                Nmse.Of(Download(outBf, m * n), CpuMatMul(dense, bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+                Nmse.Of(Download(outBf, m * n), CpuMatMul(dense, w.Select(DeviceWeights<BF16Weights>.AsStored).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
         ];
     }
     /// <summary>The step GEMM's "no norm" argument (its views are never read).</summary>
@@ -101,11 +101,10 @@ public sealed unsafe partial class KernelParity
 
         var half = w.Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
         var bf = w.Select(DeviceWeights<BF16Weights>.ToBFloat16).ToArray();
-        float FromBf(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
-        var out32 = Run(_f32, new F32Weights(Upload(w)), x => x, m);
-        var blocks = Run(_f32, new F32Weights(Upload(w)), x => x, StepMatMulKernel.MaxRows);
-        var out16 = Run(_f16, new F16Weights(Upload(half)), x => (float)(System.Half)x, m);
-        var outBf = Run(_bf16, new BF16Weights(Upload(bf)), x => FromBf(DeviceWeights<BF16Weights>.ToBFloat16(x)), m);
+        var out32 = Run(_f32, new F32Weights(Upload(w)), DeviceWeights<F32Weights>.AsStored, m);
+        var blocks = Run(_f32, new F32Weights(Upload(w)), DeviceWeights<F32Weights>.AsStored, StepMatMulKernel.MaxRows);
+        var out16 = Run(_f16, new F16Weights(Upload(half)), DeviceWeights<F16Weights>.AsStored, m);
+        var outBf = Run(_bf16, new BF16Weights(Upload(bf)), DeviceWeights<BF16Weights>.AsStored, m);
         int differing = blocks.Where((x, i) => BitConverter.SingleToInt32Bits(x) != BitConverter.SingleToInt32Bits(out32[i])).Count();
         return
         [
@@ -114,7 +113,7 @@ public sealed unsafe partial class KernelParity
             new("step matmul + layernorm fp16 weights vs fp32 on rounded weights", shape,
                 Nmse.Of(out16, CpuMatMul(normed, RoundToHalf(w), bias, c, m, n, k, store, gelu)), Nmse.F32),
             new("step matmul + layernorm bf16 weights vs fp32 on rounded weights", shape,
-                Nmse.Of(outBf, CpuMatMul(normed, bf.Select(FromBf).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
+                Nmse.Of(outBf, CpuMatMul(normed, w.Select(DeviceWeights<BF16Weights>.AsStored).ToArray(), bias, c, m, n, k, store, gelu)), Nmse.F32),
         ];
     }
 }
