@@ -51,14 +51,18 @@ public sealed class IlgpuDevice : IDisposable
     /// tests) but at most 256 threads per group on one multiprocessor: CPUDeviceKind.Nvidia emulates
     /// 1024-thread groups and measured 6-16 ms per launch here, this shape 0.6-0.9 ms.
     /// </summary>
-    public static Context CreateContext() =>
-        Context.Create(b => b.CPU(new CPUDevice(32, 8, 1)).Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+    public static Context CreateContext()
+    {
+        CudaDriverLibrary.Install();
+        return Context.Create(b => b.CPU(new CPUDevice(32, 8, 1)).Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+    }
 
     /// <summary>True when a CUDA device can be used; never throws.</summary>
     public static bool CudaAvailable()
     {
         try
         {
+            CudaDriverLibrary.Install();
             using var context = Context.Create(b => b.Cuda());
             return context.GetCudaDevices().Count > 0;
         }

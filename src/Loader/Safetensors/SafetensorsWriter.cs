@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using NbpEngine.Loader.IO;
 
 namespace NbpEngine.Loader.Safetensors;
 
@@ -20,9 +21,13 @@ public static class SafetensorsWriter
     public static void Write(string path, IEnumerable<(string Name, long[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
-        using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
-        file.Write(Header(list.Select(t => new SafetensorsEntry(t.Name, TensorDType.F32, t.Shape, 4L * t.Data.Length)).ToList(), metadata));
-        foreach (var (_, _, data) in list) file.Write(MemoryMarshal.AsBytes(data.AsSpan()));
+        // through a temporary file: a run killed while writing a multi-GB random checkpoint must not leave one
+        // that the next run finds and takes as complete
+        OutputPath.WriteAtomically(path, file =>
+        {
+            file.Write(Header(list.Select(t => new SafetensorsEntry(t.Name, TensorDType.F32, t.Shape, 4L * t.Data.Length)).ToList(), metadata));
+            foreach (var (_, _, data) in list) file.Write(MemoryMarshal.AsBytes(data.AsSpan()));
+        });
     }
 
     /// <summary>The 8-byte length followed by the padded JSON header; the tensors' bytes follow it in <paramref name="entries"/> order.</summary>
