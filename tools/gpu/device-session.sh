@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Issue 17's measurements in one call of a lent GPU machine, most important first, each step capped so
+# that a slow or hung step cannot eat the next ones' time (device time is minutes per session):
+#   1. nbp-gpu-check: kernel parity, whole-model greedy parity (4 fixture cases), tokenizer parity, then
+#      the K600-shaped step timings (fp16 and fp32 weights, B = 16 and B = 1) and the full-size tokenizer;
+#   2. nbp-bench end to end on CUDA, B = 16 and B = 1, fp16 then fp32 device weights (same random files);
+#   3. BenchmarkDotNet's DeviceBenchmarks (own fp32 matmul against cuBLAS SGEMM).
+# Run from the repository root on the GPU machine with the bundle carried (tools/gpu/README.md):
+#   bash tools/gpu/device-session.sh OUT_DIR [SECONDS]
+# Writes at most 8 files into OUT_DIR (the device tool returns no more): session.log, smi.csv,
+# check.log, bench-f16.log, bench-f32.log, nbp-bench.md (f16), nbp-bench.json (f16), bdn.log.
+set -u
+out=${1:?usage: device-session.sh OUT_DIR [SECONDS]}
+budget=${2:-540}
+deadline=$(( $(date +%s) + budget ))
+mkdir -p "$out"
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$out/session.log"; }
+# run_step NAME CAP_SECONDS LOGFILE CMD...: at most CAP seconds, never past the deadline
+run_step() {
+  local name=$1 cap=$2 file=$3; shift 3
+  local left=$(( deadline - $(date +%s) - 5 ))
+  (( left < cap )) && cap=$left
+  if (( cap < 20 )); then log "$name skipped: ${left}s left"; return; fi
+  log "$name (cap ${cap}s): $*"
+  local start=$(date +%s)
+  timeout --kill-after=5 "$cap" "$@" > "$out/$file" 2>&1
+  log "$name rc $? after $(( $(date +%s) - start ))s"
+}
+
+log "start; budget ${budget}s"
+tar -xJf artifacts/nbp-gpu.tar.xz -C /tmp
+bundle=/tmp/nbp-gpu
+# the PyTorch fixtures travel in the working tree, not in the bundle (the device tool's 64 MiB limit)
+[ -e "$bundle/fixtures" ] || ln -s "$PWD/tests/fixtures" "$bundle/fixtures"
+{
+  nvidia-smi
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+  grep -m1 "model name" /proc/cpuinfo; nproc; uname -r
+  ldconfig -p | grep -E "libcuda\.so|libcublas"
+} >> "$out/session.log" 2>&1
+# memory and clocks every 0.5 s for the whole session: the peak is the "memory used" figure
+nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu,clocks.sm,power.draw --format=csv,noheader -lms 500 > "$out/smi.csv" 2>&1 &
+sampler=$!
+
+run_step check 240 check.log "$bundle/nbp-gpu-check" --out /tmp/check
+grep -v "^ok " "$out/check.log" | head -60
+
+common=(--random-weights --backend cuda --blocks 1,16 --cache /tmp
+        --weights /tmp/nbp-k600-random-24.safetensors --tokenizer /tmp/nbp-tokenizer-random.safetensors)
+run_step bench-f16 150 bench-f16.log "$bundle/nbp-bench" "${common[@]}" --device-weights f16 --out /tmp/bench-f16 --json "$out/nbp-bench.json"
+cp /tmp/bench-f16/nbp-bench.md "$out/" 2>/dev/null
+tail -30 "$out/bench-f16.log"
+run_step bench-f32 80 bench-f32.log "$bundle/nbp-bench" "${common[@]}" --device-weights f32 --out /tmp/bench-f32
+tail -20 "$out/bench-f32.log"
+
+# cuBLAS for the comparison: ILGPU.Algorithms 1.5.3 loads libcublas.so.10/11/12; the machine's CUDA 13
+# Python wheels carry libcublas.so.13 (same C API for what it calls), so point a .12 name at it
+cublas=$(find /opt /usr/local /usr/lib -name 'libcublas.so.1[0-9]*' 2>/dev/null | head -1)
+if [ -n "$cublas" ]; then
+  mkdir -p /tmp/cublas && ln -sf "$cublas" /tmp/cublas/libcublas.so.12
+  export LD_LIBRARY_PATH=/tmp/cublas:$(dirname "$cublas"):${LD_LIBRARY_PATH:-}
+fi
+log "cublas: ${cublas:-none found}"
+run_step bdn 90 bdn.log "$bundle/NbpEngine.Benchmarks" --filter "*DeviceBenchmarks*" --artifacts /tmp/bdn
+grep -E "^\|" "$out/bdn.log" | tail -20
+
+kill "$sampler" 2>/dev/null
+log "peak memory used (MiB): $(cut -d, -f2 "$out/smi.csv" | grep -o '[0-9]*' | sort -n | tail -1)"
+log done
