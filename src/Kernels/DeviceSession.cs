@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
+using NbpEngine.Kernels.Profiling;
 using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Core;
@@ -32,6 +33,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly int _maxRows, _maxLogitRows;
     private readonly LaunchShape _shape;
     private readonly bool _tensorCores;
+    private LaunchProfile? _profile;
 
     /// <summary>Matmuls with at least this many rows (prefill) take the tensor-core kernel when enabled.</summary>
     public const int TensorCoreMinRows = 64;
@@ -140,6 +142,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
         int c = cfg.EmbeddingSize, v = cfg.VocabSize;
+        _profile?.Begin();
         Span<int> rowStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
         Span<int> logitStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
         int stepRows = SequenceFeed.Arrange(feeds, logits: false, IsStep, rowStart, out int rows);
@@ -158,10 +161,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             {
                 source.CopyFromCPU(_stream, fedIds);
                 IdUploads++;
+                _profile?.Mark("id upload", "memcpy");
             }
-            Launches++;
             _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _w.UnconditionalEmbedding,
                 Rows(_x, rowStart[f], feed.Rows, c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
+            Launched("embedding", "embedding");
         }
         Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
 
@@ -177,18 +181,22 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             // Q, K and V as one GEMM whose rows land in the cache at the block's positions (3C apart); several step
             // blocks go through it together into _qkv, then each block's rows are copied to its cache
             if (stepFeeds > 1)
-                StepGemm(_normed, stepRows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, _qkv, 3 * c, accumulate: false, gelu: false, feeds, rowStart, qkv);
+                StepGemm("q/k/v gemm", _normed, stepRows, c, l.QueryKeyValue, 3 * c, l.QueryKeyValueBias, _qkv, 3 * c, accumulate: false, gelu: false, feeds, rowStart, qkv);
             for (int f = 0; f < feeds.Length; f++)
             {
                 var feed = feeds[f];
                 int start = _lengths[feed.Sequence];
                 var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
                 var block = cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c);
-                if (stepFeeds > 1 && IsStep(feed.Rows)) Rows(_qkv, rowStart[f], feed.Rows, 3 * c).CopyTo(_stream, block);
+                if (stepFeeds > 1 && IsStep(feed.Rows))
+                {
+                    Rows(_qkv, rowStart[f], feed.Rows, 3 * c).CopyTo(_stream, block);
+                    _profile?.Mark("q/k/v to cache", "memcpy");
+                }
                 else
                 {
                     var own = qkv.On && IsStep(feed.Rows) ? qkv : new FoldedNorm(_normed, _w.NoNorm, l.QueryKeyValueBias);
-                    MatMul(Rows(own.Input, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, own.Bias, block, 3 * c, accumulate: false, gelu: false, own.Norm);
+                    MatMul("q/k/v gemm", Rows(own.Input, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, own.Bias, block, 3 * c, accumulate: false, gelu: false, own.Norm);
                 }
                 var attention = new AttentionArgs
                 {
@@ -197,11 +205,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 };
                 Attend(cache.SubView((long)start * 3 * c), cache.SubView(c), cache.SubView(2 * c), Rows(_attended, rowStart[f], feed.Rows, c), attention);
             }
-            Linear(_attended, c, l.Proj, c, l.ProjBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
+            Linear("proj gemm", _attended, c, l.Proj, c, l.ProjBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
             LayerNorm(_x, normedFrom, rows, l.Ln2Weight, l.Ln2Bias, _normed);
-            Linear(_normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows,
+            Linear("fc gemm", _normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows,
                 fold ? new FoldedNorm(_x, l.FcNorm, l.FcFoldedBias) : FoldedNorm.None);
-            Linear(_hidden, 4 * c, l.Out, c, l.OutBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
+            Linear("out gemm", _hidden, 4 * c, l.Out, c, l.OutBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
         }
 
         // the final norm and the vocabulary head for each sequence's last LogitRows rows, gathered as Arrange placed them
@@ -215,10 +223,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _logitRows[feed.Sequence] = feed.LogitRows;
             _logitStart[feed.Sequence] = logitStart[f];
         }
-        StepGemm(_normed, stepLogitRows, c, _w.Head, v, _w.NoBias, _logits, v, accumulate: false, gelu: false, feeds, logitStart, logits: true, hasBias: false);
+        StepGemm("head gemm", _normed, stepLogitRows, c, _w.Head, v, _w.NoBias, _logits, v, accumulate: false, gelu: false, feeds, logitStart, logits: true, hasBias: false);
         for (int f = 0; f < feeds.Length; f++)
             if (!IsStep(feeds[f].LogitRows))
-                Gemm(Rows(_normed, logitStart[f], feeds[f].LogitRows, c), new MatMulArgs { M = feeds[f].LogitRows, N = v, K = c, Lda = c, Ldc = v }, _w.Head, _w.NoBias,
+                Gemm("head gemm", Rows(_normed, logitStart[f], feeds[f].LogitRows, c), new MatMulArgs { M = feeds[f].LogitRows, N = v, K = c, Lda = c, Ldc = v }, _w.Head, _w.NoBias,
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
     }
 
@@ -239,13 +247,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// c = a·Wᵀ (+ bias, GELU, residual) for every feed's rows of a call: the step rows [0, stepRows) together
     /// (<see cref="StepGemm"/>), each larger feed with the GEMM its size picks.
     /// </summary>
-    private void Linear(ArrayView<float> a, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, bool accumulate, bool gelu,
+    private void Linear(string what, ArrayView<float> a, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, bool accumulate, bool gelu,
         ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> rowStart, int stepRows, FoldedNorm norm = default)
     {
-        StepGemm(a, stepRows, k, w, n, bias, c, n, accumulate, gelu, feeds, rowStart, norm);
+        StepGemm(what, a, stepRows, k, w, n, bias, c, n, accumulate, gelu, feeds, rowStart, norm);
         for (int f = 0; f < feeds.Length; f++)
             if (!IsStep(feeds[f].Rows))
-                MatMul(Rows(a, rowStart[f], feeds[f].Rows, k), feeds[f].Rows, k, w, n, bias, Rows(c, rowStart[f], feeds[f].Rows, n), n, accumulate, gelu);
+                MatMul(what, Rows(a, rowStart[f], feeds[f].Rows, k), feeds[f].Rows, k, w, n, bias, Rows(c, rowStart[f], feeds[f].Rows, n), n, accumulate, gelu);
     }
 
     /// <summary>
@@ -254,7 +262,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// alone. Where the step GEMM cannot take the shape (K not a multiple of 8), each block alone through
     /// <see cref="Gemm"/>. With <paramref name="norm"/> on, the rows are its input, normalised in the kernel.
     /// </summary>
-    private void StepGemm(ArrayView<float> a, int rows, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
+    private void StepGemm(string what, ArrayView<float> a, int rows, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
         ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> start, FoldedNorm norm = default, bool logits = false, bool hasBias = true)
     {
         if (rows == 0) return;
@@ -267,16 +275,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             for (int f = 0; f < feeds.Length; f++)
             {
                 int m = logits ? feeds[f].LogitRows : feeds[f].Rows;
-                if (IsStep(m)) Gemm(Rows(a, start[f], m, k), args with { M = m }, w, bias, Rows(c, start[f], m, ldc));
+                if (IsStep(m)) Gemm(what, Rows(a, start[f], m, k), args with { M = m }, w, bias, Rows(c, start[f], m, ldc));
             }
             return;
         }
         for (int r = 0; r < rows; r += StepMatMulKernel.MaxBatchRows)
         {
             int m = Math.Min(StepMatMulKernel.MaxBatchRows, rows - r);
-            Launches++;
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), Rows(a, r, m, k).Cast<Float4>(), w, bias,
                 Rows(c, r, m, ldc), args with { M = m }, stepNorm);
+            Launched(what, "step");
         }
     }
 
@@ -294,13 +302,14 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         {
             int group = Math.Min(_shape.GroupSize, 128);
             _kernels.DecodeAttention(_stream, DecodeAttentionKernel.PartialGrid(args, group), queries, keys, values, _partialOutput, _partialStats, args);
+            Launched("attention", "split-key partial");
             _kernels.DecodeAttentionCombine(_stream, DecodeAttentionKernel.CombineGrid(args, _shape.GroupSize), _partialOutput, _partialStats, output, args);
-            Launches += 2;
+            Launched("attention", "split-key combine");
             return;
         }
         int q = _shape.AttentionQueryRows;
         _kernels.Attention(_stream, new KernelConfig(args.Heads * ((args.Rows + q - 1) / q), q * 32), queries, keys, values, output, args);
-        Launches++;
+        Launched("attention", "flash");
     }
 
     /// <summary>LayerNorm of rows [first, rows) of x into the same rows of y; nothing when that is empty (every row a folded step row).</summary>
@@ -308,31 +317,60 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     {
         if (first >= rows) return;
         int c = _w.Config.EmbeddingSize;
-        Launches++;
         _kernels.LayerNorm(_stream, new KernelConfig(rows - first, _shape.GroupSize), Rows(x, first, rows - first, c), weight, bias, Rows(y, first, rows - first, c),
             new LayerNormArgs { Rows = rows - first, Width = c });
+        Launched("layernorm", "layernorm");
     }
 
-    private void MatMul(ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
+    private void MatMul(string what, ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
         StepNorm norm = default)
-        => Gemm(a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c, norm);
+        => Gemm(what, a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c, norm);
 
     /// <summary>
     /// The kernel for the shape: a step's few rows stream the weights (StepMatMulKernel), a prefill's many rows
     /// take tensor cores when enabled, anything else the tiled kernel.
     /// </summary>
-    private void Gemm(ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, StepNorm norm = default)
+    private void Gemm(string what, ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, StepNorm norm = default)
     {
-        Launches++;
         bool step = IsStep(args.M) && StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0;
         if (norm.Enabled != 0 && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
         if (step)
+        {
             _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args,
                 norm.Enabled != 0 ? norm : _w.NoNorm);
+            Launched(what, "step");
+        }
         else if (_tensorCores && args.M >= TensorCoreMinRows)
+        {
             _kernels.TensorCoreMatMul(_stream, MmaTile.Launch(args.M, args.N, MmaTile.Warps(_shape.GroupSize)), a, TensorCoreMatMulKernel.Vectors(a), w, bias, c, args);
-        else _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
+            Launched(what, "tensor cores");
+        }
+        else
+        {
+            _kernels.MatMul(_stream, MatMulKernel.Launch(args.M, args.N, _shape.GroupSize), a, w, bias, c, args);
+            Launched(what, "tiled");
+        }
     }
+
+    /// <summary>Counts a launch and, when profiling, charges the device time since the previous marker to it.</summary>
+    private void Launched(string what, string kernel)
+    {
+        Launches++;
+        _profile?.Mark(what, kernel);
+    }
+
+    /// <summary>
+    /// Starts charging device time to each launch site (<see cref="LaunchProfile"/>) until <see cref="StopProfiling"/>;
+    /// the accelerator's context must have profiling enabled (<see cref="IlgpuDevice.CreateContext"/> does).
+    /// </summary>
+    public LaunchProfile StartProfiling()
+    {
+        StopProfiling();
+        return _profile = new LaunchProfile(_stream);
+    }
+
+    /// <summary>Stops marking launches; the profile keeps what it measured until disposed.</summary>
+    public void StopProfiling() => _profile = null;
 
     /// <summary>Classifier-free guidance: <paramref name="sequence"/>'s logits blended with <paramref name="unconditional"/>'s, in place.</summary>
     public void Guide(int sequence, int unconditional, float scale)
@@ -340,9 +378,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         int rows = _logitRows[sequence], v = _w.Config.VocabSize;
         Runtime.Sampling.Guidance.CheckRows(sequence, rows, unconditional, _logitRows[unconditional]);
         int count = rows * v;
-        Launches++;
         _kernels.Guide(_stream, new KernelConfig((count + _shape.GroupSize - 1) / _shape.GroupSize, _shape.GroupSize),
             Rows(_logits, _logitStart[sequence], rows, v), Rows(_logits, _logitStart[unconditional], rows, v), scale);
+        Launched("guidance", "guidance");
     }
 
     /// <summary>Samples every logits row of <paramref name="sequence"/> on the device and copies the ids back (the step's read-back).</summary>
@@ -353,10 +391,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {rows} logit rows for sequence {sequence}", nameof(destination));
         int v = _w.Config.VocabSize;
         args.Vocab = v;
-        Launches++;
         _kernels.Sample(_stream, new KernelConfig(rows, _shape.GroupSize), Rows(_logits, first, rows, v), Rows(_scaled, first, rows, v), Rows(_weights, first, rows, v),
             _sampled.SubView(first, rows), args);
+        Launched("sampling", "sampler");
         _sampled.SubView(first, rows).CopyToCPU(_stream, destination);
+        _profile?.Mark("ids read-back", "memcpy");
         _stream.Synchronize();
         destination.CopyTo(_lastSampled[sequence]);
         _lastSampledCount[sequence] = rows;
@@ -368,6 +407,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         long count = (long)_logitRows[sequence] * v;
         if (destination.Length != count) throw new ArgumentException($"destination holds {destination.Length} floats, logits of sequence {sequence} are [{_logitRows[sequence]}, {v}]");
         Rows(_logits, _logitStart[sequence], _logitRows[sequence], v).CopyToCPU(_stream, destination);
+        _profile?.Mark("logits read-back", "memcpy");
         _stream.Synchronize();
     }
 

@@ -49,12 +49,13 @@ public sealed class IlgpuDevice : IDisposable
     /// <summary>
     /// O2, no debug assertions. The CPU device has NVIDIA's warp of 32 (so warp-size bugs show up in
     /// tests) but at most 256 threads per group on one multiprocessor: CPUDeviceKind.Nvidia emulates
-    /// 1024-thread groups and measured 6-16 ms per launch here, this shape 0.6-0.9 ms.
+    /// 1024-thread groups and measured 6-16 ms per launch here, this shape 0.6-0.9 ms. Profiling is on so that a
+    /// session can mark its launches (LaunchProfile); it costs nothing until a marker is added.
     /// </summary>
     public static Context CreateContext()
     {
         CudaDriverLibrary.Install();
-        return Context.Create(b => b.CPU(new CPUDevice(32, 8, 1)).Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        return Context.Create(b => b.CPU(new CPUDevice(32, 8, 1)).Cuda().EnableAlgorithms().Profiling().Optimize(OptimizationLevel.O2));
     }
 
     /// <summary>True when a CUDA device can be used; never throws.</summary>

@@ -15,6 +15,7 @@ using NbpEngine.Runtime.Sampling;
 using NbpEngine.Tokenizer;
 using NbpEngine.Kernels.Tokenizer;
 using NbpEngine.Core;
+using NbpEngine.Kernels.Sampling;
 
 // nbp-gpu-check: on a CUDA machine, run the kernel parity suite, whole-model parity against the
 // PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.
@@ -147,6 +148,32 @@ async Task Bench()
             double step = (total - prefill) / (request.Steps!.Value - 1);
             Report($"| {storage} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
         }
+    }
+    try
+    {
+        StepAnatomyReport(weights, prompt);
+    }
+    catch (Exception e) // the timings above are already reported; a profiling failure must not hide them
+    {
+        Report($"step anatomy failed: {e.GetType().Name}: {e.Message}");
+        failures++;
+    }
+}
+
+// Where a K600 step's time goes: each launch site's device time (CUDA events after every launch), fp16 weights, the
+// benchmark's sampling (top-k 16000, top-p 0.9) at B = 16 and B = 1, and greedy at B = 16 (the sampler's share apart)
+void StepAnatomyReport(string weightsPath, int[] prompt)
+{
+    Report("");
+    Report("## Step anatomy (K600 shapes, fp16 weights, device time per launch site from profiling markers)");
+    using var device = new IlgpuDevice(kind);
+    var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
+    foreach (var (block, steps, sampling, name) in new[] { (16, 16, topKP, "top-k 16000, top-p 0.9"), (1, 64, topKP, "top-k 16000, top-p 0.9"), (16, 16, new SamplingArgs { Greedy = 1 }, "greedy") })
+    {
+        var result = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt, block, steps, sampling, tensorCores: kind == IlgpuDeviceKind.Cuda);
+        Report("");
+        Report($"### {name}");
+        foreach (var line in result.Table()) Report(line);
     }
 }
 

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging.Abstractions;
+using NbpEngine.Core;
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Profiling;
+using NbpEngine.Kernels.Sampling;
+using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Backends;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Loader.Safetensors;
+
+namespace NbpEngine.Parity;
+
+/// <summary>Where a generation step's time goes on a device: each launch site's device time per step, and the host's wall time.</summary>
+/// <param name="UnprofiledMsPerStep">wall time per step with no markers (the figure to compare with a benchmark)</param>
+/// <param name="ProfiledMsPerStep">wall time per step with a marker after every launch</param>
+public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<LaunchTime> Sites, long LaunchesPerStep, double UnprofiledMsPerStep,
+    double ProfiledMsPerStep)
+{
+    /// <summary>Device busy time per step: the sum of every site's time.</summary>
+    public double DeviceMsPerStep => Sites.Sum(s => s.DeviceTime.TotalMilliseconds) / Steps;
+
+    /// <summary>A markdown table, largest share first, and a line with the step's totals.</summary>
+    public IEnumerable<string> Table()
+    {
+        yield return $"B = {Block}, {Steps} profiled steps: wall {UnprofiledMsPerStep:F3} ms a step unprofiled, {ProfiledMsPerStep:F3} ms profiled; " +
+                     $"device busy {DeviceMsPerStep:F3} ms a step; {LaunchesPerStep} launches a step";
+        yield return "";
+        yield return "| site | kernel | per step | µs a step | µs each | share of device time |";
+        yield return "|---|---|---|---|---|---|";
+        double total = Sites.Sum(s => s.DeviceTime.TotalMilliseconds);
+        foreach (var s in Sites.OrderByDescending(s => s.DeviceTime))
+        {
+            double ms = s.DeviceTime.TotalMilliseconds;
+            yield return string.Create(CultureInfo.InvariantCulture,
+                $"| {s.What} | {s.Kernel} | {(double)s.Count / Steps:0.##} | {ms * 1e3 / Steps:F1} | {ms * 1e3 / s.Count:F2} | {(total > 0 ? ms / total : 0):P1} |");
+        }
+    }
+}
+
+/// <summary>
+/// The step anatomy of one sequence on a device session: a prefill, then <c>steps</c> unprofiled steps (timed on the
+/// host), then <c>steps</c> profiled ones (every launch followed by a marker, <see cref="LaunchProfile"/>). The same
+/// code runs on the CPU accelerator in the tests and on a GPU in nbp-gpu-check.
+/// </summary>
+public static class StepAnatomy
+{
+    /// <summary>The same for the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata).</summary>
+    public static StepAnatomyResult Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt, int block, int steps, SamplingArgs sampling,
+        bool tensorCores) where TW : struct, IWeightView
+    {
+        var file = SafetensorsFile.Open(weightsPath); // owned by the weights from here
+        using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
+        return Measure<TW>(device, weights, prompt, block, steps, sampling, tensorCores);
+    }
+
+    public static StepAnatomyResult Measure<TW>(IlgpuDevice device, TransformerWeights weights, int[] prompt, int block, int steps, SamplingArgs sampling,
+        bool tensorCores) where TW : struct, IWeightView
+    {
+        int capacity = prompt.Length + 2 * steps * block;
+        if (capacity > weights.Config.PositionCount)
+            throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                $"a {prompt.Length}-token prompt and 2 x {steps} steps of {block} need {capacity} positions; the model has {weights.Config.PositionCount}");
+        var kernels = new KernelSet<TW>(device.Accelerator);
+        using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
+        using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
+        var ids = new int[block];
+        int step = 0;
+        session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, block), block)]);
+        session.Sample(0, sampling with { Step = step++ }, ids);
+
+        void Steps()
+        {
+            for (int i = 0; i < steps; i++)
+            {
+                session.Forward(ids, [new SequenceFeed(0, block, AttentionMask.None, block)]);
+                session.Sample(0, sampling with { Step = step++ }, ids);
+            }
+        }
+
+        var clock = Stopwatch.StartNew();
+        Steps();
+        double unprofiled = clock.Elapsed.TotalMilliseconds / steps;
+        using var profile = session.StartProfiling();
+        long launches = session.Launches;
+        clock.Restart();
+        Steps();
+        double profiled = clock.Elapsed.TotalMilliseconds / steps;
+        session.StopProfiling();
+        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled);
+    }
+}

@@ -1,0 +1,45 @@
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Sampling;
+using NbpEngine.Parity;
+using NbpEngine.Tests.Support;
+
+namespace NbpEngine.Tests.Kernels;
+
+/// <summary>
+/// The step anatomy (LaunchProfile markers after every launch) on the CPU accelerator: every launch of a step is charged
+/// to a named site, the sites add up to the launch count, and the device time charged fits inside the wall time.
+/// </summary>
+public class StepAnatomyTests
+{
+    [Theory]
+    [InlineData(16)]
+    [InlineData(1)]
+    public void EveryLaunchOfAStepIsChargedToItsSite(int block)
+    {
+        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+        int[] prompt = Fixtures.Tokens("frame_prompt.txt")[..32];
+        var sampling = new SamplingArgs { Temperature = 1f, TopK = 40, TopP = 0.9f, Seed = 7 };
+        var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, block, 2, sampling, tensorCores: false);
+
+        int layers = 2; // frame_model.safetensors: n_layer 2
+        Assert.Equal(6 * layers + 4, result.LaunchesPerStep);
+        var perStep = result.Sites.ToDictionary(s => (s.What, s.Kernel), s => s.Count / result.Steps);
+        Assert.Equal(layers, perStep[("q/k/v gemm", "step")]);
+        Assert.Equal(layers, perStep[("proj gemm", "step")]);
+        Assert.Equal(layers, perStep[("fc gemm", "step")]);
+        Assert.Equal(layers, perStep[("out gemm", "step")]);
+        Assert.Equal(layers, perStep[("attention", "split-key partial")]);
+        Assert.Equal(layers, perStep[("attention", "split-key combine")]);
+        Assert.Equal(1, perStep[("embedding", "embedding")]);
+        Assert.Equal(1, perStep[("layernorm", "layernorm")]); // the final norm: LN1 and LN2 are folded into the GEMMs
+        Assert.Equal(1, perStep[("head gemm", "step")]);
+        Assert.Equal(1, perStep[("sampling", "sampler")]);
+        Assert.Equal(1, perStep[("ids read-back", "memcpy")]);
+        Assert.Equal(result.LaunchesPerStep, result.Sites.Where(s => s.Kernel != "memcpy").Sum(s => s.Count) / result.Steps);
+        Assert.All(result.Sites, s => Assert.True(s.DeviceTime >= TimeSpan.Zero, $"{s.What}: {s.DeviceTime}"));
+        Assert.True(result.DeviceMsPerStep > 0);
+        Assert.True(result.DeviceMsPerStep <= result.ProfiledMsPerStep * 1.01, $"device {result.DeviceMsPerStep} ms > wall {result.ProfiledMsPerStep} ms");
+        Assert.Contains(result.Table(), line => line.StartsWith("| sampling | sampler |"));
+    }
+}
