@@ -102,6 +102,8 @@ public sealed unsafe partial class KernelParity : IDisposable
             yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps)]);
         // a vocabulary of 4099: chunks of 17, the last 14 chunks empty; continuous logits, top-p only (the masses decide)
         yield return new("sampling T1 k0 p0.95 g32 V4099", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 4, 4, vocab: 4099, grid: false)]);
+        // logits of both signs (order-preserving keys on either side of the sign flip), top-k and top-p deciding
+        yield return new("sampling T1 k50 p0.9 g64 signed", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 4, 4, grid: false, signed: true)]);
         // p just below 1: p·total can round to the total, when no key passes the search and nothing is cut
         yield return new("sampling T1 k0 p0.99999994 g32", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2)]);
     }
@@ -341,10 +343,14 @@ public sealed unsafe partial class KernelParity : IDisposable
 
     /// <summary>Identical logits and seed: the device draws the same tokens as the CPU sampler (mismatches counted).</summary>
     /// <param name="grid">logits on a 0.25 grid (many exact ties, at the top-k threshold and at the top-p cut too), else continuous</param>
-    public ParityResult Sampling(bool greedy, float temperature, int topK, float topP, int group, int rows, int steps, int vocab = 500, bool grid = true)
+    /// <param name="signed">logits in [-6, 6) instead of [0, 12)</param>
+    public ParityResult Sampling(bool greedy, float temperature, int topK, float topP, int group, int rows, int steps, int vocab = 500, bool grid = true,
+        bool signed = false)
     {
         var rng = new Random(topK + (int)(topP * 10) + group);
-        var logits = Enumerable.Range(0, rows * vocab).Select(_ => grid ? MathF.Round((float)rng.NextDouble() * 24f) / 4f : (float)rng.NextDouble() * 12f).ToArray();
+        float offset = signed ? -6f : 0f;
+        var logits = Enumerable.Range(0, rows * vocab)
+            .Select(_ => offset + (grid ? MathF.Round((float)rng.NextDouble() * 24f) / 4f : (float)rng.NextDouble() * 12f)).ToArray();
         var settings = new SamplingSettings(greedy, temperature, topK, topP);
         var scaledScratch = new float[vocab];
         var keys = new ulong[vocab];

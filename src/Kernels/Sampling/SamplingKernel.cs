@@ -18,10 +18,12 @@ public struct SamplingArgs
 
 /// <summary>
 /// MODEL.md §6 for each row of logits in parallel, one group per row, with the CPU sampler's exact
-/// rules and arithmetic (Runtime/Sampling/RowSampler.cs): the k-th largest value found by a bitwise search over
+/// rules and arithmetic (Runtime/Sampling/RowSampler.cs): the k-th largest value found by a search over
 /// order-preserving keys (ties with it survive), the top-p cut as the largest key whose mass from the top exceeds
-/// p·total with ties at the cut taken in index order, and the draw walking the survivors in index order with
-/// u = CounterRandom.Uniform(seed, step, row). All in fp32 (no fp64 unit, no software double routines): each logit's
+/// p·total with ties at the cut taken in index order; both searches settle 4 bits a pass (<see cref="DigitSums"/>: 15
+/// candidates summed in one read of the row, 8 passes where the CPU's bit-at-a-time search takes 32, same answer),
+/// because a row's group is one SM's threads re-reading the whole row every pass; and the draw walking the survivors
+/// in index order with u = CounterRandom.Uniform(seed, step, row). All in fp32 (no fp64 unit, no software double routines): each logit's
 /// weight e^(z - max) computed once by Core's SamplingMath with every product rounded on its own (mul.rn: ptxas would
 /// otherwise fuse some into fmas and the bits would differ from the CPU's), and every mass summed in SamplingMath's
 /// fixed order (256 contiguous chunks, each in index order, then the chunks in order), which the CPU sampler follows
@@ -42,6 +44,8 @@ public static class SamplingKernel
         var sharedInt = SharedMemory.Allocate<int>(SamplingMath.MassChunks);
         var sharedFloat = SharedMemory.Allocate<float>(MaxGroupSize);
         var result = SharedMemory.Allocate<int>(1);
+        var levelSums = SharedMemory.Allocate<float>(DigitSums.Candidates * SamplingMath.MassChunks);
+        var levelPass = SharedMemory.Allocate<int>(DigitSums.Candidates);
         int row = Grid.IdxX, t = Group.IdxX, vocab = args.Vocab;
         long rowBase = (long)row * vocab;
 
@@ -72,17 +76,17 @@ public static class SamplingKernel
         var z = scaled.SubView(rowBase, vocab);
         int chunk = SamplingMath.ChunkSize(vocab);
 
-        // top-k: the largest key K with count(key >= K) >= k is the k-th largest value
+        // top-k: the largest key K with count(key >= K) >= k is the k-th largest value; found 4 bits a pass (module remarks)
         float threshold = float.NegativeInfinity;
         if (args.TopK > 0 && args.TopK < vocab)
         {
             uint key = 0;
-            for (int bit = 31; bit >= 0; bit--)
+            for (int shift = 28; shift >= 0; shift -= DigitSums.Bits)
             {
-                uint candidate = key | (1u << bit);
-                int count = 0;
-                for (int i = t; i < vocab; i += Group.DimX) if (DeviceMath.OrderedKey(z[i]) >= candidate) count++;
-                if (CountAll(sharedInt, count) >= args.TopK) key = candidate;
+                var counts = default(DigitSums);
+                for (int i = t; i < vocab; i += Group.DimX) counts.Add(DigitSums.Class(DeviceMath.OrderedKey(z[i]), key, shift), 1f);
+                counts.Store(levelSums, t);
+                key |= (uint)LargestPassing(levelSums, levelPass, Group.DimX, args.TopK, orEqual: true) << shift;
             }
             threshold = DeviceMath.FromOrderedKey(key);
         }
@@ -106,10 +110,20 @@ public static class SamplingKernel
         if (total > target) // else p < 1 so close to 1 that p·total rounds to the total: no cut (nothing would pass the search)
         {
             uint key = 0;
-            for (int bit = 31; bit >= 0; bit--)
+            for (int shift = 28; shift >= 0; shift -= DigitSums.Bits)
             {
-                uint candidate = key | (1u << bit);
-                if (Mass(chunkMass, z, e, chunk, candidate, threshold) > target) key = candidate;
+                // each chunk's masses for the 15 candidates, each summed in index order exactly as Mass sums one
+                for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
+                {
+                    var masses = default(DigitSums);
+                    for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
+                    {
+                        float v = z[i];
+                        if (v >= threshold) masses.Add(DigitSums.Class(DeviceMath.OrderedKey(v), key, shift), e[i]);
+                    }
+                    masses.Store(levelSums, c);
+                }
+                key |= (uint)LargestPassing(levelSums, levelPass, SamplingMath.MassChunks, target, orEqual: false) << shift;
             }
             cutValue = DeviceMath.FromOrderedKey(key);
             float before = key == uint.MaxValue ? 0f : Mass(chunkMass, z, e, chunk, key + 1, threshold);
@@ -207,13 +221,26 @@ public static class SamplingKernel
         return mantissa * Interop.IntAsFloat(scaleBits);
     }
 
-    private static int CountAll(ArrayView<int> partial, int value)
+    /// <summary>
+    /// One level of a 16-ary search: the candidates' sums (stored by every thread in <paramref name="sums"/>, slots
+    /// [0, <paramref name="slots"/>) per candidate) each added up in slot order by one thread, and the largest digit
+    /// whose sum exceeds <paramref name="bound"/> (or equals it, <paramref name="orEqual"/>); digit 0 is the prefix
+    /// itself, which passed the level before. The sums fall as the digit grows, so the passing digits are 0..d.
+    /// </summary>
+    private static int LargestPassing(ArrayView<float> sums, ArrayView<int> pass, int slots, float bound, bool orEqual)
     {
-        partial[Group.IdxX] = value;
         Group.Barrier();
-        int sum = 0;
-        for (int g = 0; g < Group.DimX; g++) sum += partial[g];
+        int t = Group.IdxX;
+        if (t < DigitSums.Candidates)
+        {
+            float sum = 0;
+            for (int s = 0; s < slots; s++) sum += sums[t * SamplingMath.MassChunks + s];
+            pass[t] = sum > bound || (orEqual && sum == bound) ? 1 : 0;
+        }
         Group.Barrier();
-        return sum;
+        int digit = 0;
+        for (int d = 0; d < DigitSums.Candidates; d++) if (pass[d] != 0) digit = d + 1;
+        Group.Barrier(); // sums and pass are rewritten by the next level
+        return digit;
     }
 }
