@@ -61,7 +61,10 @@ if [ -n "$cublas" ]; then
   export LD_LIBRARY_PATH=/tmp/cublas:$(dirname "$cublas"):${LD_LIBRARY_PATH:-}
 fi
 log "cublas: ${cublas:-none found}"
-run_step bdn 90 bdn.log "$bundle/NbpEngine.Benchmarks" --filter "*DeviceBenchmarks*" --artifacts /tmp/bdn
+# short iterations: with BenchmarkDotNet's defaults (500 ms iterations, pilot, overhead stages) the 24 cases took
+# ~10 s each and the first run's 90 s cap ended it after one warm-up
+run_step bdn 120 bdn.log "$bundle/NbpEngine.Benchmarks" --filter "*DeviceBenchmarks*" --artifacts /tmp/bdn \
+  --iterationTime 50 --warmupCount 1 --iterationCount 3
 grep -E "^\|" "$out/bdn.log" | tail -20
 
 kill "$sampler" 2>/dev/null
