@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using ILGPU;
+using ILGPU.Runtime;
 using Microsoft.Extensions.Logging.Abstractions;
 using NbpEngine.Core;
 using NbpEngine.Kernels;
@@ -55,6 +57,30 @@ public static class StepAnatomy
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
         return Measure<TW>(device, weights, prompt, block, steps, sampling, tensorCores);
     }
+
+    /// <summary>
+    /// What one launch costs apart from its work: <paramref name="launches"/> launches of a kernel that writes 32 ints,
+    /// back to back on one stream. Host: wall time per launch until the last is enqueued (the launcher's own cost);
+    /// device: marker to marker per launch (the gap the GPU sees between two dependent kernels).
+    /// </summary>
+    public static (double HostMicroseconds, double DeviceMicroseconds) LaunchOverhead(IlgpuDevice device, int launches)
+    {
+        var kernel = device.Accelerator.LoadKernel<ArrayView<int>>(Touch);
+        using var stream = device.Accelerator.CreateStream();
+        using var buffer = device.Accelerator.Allocate1D<int>(32);
+        var config = new KernelConfig(1, 32);
+        for (int i = 0; i < 10; i++) kernel(stream, config, buffer.View); // compile and warm
+        stream.Synchronize();
+        using var start = stream.AddProfilingMarker();
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < launches; i++) kernel(stream, config, buffer.View);
+        double host = clock.Elapsed.TotalMilliseconds * 1e3 / launches;
+        using var end = stream.AddProfilingMarker();
+        stream.Synchronize();
+        return (host, (end - start).TotalMilliseconds * 1e3 / launches);
+    }
+
+    private static void Touch(ArrayView<int> values) => values[Group.IdxX] = Group.IdxX;
 
     public static StepAnatomyResult Measure<TW>(IlgpuDevice device, TransformerWeights weights, int[] prompt, int block, int steps, SamplingArgs sampling,
         bool tensorCores) where TW : struct, IWeightView

@@ -42,4 +42,13 @@ public class StepAnatomyTests
         Assert.True(result.DeviceMsPerStep <= result.ProfiledMsPerStep * 1.01, $"device {result.DeviceMsPerStep} ms > wall {result.ProfiledMsPerStep} ms");
         Assert.Contains(result.Table(), line => line.StartsWith("| sampling | sampler |"));
     }
+
+    [Fact]
+    public void LaunchOverheadIsMeasuredOnTheHostAndTheDevice()
+    {
+        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+        var (host, onDevice) = StepAnatomy.LaunchOverhead(device, 20);
+        Assert.True(host > 0, $"host {host} µs");
+        Assert.True(onDevice > 0, $"device {onDevice} µs");
+    }
 }

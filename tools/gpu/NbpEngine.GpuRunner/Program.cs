@@ -167,6 +167,8 @@ void StepAnatomyReport(string weightsPath, int[] prompt)
     Report("");
     Report("## Step anatomy (K600 shapes, fp16 weights, device time per launch site from profiling markers)");
     using var device = new IlgpuDevice(kind);
+    var (hostUs, deviceUs) = StepAnatomy.LaunchOverhead(device, 2000);
+    Report($"an empty launch: {hostUs:F2} µs of host time to enqueue, {deviceUs:F2} µs apart on the device (2000 back to back)");
     var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
     foreach (var (block, steps, sampling, name) in new[] { (16, 16, topKP, "top-k 16000, top-p 0.9"), (1, 64, topKP, "top-k 16000, top-p 0.9"), (16, 16, new SamplingArgs { Greedy = 1 }, "greedy") })
     {
