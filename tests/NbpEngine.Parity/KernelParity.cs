@@ -102,8 +102,9 @@ public sealed unsafe partial class KernelParity : IDisposable
             yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps)]);
         // a vocabulary of 4099: chunks of 17, the last 14 chunks empty; continuous logits, top-p only (the masses decide)
         yield return new("sampling T1 k0 p0.95 g32 V4099", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 4, 4, vocab: 4099, grid: false)]);
-        // logits of both signs (order-preserving keys on either side of the sign flip), top-k and top-p deciding
-        yield return new("sampling T1 k50 p0.9 g64 signed", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 4, 4, grid: false, signed: true)]);
+        // logits of both signs (order-preserving keys on either side of the sign flip), top-k and top-p deciding; chunks of
+        // 12, so the top-p levels stage a full and a partial tile of each
+        yield return new("sampling T1 k50 p0.9 g64 V3000 signed", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 4, 4, vocab: 3000, grid: false, signed: true)]);
         // p just below 1: p·total can round to the total, when no key passes the search and nothing is cut
         yield return new("sampling T1 k0 p0.99999994 g32", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2)]);
     }

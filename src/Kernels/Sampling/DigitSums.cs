@@ -69,6 +69,26 @@ internal struct DigitSums
         _m15 += digitClass >= 15 ? value : 0f;
     }
 
+    /// <summary>The sums <see cref="Store"/> wrote at <paramref name="slot"/>, to go on adding to.</summary>
+    public static DigitSums Load(ArrayView<float> sums, int slot) => new()
+    {
+        _m1 = sums[0 * SamplingMath.MassChunks + slot],
+        _m2 = sums[1 * SamplingMath.MassChunks + slot],
+        _m3 = sums[2 * SamplingMath.MassChunks + slot],
+        _m4 = sums[3 * SamplingMath.MassChunks + slot],
+        _m5 = sums[4 * SamplingMath.MassChunks + slot],
+        _m6 = sums[5 * SamplingMath.MassChunks + slot],
+        _m7 = sums[6 * SamplingMath.MassChunks + slot],
+        _m8 = sums[7 * SamplingMath.MassChunks + slot],
+        _m9 = sums[8 * SamplingMath.MassChunks + slot],
+        _m10 = sums[9 * SamplingMath.MassChunks + slot],
+        _m11 = sums[10 * SamplingMath.MassChunks + slot],
+        _m12 = sums[11 * SamplingMath.MassChunks + slot],
+        _m13 = sums[12 * SamplingMath.MassChunks + slot],
+        _m14 = sums[13 * SamplingMath.MassChunks + slot],
+        _m15 = sums[14 * SamplingMath.MassChunks + slot],
+    };
+
     /// <summary>Writes candidate d's sum to <c>sums[(d - 1) * MassChunks + slot]</c>.</summary>
     public readonly void Store(ArrayView<float> sums, int slot)
     {

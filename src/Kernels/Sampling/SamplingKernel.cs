@@ -35,6 +35,8 @@ public struct SamplingArgs
 public static class SamplingKernel
 {
     public const int MaxGroupSize = SamplingMath.MassChunks;
+    /// <summary>Elements of each chunk a staged tile holds (one 32-byte sector of a chunk a load), and its padded stride.</summary>
+    private const int TileElements = 8, TileStride = TileElements + 1;
 
     /// <param name="logits">[rows, V]</param><param name="scaled">scratch [rows, V]: logits / T</param>
     /// <param name="weights">scratch [rows, V]: e^(z - max), computed once per logit</param><param name="tokens">[rows]</param>
@@ -46,6 +48,8 @@ public static class SamplingKernel
         var result = SharedMemory.Allocate<int>(1);
         var levelSums = SharedMemory.Allocate<float>(DigitSums.Candidates * SamplingMath.MassChunks);
         var levelPass = SharedMemory.Allocate<int>(DigitSums.Candidates);
+        var tileZ = SharedMemory.Allocate<float>(SamplingMath.MassChunks * TileStride);
+        var tileE = SharedMemory.Allocate<float>(SamplingMath.MassChunks * TileStride);
         int row = Grid.IdxX, t = Group.IdxX, vocab = args.Vocab;
         long rowBase = (long)row * vocab;
 
@@ -112,16 +116,35 @@ public static class SamplingKernel
             uint key = 0;
             for (int shift = 28; shift >= 0; shift -= DigitSums.Bits)
             {
-                // each chunk's masses for the 15 candidates, each summed in index order exactly as Mass sums one
-                for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
+                // each chunk's masses for the 15 candidates, each summed in index order exactly as Mass sums one. The
+                // chunks are read a tile at a time through shared memory: a thread walking its own chunk in global
+                // memory makes every warp load touch 32 lines (the other passes still do; these are 8 of the ~12)
+                for (int slot = t; slot < DigitSums.Candidates * SamplingMath.MassChunks; slot += Group.DimX) levelSums[slot] = 0f;
+                for (int tile = 0; tile < chunk; tile += TileElements)
                 {
-                    var masses = default(DigitSums);
-                    for (int i = SamplingMath.ChunkStart(c, chunk, vocab), to = SamplingMath.ChunkEnd(c, chunk, vocab); i < to; i++)
+                    Group.Barrier(); // the sums zeroed, or the previous tile consumed
+                    for (int s = t; s < SamplingMath.MassChunks * TileElements; s += Group.DimX)
                     {
-                        float v = z[i];
-                        if (v >= threshold) masses.Add(DigitSums.Class(DeviceMath.OrderedKey(v), key, shift), e[i]);
+                        int c = s / TileElements, o = s - c * TileElements, i = SamplingMath.ChunkStart(c, chunk, vocab) + tile + o;
+                        if (tile + o < chunk && i < vocab)
+                        {
+                            tileZ[c * TileStride + o] = z[i];
+                            tileE[c * TileStride + o] = e[i];
+                        }
                     }
-                    masses.Store(levelSums, c);
+                    Group.Barrier();
+                    for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX)
+                    {
+                        int count = SamplingMath.ChunkEnd(c, chunk, vocab) - SamplingMath.ChunkStart(c, chunk, vocab) - tile;
+                        if (count <= 0) continue;
+                        var masses = DigitSums.Load(levelSums, c);
+                        for (int o = 0; o < TileElements && o < count; o++)
+                        {
+                            float v = tileZ[c * TileStride + o];
+                            if (v >= threshold) masses.Add(DigitSums.Class(DeviceMath.OrderedKey(v), key, shift), tileE[c * TileStride + o]);
+                        }
+                        masses.Store(levelSums, c);
+                    }
                 }
                 key |= (uint)LargestPassing(levelSums, levelPass, SamplingMath.MassChunks, target, orEqual: false) << shift;
             }
