@@ -88,7 +88,18 @@ public static class SamplingKernel
             for (int shift = 28; shift >= 0; shift -= DigitSums.Bits)
             {
                 var counts = default(DigitSums);
-                for (int i = t; i < vocab; i += Group.DimX) counts.Add(DigitSums.Class(DeviceMath.OrderedKey(z[i]), key, shift), 1f);
+                // four loads in flight a thread (ptxas does not unroll these loops, and each pass is latency-bound: one
+                // group per row); the counts are whole numbers, so their order does not matter
+                int d = Group.DimX, i = t;
+                for (; i + 3 * d < vocab; i += 4 * d)
+                {
+                    float v0 = z[i], v1 = z[i + d], v2 = z[i + 2 * d], v3 = z[i + 3 * d];
+                    counts.Add(DigitSums.Class(DeviceMath.OrderedKey(v0), key, shift), 1f);
+                    counts.Add(DigitSums.Class(DeviceMath.OrderedKey(v1), key, shift), 1f);
+                    counts.Add(DigitSums.Class(DeviceMath.OrderedKey(v2), key, shift), 1f);
+                    counts.Add(DigitSums.Class(DeviceMath.OrderedKey(v3), key, shift), 1f);
+                }
+                for (; i < vocab; i += d) counts.Add(DigitSums.Class(DeviceMath.OrderedKey(z[i]), key, shift), 1f);
                 counts.Store(levelSums, t);
                 key |= (uint)LargestPassing(levelSums, levelPass, Group.DimX, args.TopK, orEqual: true) << shift;
             }
@@ -123,13 +134,23 @@ public static class SamplingKernel
                 for (int tile = 0; tile < chunk; tile += TileElements)
                 {
                     Group.Barrier(); // the sums zeroed, or the previous tile consumed
-                    for (int s = t; s < SamplingMath.MassChunks * TileElements; s += Group.DimX)
+                    // two elements a thread per round, their four loads issued before any is used (see the top-k passes)
+                    for (int s = t; s < SamplingMath.MassChunks * TileElements; s += 2 * Group.DimX)
                     {
-                        int c = s / TileElements, o = s - c * TileElements, i = SamplingMath.ChunkStart(c, chunk, vocab) + tile + o;
-                        if (tile + o < chunk && i < vocab)
+                        int s1 = s + Group.DimX;
+                        int c0 = s / TileElements, o0 = s - c0 * TileElements, i0 = SamplingMath.ChunkStart(c0, chunk, vocab) + tile + o0;
+                        int c1 = s1 / TileElements, o1 = s1 - c1 * TileElements, i1 = SamplingMath.ChunkStart(c1 < SamplingMath.MassChunks ? c1 : 0, chunk, vocab) + tile + o1;
+                        bool in0 = tile + o0 < chunk && i0 < vocab, in1 = c1 < SamplingMath.MassChunks && tile + o1 < chunk && i1 < vocab;
+                        float z0 = in0 ? z[i0] : 0f, e0 = in0 ? e[i0] : 0f, z1 = in1 ? z[i1] : 0f, e1 = in1 ? e[i1] : 0f;
+                        if (in0)
                         {
-                            tileZ[c * TileStride + o] = z[i];
-                            tileE[c * TileStride + o] = e[i];
+                            tileZ[c0 * TileStride + o0] = z0;
+                            tileE[c0 * TileStride + o0] = e0;
+                        }
+                        if (in1)
+                        {
+                            tileZ[c1 * TileStride + o1] = z1;
+                            tileE[c1 * TileStride + o1] = e1;
                         }
                     }
                     Group.Barrier();
