@@ -44,11 +44,7 @@ public static class DecodeAttentionKernel
             int r = e / hd, d = e - r * hd;
             qTile[r * MaxHeadSize + d] = query[(long)r * args.InputStride + headOffset + d] * args.Scale;
         }
-        for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
-        {
-            int j = e / hd, d = e - j * hd;
-            kvTile[j * KeyStride + d] = keys[(long)(key0 + j) * args.InputStride + headOffset + d];
-        }
+        Stage(keys, key0, count, hd, args.InputStride, headOffset, kvTile);
         Group.Barrier();
         for (int e = Group.IdxX; e < rows * ChunkKeys; e += Group.DimX)
         {
@@ -80,11 +76,7 @@ public static class DecodeAttentionKernel
             partialStats[stats + 1] = sum;
         }
         // the keys are no longer needed: the values take their place
-        for (int e = Group.IdxX; e < count * hd; e += Group.DimX)
-        {
-            int j = e / hd, d = e - j * hd;
-            kvTile[j * KeyStride + d] = values[(long)(key0 + j) * args.InputStride + headOffset + d];
-        }
+        Stage(values, key0, count, hd, args.InputStride, headOffset, kvTile);
         Group.Barrier();
         for (int e = Group.IdxX; e < rows * hd; e += Group.DimX)
         {
@@ -95,6 +87,34 @@ public static class DecodeAttentionKernel
         }
     }
 
+    /// <summary>
+    /// Rows [first, first + count) of one head's keys or values into the tile (stride <c>KeyStride</c>), four loads a
+    /// thread in flight: ptxas does not unroll these loops, and a thread that waits out each cache read before the next
+    /// makes the copy, not the arithmetic, the cost of a chunk.
+    /// </summary>
+    private static void Stage(ArrayView<float> source, int first, int count, int hd, int inputStride, int headOffset, ArrayView<float> tile)
+    {
+        int n = count * hd, step = Group.DimX, e = Group.IdxX;
+        for (; e + 3 * step < n; e += 4 * step)
+        {
+            int e1 = e + step, e2 = e + 2 * step, e3 = e + 3 * step;
+            int j0 = e / hd, j1 = e1 / hd, j2 = e2 / hd, j3 = e3 / hd;
+            float v0 = source[(long)(first + j0) * inputStride + headOffset + e - j0 * hd];
+            float v1 = source[(long)(first + j1) * inputStride + headOffset + e1 - j1 * hd];
+            float v2 = source[(long)(first + j2) * inputStride + headOffset + e2 - j2 * hd];
+            float v3 = source[(long)(first + j3) * inputStride + headOffset + e3 - j3 * hd];
+            tile[j0 * KeyStride + e - j0 * hd] = v0;
+            tile[j1 * KeyStride + e1 - j1 * hd] = v1;
+            tile[j2 * KeyStride + e2 - j2 * hd] = v2;
+            tile[j3 * KeyStride + e3 - j3 * hd] = v3;
+        }
+        for (; e < n; e += step)
+        {
+            int j = e / hd;
+            tile[j * KeyStride + e - j * hd] = source[(long)(first + j) * inputStride + headOffset + e - j * hd];
+        }
+    }
+
     /// <summary>output[r, head·hd + d] = Σ_chunks o·e^(m - M) / Σ_chunks l·e^(m - M), M the largest chunk max.</summary>
     public static void Combine(ArrayView<float> partialOutput, ArrayView<float> partialStats, ArrayView<float> output, AttentionArgs args)
     {
@@ -102,12 +122,33 @@ public static class DecodeAttentionKernel
         if (e >= args.Rows * args.Width) return;
         int hd = args.HeadSize, rows = args.Rows, chunks = Chunks(args.Start + args.Rows);
         int r = e / args.Width, column = e - r * args.Width, head = column / hd, d = column - head * hd;
+        // loads issued ahead of their use (ptxas unrolls neither loop): the max is order-free, the sums keep chunk order
+        long first = (long)head * chunks * rows + r; // chunk c's (head, c, r) entry is first + c·rows
         float max = float.NegativeInfinity;
-        for (int c = 0; c < chunks; c++) max = XMath.Max(max, partialStats[(((long)head * chunks + c) * rows + r) * 2]);
-        float sum = 0, o = 0;
-        for (int c = 0; c < chunks; c++)
+        int c = 0;
+        for (; c + 3 < chunks; c += 4)
         {
-            long at = ((long)head * chunks + c) * rows + r;
+            float m0 = partialStats[(first + c * rows) * 2], m1 = partialStats[(first + (c + 1) * rows) * 2];
+            float m2 = partialStats[(first + (c + 2) * rows) * 2], m3 = partialStats[(first + (c + 3) * rows) * 2];
+            max = XMath.Max(XMath.Max(max, m0), XMath.Max(m1, XMath.Max(m2, m3)));
+        }
+        for (; c < chunks; c++) max = XMath.Max(max, partialStats[(first + c * rows) * 2]);
+        float sum = 0, o = 0;
+        for (c = 0; c + 1 < chunks; c += 2)
+        {
+            long at0 = first + c * rows, at1 = at0 + rows;
+            float m0 = partialStats[at0 * 2], l0 = partialStats[at0 * 2 + 1], x0 = partialOutput[at0 * hd + d];
+            float m1 = partialStats[at1 * 2], l1 = partialStats[at1 * 2 + 1], x1 = partialOutput[at1 * hd + d];
+            float scale0 = XMath.Exp(m0 - max);
+            sum += l0 * scale0;
+            o += x0 * scale0;
+            float scale1 = XMath.Exp(m1 - max);
+            sum += l1 * scale1;
+            o += x1 * scale1;
+        }
+        if (c < chunks)
+        {
+            long at = first + c * rows;
             float scale = XMath.Exp(partialStats[at * 2] - max);
             sum += partialStats[at * 2 + 1] * scale;
             o += partialOutput[at * hd + d] * scale;
