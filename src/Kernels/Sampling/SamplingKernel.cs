@@ -57,8 +57,16 @@ public static class SamplingKernel
         {
             // argmax, lowest index among equal maxima
             float best = float.NegativeInfinity;
-            int bestIndex = int.MaxValue;
-            for (int i = t; i < vocab; i += Group.DimX)
+            int bestIndex = int.MaxValue, step = Group.DimX, i = t;
+            for (; i + 3 * step < vocab; i += 4 * step) // four loads ahead, taken in index order
+            {
+                float v0 = logits[rowBase + i], v1 = logits[rowBase + i + step], v2 = logits[rowBase + i + 2 * step], v3 = logits[rowBase + i + 3 * step];
+                if (v0 > best || bestIndex == int.MaxValue) { best = v0; bestIndex = i; }
+                if (v1 > best) { best = v1; bestIndex = i + step; }
+                if (v2 > best) { best = v2; bestIndex = i + 2 * step; }
+                if (v3 > best) { best = v3; bestIndex = i + 3 * step; }
+            }
+            for (; i < vocab; i += step)
             {
                 float v = logits[rowBase + i];
                 if (v > best || bestIndex == int.MaxValue) { best = v; bestIndex = i; }
@@ -75,9 +83,27 @@ public static class SamplingKernel
             return;
         }
 
-        for (int i = t; i < vocab; i += Group.DimX) scaled[rowBase + i] = logits[rowBase + i] / args.Temperature;
-        Group.Barrier();
+        // z = logits / T, and each thread's max of the z it wrote (the max pass below needs no read of its own), four
+        // loads ahead: the elementwise passes are latency-bound like the searches
         var z = scaled.SubView(rowBase, vocab);
+        float localMax = float.NegativeInfinity;
+        {
+            int step = Group.DimX, i = t;
+            for (; i + 3 * step < vocab; i += 4 * step)
+            {
+                float z0 = logits[rowBase + i] / args.Temperature, z1 = logits[rowBase + i + step] / args.Temperature;
+                float z2 = logits[rowBase + i + 2 * step] / args.Temperature, z3 = logits[rowBase + i + 3 * step] / args.Temperature;
+                z[i] = z0; z[i + step] = z1; z[i + 2 * step] = z2; z[i + 3 * step] = z3;
+                localMax = XMath.Max(XMath.Max(localMax, z0), XMath.Max(z1, XMath.Max(z2, z3)));
+            }
+            for (; i < vocab; i += step)
+            {
+                float zi = logits[rowBase + i] / args.Temperature;
+                z[i] = zi;
+                localMax = XMath.Max(localMax, zi);
+            }
+        }
+        Group.Barrier();
         int chunk = SamplingMath.ChunkSize(vocab);
 
         // top-k: the largest key K with count(key >= K) >= k is the k-th largest value; found 4 bits a pass (module remarks)
@@ -106,15 +132,21 @@ public static class SamplingKernel
             threshold = DeviceMath.FromOrderedKey(key);
         }
 
-        float localMax = float.NegativeInfinity;
-        for (int i = t; i < vocab; i += Group.DimX) localMax = XMath.Max(localMax, z[i]);
         sharedFloat[t] = localMax;
         Group.Barrier();
         float max = float.NegativeInfinity;
         for (int g = 0; g < Group.DimX; g++) max = XMath.Max(max, sharedFloat[g]);
         // every logit's weight once; the searches below only add them up, by chunks other threads may have weighed
         var e = weights.SubView(rowBase, vocab);
-        for (int i = t; i < vocab; i += Group.DimX) e[i] = Weight(z[i] - max);
+        {
+            int step = Group.DimX, i = t;
+            for (; i + 3 * step < vocab; i += 4 * step)
+            {
+                float z0 = z[i], z1 = z[i + step], z2 = z[i + 2 * step], z3 = z[i + 3 * step];
+                e[i] = Weight(z0 - max); e[i + step] = Weight(z1 - max); e[i + 2 * step] = Weight(z2 - max); e[i + 3 * step] = Weight(z3 - max);
+            }
+            for (; i < vocab; i += step) e[i] = Weight(z[i] - max);
+        }
         Group.Barrier();
 
         // top-p: cut value = the largest value whose mass from the top exceeds p·total
