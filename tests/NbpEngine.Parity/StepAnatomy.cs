@@ -49,13 +49,18 @@ public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<Launc
 /// </summary>
 public static class StepAnatomy
 {
-    /// <summary>The same for the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata).</summary>
-    public static StepAnatomyResult Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt, int block, int steps, SamplingArgs sampling,
+    /// <summary>
+    /// Each case on the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata),
+    /// loaded, compiled for and uploaded to the device once for all of them.
+    /// </summary>
+    public static List<StepAnatomyResult> Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt, IEnumerable<(int Block, int Steps, SamplingArgs Sampling)> cases,
         bool tensorCores) where TW : struct, IWeightView
     {
         var file = SafetensorsFile.Open(weightsPath); // owned by the weights from here
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
-        return Measure<TW>(device, weights, prompt, block, steps, sampling, tensorCores);
+        var kernels = new KernelSet<TW>(device.Accelerator);
+        using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
+        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, tensorCores)).ToList();
     }
 
     /// <summary>
@@ -82,15 +87,14 @@ public static class StepAnatomy
 
     private static void Touch(ArrayView<int> values) => values[Group.IdxX] = Group.IdxX;
 
-    public static StepAnatomyResult Measure<TW>(IlgpuDevice device, TransformerWeights weights, int[] prompt, int block, int steps, SamplingArgs sampling,
-        bool tensorCores) where TW : struct, IWeightView
+    private static StepAnatomyResult Measure<TW>(IlgpuDevice device, KernelSet<TW> kernels, DeviceWeights<TW> deviceWeights, int[] prompt, int block, int steps,
+        SamplingArgs sampling, bool tensorCores) where TW : struct, IWeightView
     {
         int capacity = prompt.Length + 2 * steps * block;
-        if (capacity > weights.Config.PositionCount)
+        int positions = deviceWeights.Config.PositionCount;
+        if (capacity > positions)
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"a {prompt.Length}-token prompt and 2 x {steps} steps of {block} need {capacity} positions; the model has {weights.Config.PositionCount}");
-        var kernels = new KernelSet<TW>(device.Accelerator);
-        using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
+                $"a {prompt.Length}-token prompt and 2 x {steps} steps of {block} need {capacity} positions; the model has {positions}");
         using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
         var ids = new int[block];
         int step = 0;

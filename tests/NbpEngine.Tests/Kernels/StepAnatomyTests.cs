@@ -20,7 +20,7 @@ public class StepAnatomyTests
         using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
         int[] prompt = Fixtures.Tokens("frame_prompt.txt")[..32];
         var sampling = new SamplingArgs { Temperature = 1f, TopK = 40, TopP = 0.9f, Seed = 7 };
-        var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, block, 2, sampling, tensorCores: false);
+        var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, [(block, 2, sampling)], tensorCores: false)[0];
 
         int layers = 2; // frame_model.safetensors: n_layer 2
         Assert.Equal(6 * layers + 4, result.LaunchesPerStep);

@@ -170,9 +170,10 @@ void StepAnatomyReport(string weightsPath, int[] prompt)
     var (hostUs, deviceUs) = StepAnatomy.LaunchOverhead(device, 2000);
     Report($"an empty launch: {hostUs:F2} µs of host time to enqueue, {deviceUs:F2} µs apart on the device (2000 back to back)");
     var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
-    foreach (var (block, steps, sampling, name) in new[] { (16, 16, topKP, "top-k 16000, top-p 0.9"), (1, 64, topKP, "top-k 16000, top-p 0.9"), (16, 16, new SamplingArgs { Greedy = 1 }, "greedy") })
+    var results = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt, [(16, 16, topKP), (1, 64, topKP), (16, 16, new SamplingArgs { Greedy = 1 })],
+        tensorCores: kind == IlgpuDeviceKind.Cuda);
+    foreach (var (result, name) in results.Zip(new[] { "top-k 16000, top-p 0.9", "top-k 16000, top-p 0.9", "greedy" }))
     {
-        var result = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt, block, steps, sampling, tensorCores: kind == IlgpuDeviceKind.Cuda);
         Report("");
         Report($"### {name}");
         foreach (var line in result.Table()) Report(line);
