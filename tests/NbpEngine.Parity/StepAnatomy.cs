@@ -43,7 +43,7 @@ public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<Launc
 }
 
 /// <summary>
-/// The step anatomy of one sequence on a device session: a prefill, then <c>steps</c> unprofiled steps (timed on the
+/// The step anatomy of one sequence on a device session: a prefill, one untimed step (kernel compilation), then <c>steps</c> unprofiled steps (timed on the
 /// host), then <c>steps</c> profiled ones (every launch followed by a marker, <see cref="LaunchProfile"/>). The same
 /// code runs on the CPU accelerator in the tests and on a GPU in nbp-gpu-check.
 /// </summary>
@@ -90,33 +90,34 @@ public static class StepAnatomy
     private static StepAnatomyResult Measure<TW>(IlgpuDevice device, KernelSet<TW> kernels, DeviceWeights<TW> deviceWeights, int[] prompt, int block, int steps,
         SamplingArgs sampling, bool tensorCores) where TW : struct, IWeightView
     {
-        int capacity = prompt.Length + 2 * steps * block;
+        int capacity = prompt.Length + (2 * steps + 1) * block;
         int positions = deviceWeights.Config.PositionCount;
         if (capacity > positions)
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"a {prompt.Length}-token prompt and 2 x {steps} steps of {block} need {capacity} positions; the model has {positions}");
+                $"a {prompt.Length}-token prompt and 1 + 2 x {steps} steps of {block} need {capacity} positions; the model has {positions}");
         using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
         var ids = new int[block];
         int step = 0;
         session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, block), block)]);
         session.Sample(0, sampling with { Step = step++ }, ids);
 
-        void Steps()
+        void Steps(int count)
         {
-            for (int i = 0; i < steps; i++)
+            for (int i = 0; i < count; i++)
             {
                 session.Forward(ids, [new SequenceFeed(0, block, AttentionMask.None, block)]);
                 session.Sample(0, sampling with { Step = step++ }, ids);
             }
         }
 
+        Steps(1); // compiles what only steps launch (the step GEMM's shapes, the split-key attention): not timed
         var clock = Stopwatch.StartNew();
-        Steps();
+        Steps(steps);
         double unprofiled = clock.Elapsed.TotalMilliseconds / steps;
         using var profile = session.StartProfiling();
         long launches = session.Launches;
         clock.Restart();
-        Steps();
+        Steps(steps);
         double profiled = clock.Elapsed.TotalMilliseconds / steps;
         session.StopProfiling();
         return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled);
