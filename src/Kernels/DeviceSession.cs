@@ -213,6 +213,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         }
 
         // the final norm and the vocabulary head for each sequence's last LogitRows rows, gathered as Arrange placed them
+        // (a guiding feed's normed rows are blended into its guided sequence's, SequenceFeed.GuidesSequence, and go no further)
         Array.Clear(_logitRows);
         for (int f = 0; f < feeds.Length; f++)
         {
@@ -220,12 +221,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             LayerNorm(Rows(_x, rowStart[f] + feed.Rows - feed.LogitRows, feed.LogitRows, c), 0, feed.LogitRows, _w.LnFinalWeight, _w.LnFinalBias,
                 Rows(_normed, logitStart[f], feed.LogitRows, c));
             _lengths[feed.Sequence] += feed.Rows;
-            _logitRows[feed.Sequence] = feed.LogitRows;
+            _logitRows[feed.Sequence] = feed.Guides ? 0 : feed.LogitRows;
             _logitStart[feed.Sequence] = logitStart[f];
         }
+        for (int f = 0; f < feeds.Length; f++)
+            if (feeds[f].Guides)
+                Guide(Rows(_normed, logitStart[SequenceFeed.FeedOf(feeds, feeds[f].GuidesSequence)], feeds[f].LogitRows, c),
+                    Rows(_normed, logitStart[f], feeds[f].LogitRows, c), feeds[f].GuidanceScale);
         StepGemm("head gemm", _normed, stepLogitRows, c, _w.Head, v, _w.NoBias, _logits, v, accumulate: false, gelu: false, feeds, logitStart, logits: true, hasBias: false);
         for (int f = 0; f < feeds.Length; f++)
-            if (!IsStep(feeds[f].LogitRows))
+            if (!IsStep(feeds[f].LogitRows) && !feeds[f].Guides)
                 Gemm("head gemm", Rows(_normed, logitStart[f], feeds[f].LogitRows, c), new MatMulArgs { M = feeds[f].LogitRows, N = v, K = c, Lda = c, Ldc = v }, _w.Head, _w.NoBias,
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
     }
@@ -275,7 +280,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             for (int f = 0; f < feeds.Length; f++)
             {
                 int m = logits ? feeds[f].LogitRows : feeds[f].Rows;
-                if (IsStep(m)) Gemm(what, Rows(a, start[f], m, k), args with { M = m }, w, bias, Rows(c, start[f], m, ldc));
+                if (IsStep(m) && !(logits && feeds[f].Guides)) Gemm(what, Rows(a, start[f], m, k), args with { M = m }, w, bias, Rows(c, start[f], m, ldc));
             }
             return;
         }
@@ -372,14 +377,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// <summary>Stops marking launches; the profile keeps what it measured until disposed.</summary>
     public void StopProfiling() => _profile = null;
 
-    /// <summary>Classifier-free guidance: <paramref name="sequence"/>'s logits blended with <paramref name="unconditional"/>'s, in place.</summary>
-    public void Guide(int sequence, int unconditional, float scale)
+    /// <summary>Classifier-free guidance's blend, in place on <paramref name="own"/> (the guided stream's final-normed rows).</summary>
+    private void Guide(ArrayView<float> own, ArrayView<float> unconditional, float scale)
     {
-        int rows = _logitRows[sequence], v = _w.Config.VocabSize;
-        Runtime.Sampling.Guidance.CheckRows(sequence, rows, unconditional, _logitRows[unconditional]);
-        int count = rows * v;
-        _kernels.Guide(_stream, new KernelConfig((count + _shape.GroupSize - 1) / _shape.GroupSize, _shape.GroupSize),
-            Rows(_logits, _logitStart[sequence], rows, v), Rows(_logits, _logitStart[unconditional], rows, v), scale);
+        _kernels.Guide(_stream, new KernelConfig((int)((own.Length + _shape.GroupSize - 1) / _shape.GroupSize), _shape.GroupSize), own, unconditional, scale);
         Launched("guidance", "guidance");
     }
 

@@ -1,4 +1,9 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using NbpEngine.Core;
 using NbpEngine.Kernels.Backend;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Runtime.Attention;
+using NbpEngine.Runtime.Cpu;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Api;
 using NbpEngine.Runtime.Backends;
@@ -131,5 +136,62 @@ public class GuidanceTests : IDisposable
         Guidance.Blend(own, unconditional, t);
         Assert.Equal(expected, own);
         Assert.Equal([1.75f, -6.5f, 3.5f, 6f], own[..4]);
+    }
+
+    /// <summary>
+    /// The backend blends the two streams' final-normed rows before the vocabulary head (SequenceFeed.GuidesSequence):
+    /// the guided logits equal the blend of both streams' own logits (MODEL.md §5) to rounding, the unconditional stream
+    /// gets no logits, and a pairing that cannot be blended is refused, naming the feed.
+    /// </summary>
+    [Fact]
+    public void TheBlendBeforeTheHeadGivesTheBlendOfTheLogits()
+    {
+        var fixture = Fixtures.Get("hybrid_cfg");
+        var file = SafetensorsFile.Open(Fixtures.PathOf(fixture.Model)); // owned by the weights from here
+        using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
+        using var backend = new CpuBackend(weights);
+        int[] prompt = Fixtures.Tokens(fixture.Prompt);
+        int n = prompt.Length, rows = 4, v = weights.Config.VocabSize;
+        const float t = 1.5f;
+        using var session = backend.CreateSession(2, n, 2 * n, 2 * rows, 2);
+        var own = new SequenceFeed(0, n, AttentionMask.Hybrid(fixture.CondLength, fixture.BlockSize), rows);
+        var unconditional = own with { Sequence = 1, UnconditionalRows = fixture.CondLength };
+
+        session.Forward([.. prompt, .. prompt], [own, unconditional]);
+        float[] expected = new float[rows * v], other = new float[rows * v];
+        session.CopyLogits(0, expected);
+        session.CopyLogits(1, other);
+        var plain = expected.ToArray();
+        Guidance.Blend(expected, other, t);
+
+        session.Reset(0);
+        session.Reset(1);
+        session.Forward([.. prompt, .. prompt], [own, unconditional with { GuidesSequence = 0, GuidanceScale = t }]);
+        Assert.Equal(rows, session.LogitRowsOf(0));
+        Assert.Equal(0, session.LogitRowsOf(1));
+        var guided = new float[rows * v];
+        session.CopyLogits(0, guided);
+        double maxDiff = expected.Zip(guided, (a, b) => (double)Math.Abs(a - b)).Max(), maxRef = expected.Max(a => (double)Math.Abs(a));
+        Assert.True(maxDiff <= 1e-5 * maxRef, $"guided logits differ from the logit blend by {maxDiff:E3} (max |logit| {maxRef:F3})");
+        Assert.True(plain.Zip(guided, (a, b) => Math.Abs(a - b)).Max() > 1e-2 * maxRef, "the guidance changed nothing");
+
+        foreach (var (first, second, message) in new (SequenceFeed, SequenceFeed, string)[]
+        {
+            (own, unconditional with { GuidesSequence = 1 }, "feed 1 guides its own sequence 1"),
+            (own with { GuidesSequence = 1 }, unconditional with { GuidesSequence = 0 }, "feed 0 guides sequence 1, which is itself a guiding stream"),
+            (own, unconditional with { GuidesSequence = 0, LogitRows = 2 }, "feed 1 guides sequence 0 with 2 logit rows, that sequence has 4"),
+            (own, unconditional with { GuidesSequence = 0, GuidanceScale = float.NaN }, "feed 1: the guidance scale must be finite"),
+        })
+        {
+            session.Reset(0);
+            session.Reset(1);
+            var e = Assert.ThrowsAny<ArgumentException>(() => session.Forward([.. prompt, .. prompt], [first, second]));
+            Assert.Contains(message, e.Message);
+        }
+        session.Reset(0);
+        session.Reset(1);
+        var alone = Assert.ThrowsAny<ArgumentException>(() => session.Forward(prompt, [unconditional with { GuidesSequence = 0 }]));
+        Assert.Contains("feed 0 guides sequence 0, which is not fed in this call", alone.Message);
+        Assert.Equal(0, session.LengthOf(1)); // refused before any work
     }
 }

@@ -98,7 +98,6 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
                 Seed = seed, Step = step,
             }, destination);
 
-        public void Guide(int sequence, int unconditional, float scale) => device.Guide(sequence, unconditional, scale);
         public void CopyLogits(int sequence, Span<float> destination) => device.CopyLogits(sequence, destination);
         public void Dispose() => device.Dispose();
     }

@@ -140,7 +140,7 @@ public sealed class NbpBatchSession : IDisposable
             if (state is null) continue;
             try
             {
-                state.Accept(_backend, s, Slots + s, outputs[s].AsSpan(state.Produced));
+                state.Accept(_backend, s, outputs[s].AsSpan(state.Produced));
             }
             catch (GenerationException e)
             {

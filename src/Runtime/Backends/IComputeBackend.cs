@@ -51,13 +51,6 @@ public interface IBackendSession : IDisposable
     /// </summary>
     void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceFeed> feeds);
 
-    /// <summary>
-    /// Classifier-free guidance: <paramref name="sequence"/>'s logits of the last Forward become (1+t)·own − t·those of
-    /// <paramref name="unconditional"/> (both fed in that call with the same logit rows), rounded as
-    /// <see cref="Sampling.Guidance.Blend"/> rounds it, so every backend gives the same bits from the same logits.
-    /// </summary>
-    void Guide(int sequence, int unconditional, float scale);
-
     /// <summary>Samples one token per logits row of <paramref name="sequence"/>, row r with CounterRandom.Uniform(seed, step, r).</summary>
     void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination);
 

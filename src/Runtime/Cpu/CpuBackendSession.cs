@@ -163,7 +163,8 @@ public sealed unsafe class CpuBackendSession : IBackendSession
             Linear(_hidden, rows, packedRows, 4 * c, L.OutWeight, P?.Out, c, L.OutBias, _x, c, GemmStore.Accumulate);
         }
 
-        // Only the rows that are sampled need the final norm and the vocabulary head: each sequence's last LogitRows.
+        // Only the rows that are sampled need the final norm and the vocabulary head: each sequence's last LogitRows;
+        // a guiding feed's normed rows are blended into its guided sequence's (SequenceFeed.GuidesSequence) and go no further.
         Array.Clear(_logitRows);
         for (int f = 0; f < feeds.Length; f++)
         {
@@ -171,8 +172,16 @@ public sealed unsafe class CpuBackendSession : IBackendSession
             float* last = _x + (long)(_rowStart[f] + feed.Rows - feed.LogitRows) * c;
             _layerNorm.Run(_pool, last, feed.LogitRows, c, _w.LnFinalWeight, _w.LnFinalBias, _normed + (long)_feedLogitStart[f] * c);
             _lengths[feed.Sequence] += feed.Rows;
-            _logitRows[feed.Sequence] = feed.LogitRows;
+            _logitRows[feed.Sequence] = feed.Guides ? 0 : feed.LogitRows;
             _logitStart[feed.Sequence] = _feedLogitStart[f];
+        }
+        for (int f = 0; f < feeds.Length; f++)
+        {
+            var feed = feeds[f];
+            if (!feed.Guides) continue;
+            long count = (long)feed.LogitRows * c;
+            var own = new Span<float>(_normed + (long)_feedLogitStart[SequenceFeed.FeedOf(feeds, feed.GuidesSequence)] * c, (int)count);
+            Guidance.Blend(own, new ReadOnlySpan<float>(_normed + (long)_feedLogitStart[f] * c, (int)count), feed.GuidanceScale);
         }
         Linear(_normed, logitRows, packedLogitRows, c, _w.Head, _packed?.Head, v, null, _logits, v, GemmStore.Overwrite);
     }
@@ -195,15 +204,6 @@ public sealed unsafe class CpuBackendSession : IBackendSession
     {
         if (packedRows > 0) _packedMatMul.Run(_pool, a, packedRows, k, packed!, bias, c, ldc, store, gelu);
         if (rows > packedRows) _matMul.Run(_pool, a + (long)packedRows * k, rows - packedRows, k, w, n, bias, c + (long)packedRows * ldc, ldc, store, gelu);
-    }
-
-    public void Guide(int sequence, int unconditional, float scale)
-    {
-        int rows = _logitRows[sequence], v = _config.VocabSize;
-        Guidance.CheckRows(sequence, rows, unconditional, _logitRows[unconditional]);
-        var own = new Span<float>(_logits + (long)_logitStart[sequence] * v, rows * v);
-        var other = new ReadOnlySpan<float>(_logits + (long)_logitStart[unconditional] * v, rows * v);
-        Guidance.Blend(own, other, scale);
     }
 
     public void Sample(int sequence, in SamplingSettings settings, ulong seed, int step, Span<int> destination)

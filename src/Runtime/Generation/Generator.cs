@@ -54,7 +54,7 @@ public sealed class Generator
             _state.CheckDestination(destination.Length);
             int feeds = _state.NextFeeds(0, Unconditional, _feeds, _tokens, out int tokens);
             _session.Forward(_tokens.AsSpan(0, tokens), _feeds.AsSpan(0, feeds));
-            return _state.Accept(_session, 0, Unconditional, destination);
+            return _state.Accept(_session, 0, destination);
         }
     }
 }

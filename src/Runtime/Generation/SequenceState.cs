@@ -50,7 +50,8 @@ internal sealed class SequenceState
     /// <summary>
     /// Writes the next step's feeds for backend sequence <paramref name="sequence"/> (and, when guided, its unconditional
     /// stream <paramref name="unconditional"/>: the same tokens, its prefill embedding uncond_embedding for the L
-    /// condition rows) to <paramref name="feeds"/>, their tokens to <paramref name="tokens"/>; returns the feed count.
+    /// condition rows, blended into <paramref name="sequence"/> at this step's guidance scale before the vocabulary head)
+    /// to <paramref name="feeds"/>, their tokens to <paramref name="tokens"/>; returns the feed count.
     /// </summary>
     public int NextFeeds(int sequence, int unconditional, Span<SequenceFeed> feeds, Span<int> tokens, out int tokenCount)
     {
@@ -60,7 +61,7 @@ internal sealed class SequenceState
         tokenCount = fed.Length;
         if (!Plan.Guided) return 1;
         fed.CopyTo(tokens[fed.Length..]);
-        feeds[1] = feed with { Sequence = unconditional, UnconditionalRows = StepIndex == 0 ? Plan.CondLength : 0 };
+        feeds[1] = feed with { Sequence = unconditional, UnconditionalRows = StepIndex == 0 ? Plan.CondLength : 0, GuidesSequence = sequence, GuidanceScale = Plan.GuidanceAt(StepIndex) };
         tokenCount += fed.Length;
         return 2;
     }
@@ -97,15 +98,14 @@ internal sealed class SequenceState
     }
 
     /// <summary>
-    /// Samples this step's tokens from backend sequence <paramref name="sequence"/>'s logits (guided by
-    /// <paramref name="unconditional"/>'s when the plan says so) into <paramref name="destination"/> and moves to the next
-    /// step; returns how many.
+    /// Samples this step's tokens from backend sequence <paramref name="sequence"/>'s logits (when the plan is guided,
+    /// the forward call has already blended its unconditional stream in: <see cref="NextFeeds"/>) into
+    /// <paramref name="destination"/> and moves to the next step; returns how many.
     /// </summary>
-    public int Accept(IBackendSession session, int sequence, int unconditional, Span<int> destination)
+    public int Accept(IBackendSession session, int sequence, Span<int> destination)
     {
         int step = StepIndex, produce = Plan.TokensAt(step);
         CheckDestination(destination.Length);
-        if (Plan.Guided) session.Guide(sequence, unconditional, Plan.GuidanceAt(step));
         session.Sample(sequence, Request.Sampling, Request.Seed, step, _sampled.AsSpan(0, produce));
         // a backend fed non-finite numbers could hand back anything: never pass on an id outside the vocabulary
         for (int r = 0; r < produce; r++)

@@ -1,6 +1,9 @@
 namespace NbpEngine.Runtime.Sampling;
 
-/// <summary>Classifier-free guidance's logit blend, as every backend computes it.</summary>
+/// <summary>
+/// Classifier-free guidance's blend, as every backend computes it: on the final-normed rows before the vocabulary head
+/// (<see cref="Backends.SequenceFeed"/>), which is the logit blend of MODEL.md §5 up to rounding, the head being linear.
+/// </summary>
 public static class Guidance
 {
     /// <summary>
@@ -9,15 +12,8 @@ public static class Guidance
     /// </summary>
     public static void Blend(Span<float> own, ReadOnlySpan<float> unconditional, float t)
     {
-        if (own.Length != unconditional.Length) throw new ArgumentException($"{own.Length} guided logits, {unconditional.Length} unconditional ones");
+        if (own.Length != unconditional.Length) throw new ArgumentException($"{own.Length} guided values, {unconditional.Length} unconditional ones");
         float keep = 1 + t;
         for (int i = 0; i < own.Length; i++) own[i] = keep * own[i] - t * unconditional[i];
-    }
-
-    /// <summary>Both sequences were fed in the last forward call with the same logit rows, or the blend has nothing to pair.</summary>
-    public static void CheckRows(int sequence, int rows, int unconditional, int unconditionalRows)
-    {
-        if (rows == 0 || unconditionalRows != rows)
-            throw new InvalidOperationException($"guidance needs logits of both sequences from the last forward: {rows} rows for sequence {sequence}, {unconditionalRows} for {unconditional}");
     }
 }
