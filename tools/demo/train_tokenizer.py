@@ -90,9 +90,25 @@ def official_layout(model, widths):
     return {"model_state_dict": state, "version": "1.0", "config": config}
 
 
+def reconstruction_loss(decoded, video):
+    """L1 + L2: the L2 term is what PSNR measures; the L1 term keeps pulling on small errors (edges) once L2 is small."""
+    return F.l1_loss(decoded, video) + F.mse_loss(decoded, video)
+
+
 def psnr(a, b):
     mse = F.mse_loss(a, b).item()
     return 10 * math.log10(1 / max(mse, 1e-12))
+
+
+def save_checkpoint(model, widths, held_out, state_path, settings, optimizer, step, log, out):
+    """Prints the held-out reconstruction PSNR (whole clips, and their first frames), saves the run state and writes
+    OUT/demo-tokenizer.pt in the official layout."""
+    with torch.no_grad():
+        decoded = model.decoder_layers(straight_through_codes(model, held_out)).clamp(0, 1)
+    print(f"step {step}: held-out reconstruction PSNR {psnr(decoded, held_out):.2f} dB "
+          f"(first frames {psnr(decoded[:, :, :1], held_out[:, :, :1]):.2f} dB)", flush=True)
+    save_run(state_path, settings, model, optimizer, step, log)
+    save_atomically(official_layout(model, widths), os.path.join(out, "demo-tokenizer.pt"))
 
 
 def main():
@@ -155,17 +171,11 @@ def main():
             video = batch_of(args.seed, step, whole_batch, args.resolution, frames)
 
         def loss_of():
-            decoded = model.decoder_layers(straight_through_codes(model, video))
-            return F.l1_loss(decoded, video) + F.mse_loss(decoded, video)
+            return reconstruction_loss(model.decoder_layers(straight_through_codes(model, video)), video)
 
         step = optimise(model, optimizer, loss_of, lr, step, args.steps, log, started)
         if step % args.save_every == 0 or step == args.steps:
-            with torch.no_grad():
-                decoded = model.decoder_layers(straight_through_codes(model, held_out)).clamp(0, 1)
-            print(f"step {step}: held-out reconstruction PSNR {psnr(decoded, held_out):.2f} dB "
-                  f"(first frames {psnr(decoded[:, :, :1], held_out[:, :, :1]):.2f} dB)", flush=True)
-            save_run(state_path, settings, model, optimizer, step, log)
-            save_atomically(official_layout(model, widths), os.path.join(args.out, "demo-tokenizer.pt"))
+            save_checkpoint(model, widths, held_out, state_path, settings, optimizer, step, log, args.out)
 
 
 if __name__ == "__main__":
