@@ -12,10 +12,13 @@ public static class CounterRandom
     /// one exact conversion and one exact scaling, so the sampling kernel needs no fp64 for it.
     /// </summary>
     public static float Uniform(ulong seed, int step, int row)
+        => (int)(Bits(seed, step, row) >> 40) * (1f / (1 << 24)); // int, not uint: ILGPU converts a uint to float through fp64
+
+    /// <summary>64 random bits for (seed, step, row): the same on every run, process and machine.</summary>
+    public static ulong Bits(ulong seed, int step, int row)
     {
         ulong x = Mix(seed + 0x9E3779B97F4A7C15UL * ((ulong)(uint)step + 1));
-        x = Mix(x ^ (0xD1B54A32D192ED03UL * ((ulong)(uint)row + 1)));
-        return (int)(x >> 40) * (1f / (1 << 24)); // int, not uint: ILGPU converts a uint to float through fp64
+        return Mix(x ^ (0xD1B54A32D192ED03UL * ((ulong)(uint)row + 1)));
     }
 
     private static ulong Mix(ulong z)

@@ -1,3 +1,5 @@
+using NbpEngine.Core;
+
 namespace NbpEngine.Pipeline.Evaluation;
 
 /// <summary>
@@ -16,7 +18,9 @@ public static class SyntheticClips
     public static VideoClip Clip(int seed, int index, int side)
     {
         if (side < 8) throw new ArgumentOutOfRangeException(nameof(side), side, "clips are at least 8 pixels a side");
-        var rng = new Random(HashCode.Combine(seed, index, 0x5EED));
+        // System.Random with an int seed repeats across runs; HashCode.Combine (used here before) is salted per process,
+        // which made "the clips of seed 9001" a different set on every run
+        var rng = new Random((int)(CounterRandom.Bits((ulong)(uint)seed, index, 0x5EED) >> 33));
         var background = new[] { (byte)rng.Next(41), (byte)rng.Next(41), (byte)rng.Next(41) };
         int count = 1 + rng.Next(3);
         var shapes = new (bool Circle, byte[] Colour, double Half, double[] Centre, double[] Velocity)[count];
