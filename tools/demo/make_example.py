@@ -7,7 +7,7 @@
 The example is clip 0 of seed 2027 (neither model was trained on that seed), its first 5 frames. --compare takes the
 17 PNG frames `nbp-run ... --output PRED.gif` wrote into PRED.gif.frames/ and draws two rows: the true clip (5 real
 frames, then the 12 true ones), and the engine's video (5 real frames, then its 12 predicted ones), with a white
-line after frame 5.
+line after frame 5, scaled 3x.
 """
 import argparse
 import os
@@ -41,6 +41,7 @@ def main():
     rows = [np.concatenate(list(video), axis=1) for video in (truth, predicted)]
     picture = np.concatenate([rows[0], np.full((2, rows[0].shape[1], 3), 255, np.uint8), rows[1]], axis=0)
     picture[:, CONDITIONING * args.resolution - 1] = 255
+    picture = np.repeat(np.repeat(picture, 3, axis=0), 3, axis=1)  # 3x, nearest: 32-pixel frames are too small to see
     clips.write_png(os.path.join(DEMO, "example-compare.png"), picture)
 
 

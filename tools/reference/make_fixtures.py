@@ -10,7 +10,6 @@ float32, so greedy tokens are robust to fp32 rounding differences between implem
 """
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -24,7 +23,6 @@ FIXTURE_VERSION = 1
 MIN_GAP = 2e-3
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "fixtures")
-DEMO = os.path.join(ROOT, "weights", "demo")  # README's first command runs on these
 REGENERATE = "/usr/bin/python3 tools/reference/make_fixtures.py"
 
 
@@ -212,9 +210,6 @@ def main():
                 manifest["cases"][case["name"]].update(
                     {"guidance_scale": case["scale"], "guidance_schedule": case["schedule"], "uncond_seed": case["uncond_seed"]})
             print(f"{case['name']}: {len(tokens)} tokens, weight seed {seed}, min top-2 gap {gap:.4f}")
-    os.makedirs(DEMO, exist_ok=True)
-    shutil.copyfile(os.path.join(OUT, frame["file"]), os.path.join(DEMO, "demo-frame.safetensors"))
-    shutil.copyfile(os.path.join(OUT, "frame_prompt.txt"), os.path.join(DEMO, "demo-prompt.txt"))
     with open(os.path.join(OUT, "fixtures.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
