@@ -16,7 +16,6 @@ layout, the encoder unchanged) is written at each save with the held-out PSNR pr
 import argparse
 import math
 import os
-import pickle
 import sys
 import time
 
@@ -26,17 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 from run_state import optimise, resume  # noqa: E402
-from tokenizer_model import Tokenizer  # noqa: E402
+from tokenizer_files import load_tokenizer  # noqa: E402
 from train_tokenizer import batch_of, reconstruction_loss, save_checkpoint, straight_through_codes  # noqa: E402
-
-
-def load_tokenizer(path):
-    """The tokenizer and its widths from a .pt in the official layout (as train_tokenizer.py writes it)."""
-    saved = torch.load(path)
-    widths = pickle.loads(saved["config"])["widths"]
-    model = Tokenizer(widths)
-    model.load_state_dict({k[len("module."):]: v for k, v in saved["model_state_dict"].items()})
-    return model, widths
 
 
 def main():
@@ -60,6 +50,7 @@ def main():
     state_path = os.path.join(args.out, "decoder-run.pt")
 
     model, widths = load_tokenizer(args.tokenizer)
+    model.train()
     model.encoder_layers.requires_grad_(False)
     decoder = model.decoder_layers
     branches = [p for name, p in decoder.named_parameters() if ".fn." in name]

@@ -24,17 +24,9 @@ import clips  # noqa: E402
 import nbp_model as ref  # noqa: E402
 import safetensors_io  # noqa: E402
 from make_fixtures import min_gap_of  # noqa: E402
-from tokenizer_model import Tokenizer  # noqa: E402
+from tokenizer_files import load_tokenizer  # noqa: E402
 
 SEED, CLIPS, CONDITIONING = 4242, 3, 5
-
-
-def tokenizer_from(tensors):
-    widths = {128: tensors["encoder_layers.0.conv.weight"].shape[0], 256: tensors["encoder_layers.10.conv.weight"].shape[0],
-              512: tensors["decoder_layers.0.conv.weight"].shape[0]}
-    model = Tokenizer(widths).eval()
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
-    return model
 
 
 def main():
@@ -44,7 +36,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count())
     nbp, meta = safetensors_io.load(os.path.join(args.weights, "demo-nbp.safetensors"))
-    tokenizer = tokenizer_from(safetensors_io.load(os.path.join(args.weights, "demo-tokenizer.safetensors"))[0])
+    tokenizer = load_tokenizer(os.path.join(args.weights, "demo-tokenizer.safetensors"))[0]
     block, resolution = int(meta["token_number_per_step"]), int(meta["resolution"])
     model = ref.NbpTransformer(ref.load_state(nbp, int(meta["n_head"]), block), nbp)
     latent_tokens = (resolution // 8) ** 2

@@ -3,9 +3,10 @@
 row (4 tokens at 32x32), the next-block objective with teacher forcing under the block-causal mask, on the demo clips
 tokenized by the demo tokenizer.
 
-    /usr/bin/python3 tools/demo/train_nbp.py --tokenizer RUN/demo-tokenizer.pt --out RUN --steps N     # resumes if interrupted
+    /usr/bin/python3 tools/demo/train_nbp.py --tokenizer weights/demo/demo-tokenizer.safetensors --out RUN --steps N   # resumes
 
-The clips (tools/demo/clips.py, seed --seed) are tokenized once into RUN/tokens-SEED-N.npy; batches are a fixed
+The clips (tools/demo/clips.py, seed --seed) are tokenized once into RUN/tokens-SEED/ (500 clips a file; `--tokenize-part
+0/2` and `1/2` in two processes split that work, the training run then reads the files); batches are a fixed
 function of (seed, step); the run state is saved atomically every --save-every steps and a rerun resumes from it.
 RUN/demo-nbp.ckpt is a Lightning-style checkpoint (state_dict with transformer.* keys, hyper_parameters with the
 training args), which `nbp-run convert` reads.
@@ -13,7 +14,6 @@ training args), which `nbp-run convert` reads.
 import argparse
 import math
 import os
-import pickle
 import sys
 import time
 
@@ -25,7 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
-from tokenizer_model import Tokenizer  # noqa: E402
+import safetensors_io  # noqa: E402
+from tokenizer_files import load_tokenizer  # noqa: E402
 from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
 
 VOCAB = 64000  # FSQ 8,8,8,5,5,5; a frame model's ids are the codes (MODEL.md §3)
@@ -101,37 +102,70 @@ class NextCodeLoss:
         return (normaliser - target_logit).mean()
 
 
+def initialise_from(model, path):
+    """Starts model from a trained one (its .ckpt, or the shipped .safetensors): every tensor of the same name and shape
+    is copied; blocks the trained model does not have start as the identity (their attention projection and second
+    MLP layer zero, so each adds nothing to the residual stream): at step 0 the deeper model computes what the trained
+    one did, and training goes on from there."""
+    if path.endswith(".safetensors"):
+        trained = {k: torch.from_numpy(v) for k, v in safetensors_io.load(path)[0].items()}
+    else:
+        trained = torch.load(path)["state_dict"]
+    own = model.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for name, value in trained.items():
+            name = name[len("transformer."):]
+            if name not in own or own[name].shape != value.shape:
+                sys.exit(f"{path}: tensor {name} {tuple(value.shape)} does not fit this model ({tuple(own[name].shape) if name in own else 'absent'})")
+            own[name].copy_(value)
+            copied += 1
+        for i in range(len(model.blocks)):
+            if f"transformer.blocks.{i}.ln1.weight" not in trained:
+                for layer in (model.blocks[i].attn.proj, model.blocks[i].mlp[2]):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+    print(f"initialised {copied} tensors from {path}", flush=True)
+
+
 def block_causal(t, block):
     """MODEL.md §4 with no prefix: position i reads j when j's block is not after i's."""
     i = torch.arange(t).view(-1, 1) // block
     return torch.arange(t).view(1, -1) // block <= i
 
 
-def tokenize(tokenizer_path, seed, count, resolution, out):
-    """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the trained tokenizer; cached in out."""
-    if os.path.exists(out):
-        return np.load(out)
-    state = torch.load(tokenizer_path)
-    widths = pickle.loads(state["config"])["widths"]  # written by train_tokenizer.py (our own bytes)
-    model = Tokenizer(widths)
-    model.load_state_dict({k[len("module."):]: v for k, v in state["model_state_dict"].items()})
-    model.eval()
+CHUNK = 500  # clips per cached token file
+
+
+def tokenize(tokenizer_path, seed, count, resolution, folder, part=(0, 1)):
+    """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the tokenizer (.pt or the shipped
+    .safetensors), cached in folder 500 clips a file so an interrupted run keeps what it did. part = (k, n) does only
+    the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all."""
+    os.makedirs(folder, exist_ok=True)
+    model = None
     codes = []
-    with torch.no_grad():
-        for start in range(0, count, 8):
-            x = np.stack([clips.clip(seed, i, resolution) for i in range(start, min(count, start + 8))])
-            index, _ = model.encode(torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255)
-            codes.append(index.reshape(index.shape[0], -1).numpy().astype(np.int32))
-            print(f"tokenized {min(count, start + 8)}/{count} clips", flush=True)
-    codes = np.concatenate(codes)
-    np.save(out + ".tmp.npy", codes)
-    os.replace(out + ".tmp.npy", out)
-    return codes
+    for number, start in enumerate(range(0, count, CHUNK)):
+        path = os.path.join(folder, f"{start:07d}-{min(count, start + CHUNK):07d}.npy")
+        if number % part[1] != part[0]:
+            continue
+        if not os.path.exists(path):
+            model = model or load_tokenizer(tokenizer_path)[0]
+            chunk = []
+            with torch.no_grad():
+                for first in range(start, min(count, start + CHUNK), 8):
+                    x = np.stack([clips.clip(seed, i, resolution) for i in range(first, min(count, start + CHUNK, first + 8))])
+                    index, _ = model.encode(torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255)
+                    chunk.append(index.reshape(index.shape[0], -1).numpy().astype(np.int32))
+            np.save(path + ".tmp.npy", np.concatenate(chunk))
+            os.replace(path + ".tmp.npy", path)
+            print(f"tokenized clips {start}-{min(count, start + CHUNK)} of {count}", flush=True)
+        codes.append(np.load(path))
+    return np.concatenate(codes) if part[1] == 1 else None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokenizer", required=True, help="demo-tokenizer.pt from train_tokenizer.py")
+    parser.add_argument("--tokenizer", required=True, help="demo-tokenizer.pt from train_tokenizer.py, or the shipped .safetensors")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--clips", type=int, default=4000)
@@ -144,20 +178,27 @@ def main():
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--init", default=None, help="start from a trained model (.ckpt or .safetensors) of this width; extra blocks start as the identity")
+    parser.add_argument("--tokenize-part", default=None, help="K/N: only tokenize every N-th cache file from the K-th, then stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     side = args.resolution // 8
     block, length = side, 5 * side * side  # one latent row per step; 17 frames -> 5 latent frames
-    codes = torch.from_numpy(tokenize(args.tokenizer, args.seed, args.clips, args.resolution,
-                                      os.path.join(args.out, f"tokens-{args.seed}-{args.clips}.npy"))).long()
+    cache = os.path.join(args.out, f"tokens-{args.seed}")
+    if args.tokenize_part:
+        tokenize(args.tokenizer, args.seed, args.clips, args.resolution, cache, tuple(int(v) for v in args.tokenize_part.split("/")))
+        return
+    codes = torch.from_numpy(tokenize(args.tokenizer, args.seed, args.clips, args.resolution, cache)).long()
     assert codes.shape[1] == length, f"{codes.shape[1]} codes per clip, expected {length}"
 
     torch.manual_seed(args.seed)
     model = Transformer(args.layers, args.heads, args.width, length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
-    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution")}
+    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
+    if args.init:
+        initialise_from(model, args.init)
     held_out = codes[-8:]  # the last clips are never trained on
     train = codes[:-8]
     loss_of_codes = NextCodeLoss(model, np.unique(train.numpy()))
@@ -165,6 +206,10 @@ def main():
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     mask = block_causal(length - block, block)
+    if step == 0 and args.init:
+        with torch.no_grad():
+            held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_out[:, block:]).item()
+        print(f"step 0 (initialised): held-out loss {held:.4f}", flush=True)
     started = time.time()
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
