@@ -12,6 +12,7 @@ RUN/demo-nbp.ckpt is a Lightning-style checkpoint (state_dict with transformer.*
 training args), which `nbp-run convert` reads.
 """
 import argparse
+import hashlib
 import math
 import os
 import sys
@@ -108,9 +109,13 @@ def initialise_from(model, path):
     MLP layer zero, so each adds nothing to the residual stream): at step 0 the deeper model computes what the trained
     one did, and training goes on from there."""
     if path.endswith(".safetensors"):
-        trained = {k: torch.from_numpy(v) for k, v in safetensors_io.load(path)[0].items()}
+        tensors, meta = safetensors_io.load(path)
+        trained, heads = {k: torch.from_numpy(v) for k, v in tensors.items()}, int(meta["n_head"])
     else:
-        trained = torch.load(path)["state_dict"]
+        saved = torch.load(path)
+        trained, heads = saved["state_dict"], saved["hyper_parameters"]["args"].n_head
+    if heads != model.blocks[0].heads:
+        sys.exit(f"{path}: n_head {heads}, this model has {model.blocks[0].heads}: the same weights would split into other heads")
     own = model.state_dict()
     copied = 0
     with torch.no_grad():
@@ -142,6 +147,19 @@ def tokenize(tokenizer_path, seed, count, resolution, folder, part=(0, 1)):
     .safetensors), cached in folder 500 clips a file so an interrupted run keeps what it did. part = (k, n) does only
     the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all."""
     os.makedirs(folder, exist_ok=True)
+    with open(tokenizer_path, "rb") as f:
+        source = f"{hashlib.sha256(f.read()).hexdigest()} {os.path.basename(tokenizer_path)} R={resolution}\n"
+    stamp = os.path.join(folder, "tokenizer.txt")  # the cache holds one tokenizer's codes
+    if not os.path.exists(stamp) and os.listdir(folder):
+        sys.exit(f"{folder}: token files without tokenizer.txt: delete the folder to tokenize again")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            cached = f.read()
+        if cached != source:
+            sys.exit(f"{folder}: tokens of {cached.strip()}, not of {source.strip()}: delete the folder or use another --out")
+    else:
+        with open(stamp, "w") as f:
+            f.write(source)
     model = None
     codes = []
     for number, start in enumerate(range(0, count, CHUNK)):
