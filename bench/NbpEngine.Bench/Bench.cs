@@ -103,7 +103,7 @@ internal static class Bench
         }
         double warmSeconds = sessionClock.Elapsed.TotalSeconds;
 
-        var all = prompt.Concat(generated16!).Select(id => Math.Clamp(id, 0, FsqLayout.CodebookSize - 1)).ToArray();
+        var all = prompt.Concat(generated16!).Select(id => Math.Clamp(id, 0, codec.Model.CodebookSize - 1)).ToArray();
         var firstDecode = codec.Decode(all, K600Workload.LatentSide, s.Threads).Timing;
         var decode = Repeat(s.Repetitions, () => codec.Decode(all, K600Workload.LatentSide, s.Threads).Timing.Seconds);
 

@@ -31,13 +31,14 @@ public static class TokenizerCommands
             string?[] inputs = [parse.GetValue(tokenizer), parse.GetValue(tokens)];
             OutputChecks.Frames(parse.GetValue(output)!, parse.GetValue(fps), inputs);
             OutputChecks.Files(inputs, ("--raw-out", parse.GetValue(rawOut)));
-            var (codes, clamped) = TokenFile.ReadVideoCodes(parse.GetValue(tokens)!, MaxDecodeCodes, $" (decode takes at most {MaxDecodeCodes} codes)");
+            // the tokenizer first: its FSQ levels say which codes exist
+            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv), SharedOptions.TensorCoresOf(parse, tensorCores));
+            if (!codec.Model.HasDecoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no decoder weights ('decoder_layers.*'), so it cannot decode");
+            var (codes, clamped) = TokenFile.ReadVideoCodes(parse.GetValue(tokens)!, MaxDecodeCodes, codec.Model.CodebookSize, $" (decode takes at most {MaxDecodeCodes} codes)");
             if (clamped > 0) Console.Error.WriteLine($"nbp-run: {clamped} generated ids were not video codes and were clamped into the codebook (MODEL.md §3)");
             int size = parse.GetValue(latent);
             if (size < 1 || size > ModelConfig.MaxResolution / ModelConfig.SpatialFactor || codes.Length % (size * size) != 0)
                 throw new CliInputException($"{parse.GetValue(tokens)}: {codes.Length} codes is not a whole number of {size}x{size} latent frames");
-            using var codec = VideoCodec.Open(parse.GetValue(tokenizer)!, SharedOptions.BackendKindOf(parse.GetValue(backend)), parse.GetValue(conv), SharedOptions.TensorCoresOf(parse, tensorCores));
-            if (!codec.Model.HasDecoder) throw new CliInputException($"{parse.GetValue(tokenizer)}: no decoder weights ('decoder_layers.*'), so it cannot decode");
             int latentFrames = codes.Length / (size * size);
             Report.Detail($"nbp-run: decoding {latentFrames} latent frames to {4 * latentFrames - 3} frames of {size * ModelConfig.SpatialFactor}x{size * ModelConfig.SpatialFactor} on {codec.BackendName}");
             var (clip, timing) = Report.Run(PipelinePhase.Decode, progress => codec.Decode(codes, size, parse.GetValue(threads) ?? Environment.ProcessorCount, progress));

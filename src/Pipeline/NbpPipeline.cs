@@ -147,7 +147,17 @@ public sealed class NbpPipeline : IDisposable
             throw new NbpInputException($"{codec.Model.SourcePath}: frame prediction needs the tokenizer's encoder and decoder, the file has {(codec.Model.HasEncoder ? "no decoder" : "no encoder")}");
         if (conditioning.Height != cfg.Resolution || conditioning.Width != cfg.Resolution)
             throw new NbpInputException($"conditioning frames are {conditioning.Width}x{conditioning.Height}, the model generates {cfg.Resolution}x{cfg.Resolution}");
+        CheckCodebook(codec);
         return codec;
+    }
+
+    /// <summary>Every video id the model can emit must be a code of the tokenizer (its FSQ levels set how many there are).</summary>
+    private void CheckCodebook(VideoCodec codec)
+    {
+        int vocabulary = Model.Config.VideoVocabSize, codebook = codec.Model.CodebookSize;
+        if (vocabulary > codebook)
+            throw new NbpInputException($"{codec.Model.SourcePath}: the tokenizer has {codebook} codes (FSQ levels {codec.Model.Levels}), " +
+                                        $"fewer than the model's video vocabulary {vocabulary}: generated codes could not be decoded");
     }
 
     /// <summary>
@@ -172,6 +182,7 @@ public sealed class NbpPipeline : IDisposable
     public (VideoClip Video, CodecTiming Timing, int UndecodedTokens) DecodePrediction(int[] prompt, int[] generated, IProgress<PipelineProgress>? progress = null)
     {
         var codec = Codec ?? throw new NbpInputException("decoding needs a video tokenizer: load the pipeline with one");
+        CheckCodebook(codec);
         var cfg = Model.Config;
         int perFrame = LatentFrameTokens;
         var all = prompt.Concat(generated).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();

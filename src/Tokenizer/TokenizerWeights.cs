@@ -17,6 +17,7 @@ internal sealed unsafe class TokenizerWeights : IDisposable
     private readonly NativeArena _arena = new();
 
     public string Path => _file.Path;
+    public IReadOnlyDictionary<string, string> Metadata => _file.Metadata;
 
     public TokenizerWeights(string path)
     {

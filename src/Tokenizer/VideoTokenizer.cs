@@ -18,6 +18,9 @@ public sealed unsafe class VideoTokenizer : IDisposable
     internal IReadOnlyList<TokenizerLayer> EncoderLayers => _encoder;
     public bool HasDecoder => _decoder.Count > 0;
     public bool HasEncoder => _encoder.Count > 0;
+    /// <summary>The FSQ levels of the file's <c>fsq_levels</c> metadata; TOKENIZER.md's 8,8,8,5,5,5 when it names none.</summary>
+    public FsqLevels Levels { get; }
+    public int CodebookSize => Levels.CodebookSize;
     /// <summary>Spatial downsampling of the encoder (8 for the published tokenizers).</summary>
     public const int SpatialFactor = NbpEngine.Core.ModelConfig.SpatialFactor;
     public int MaxChannels { get; }
@@ -31,6 +34,9 @@ public sealed unsafe class VideoTokenizer : IDisposable
         _weights = new TokenizerWeights(path);
         try
         {
+            Levels = _weights.Metadata.TryGetValue(FsqLevels.MetadataKey, out var levels)
+                ? FsqLevels.Parse(levels, $"{path}: metadata {FsqLevels.MetadataKey}")
+                : FsqLevels.Published;
             if (_weights.Has("decoder_layers.0.conv.weight")) BuildDecoder();
             if (_weights.Has("encoder_layers.0.conv.weight")) BuildEncoder();
             if (!HasDecoder && !HasEncoder) throw new InvalidDataException($"{path}: neither 'decoder_layers.0.conv.weight' nor 'encoder_layers.0.conv.weight' found");
@@ -137,7 +143,7 @@ public sealed unsafe class VideoTokenizer : IDisposable
         if (indices.Length != (long)latentFrames * latentHeight * latentWidth)
             throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         var x = new Volume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
-        for (int i = 0; i < indices.Length; i++) Fsq.Code(indices[i], new Span<float>(x.Data + (long)i * Fsq.Dimensions, Fsq.Dimensions));
+        for (int i = 0; i < indices.Length; i++) Fsq.Code(Levels, indices[i], new Span<float>(x.Data + (long)i * Fsq.Dimensions, Fsq.Dimensions));
         var ws = Workspace(threads);
         x = RunLayers(_decoder, ws, x, progress);
         using (x)
@@ -170,9 +176,9 @@ public sealed unsafe class VideoTokenizer : IDisposable
             for (int d = 0; d < Fsq.Dimensions; d++)
             {
                 values[d] = z.Data[p * Fsq.Dimensions + d];
-                if (bounded is not null) bounded[p * Fsq.Dimensions + d] = Fsq.Bounded(values[d], d);
+                if (bounded is not null) bounded[p * Fsq.Dimensions + d] = Fsq.Bounded(Levels, values[d], d);
             }
-            indices[p] = Fsq.Quantize(values);
+            indices[p] = Fsq.Quantize(Levels, values);
         }
         return indices;
     }

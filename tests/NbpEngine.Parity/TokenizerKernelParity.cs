@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
+using NbpEngine.Core;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.TensorCores;
 using NbpEngine.Kernels.Tokenizer;
@@ -169,20 +170,22 @@ public sealed unsafe partial class KernelParity
         }
     }
 
-    public ParityResult[] TokenizerFsq()
+    public ParityResult[] TokenizerFsq() => [.. FsqParity(FsqLevels.Published), .. FsqParity(new FsqLevels(3, 3, 3, 3, 3, 3)), .. FsqParity(new FsqLevels(2, 7, 4, 3, 6, 5))];
+
+    private ParityResult[] FsqParity(FsqLevels levels)
     {
-        var indices = Enumerable.Range(0, 500).Select(i => i * 127 % Fsq.CodebookSize).ToArray();
+        var indices = Enumerable.Range(0, 500).Select(i => i * 127 % levels.CodebookSize).ToArray();
         var codes = Upload(new float[indices.Length * 6]);
-        TokenizerKernels.FsqCodes(_stream, new KernelConfig(2, GroupSize), Upload(indices), codes, indices.Length);
+        TokenizerKernels.FsqCodes(_stream, new KernelConfig(2, GroupSize), Upload(indices), codes, indices.Length, levels);
         var expected = new float[indices.Length * 6];
-        for (int i = 0; i < indices.Length; i++) Fsq.Code(indices[i], expected.AsSpan(i * 6, 6));
-        var codeResult = new ParityResult("tokenizer fsq codes", "500 indices", Nmse.Of(Download(codes, expected.Length), expected), 0);
+        for (int i = 0; i < indices.Length; i++) Fsq.Code(levels, indices[i], expected.AsSpan(i * 6, 6));
+        var codeResult = new ParityResult($"tokenizer fsq codes {levels}", "500 indices", Nmse.Of(Download(codes, expected.Length), expected), 0);
 
         var z = Random(600 * 6, 41, 3f);
         var quantized = Upload(new int[600]);
-        TokenizerKernels.FsqQuantize(_stream, new KernelConfig(3, GroupSize), Upload(z), quantized, 600);
+        TokenizerKernels.FsqQuantize(_stream, new KernelConfig(3, GroupSize), Upload(z), quantized, 600, levels);
         var device = Download(quantized, 600);
-        int mismatches = Enumerable.Range(0, 600).Count(p => device[p] != Fsq.Quantize(z.AsSpan(p * 6, 6)));
-        return [codeResult, new ParityResult("tokenizer fsq quantize", "600 positions", mismatches, 0)];
+        int mismatches = Enumerable.Range(0, 600).Count(p => device[p] != Fsq.Quantize(levels, z.AsSpan(p * 6, 6)));
+        return [codeResult, new ParityResult($"tokenizer fsq quantize {levels}", "600 positions", mismatches, 0)];
     }
 }

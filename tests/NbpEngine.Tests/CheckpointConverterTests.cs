@@ -99,6 +99,22 @@ public class CheckpointConverterTests : IDisposable
         }
     }
 
+    /// <summary>A tokenizer .pt trained at other FSQ levels is converted with --fsq-levels; the engine then quantises with them.</summary>
+    [Fact]
+    public async Task FsqLevelsAreWrittenAsMetadataAndBadOnesRefusedBeforeWriting()
+    {
+        string output = _dir.File("tokenizer.safetensors");
+        var (code, stderr) = await CliRunner.Run("convert", Checkpoint("tokenizer.pt"), output, "--fsq-levels", "3,3,3,3,3,3");
+        Assert.True(code == 0, stderr);
+        using (var tokenizer = new NbpEngine.Tokenizer.VideoTokenizer(output)) Assert.Equal(729, tokenizer.CodebookSize);
+
+        string refused = _dir.File("refused.safetensors");
+        (code, stderr) = await CliRunner.Run("convert", Checkpoint("tokenizer.pt"), refused, "--fsq-levels", "3,3,3");
+        Assert.Equal(2, code);
+        Assert.Equal("nbp-run: error: --fsq-levels: expected 6 levels, found 3 ('3,3,3')", stderr.Trim());
+        Assert.False(File.Exists(refused));
+    }
+
     [Theory]
     [MemberData(nameof(MaliciousFiles))]
     public async Task EveryMaliciousFileIsRefusedAndNothingIsCreated(string file)

@@ -65,25 +65,44 @@ public class TokenizerTests(ITestOutputHelper output)
         output.WriteLine($"{exact}/{codes.Length} codes exact, {nearBoundary} differ at a rounding boundary; pre-rounding max |diff| {maxBoundedDiff:E3}");
     }
 
-    [Fact]
-    public void FsqRoundTripsEveryIndex()
+    [Theory]
+    [InlineData("8,8,8,5,5,5", 64000)]
+    [InlineData("3,3,3,3,3,3", 729)]
+    [InlineData("2,7,4,3,6,5", 5040)]
+    public void FsqRoundTripsEveryIndex(string text, int codebook)
     {
+        var levels = FsqLevels.Parse(text, "test");
+        Assert.Equal(codebook, levels.CodebookSize);
         Span<float> code = stackalloc float[Fsq.Dimensions];
         Span<float> z = stackalloc float[Fsq.Dimensions];
-        for (int index = 0; index < Fsq.CodebookSize; index += 7)
+        for (int index = 0; index < levels.CodebookSize; index += codebook > 10000 ? 7 : 1)
         {
-            Fsq.Code(index, code);
+            Fsq.Code(levels, index, code);
             // a z whose bounded value is 0.95·digit, which rounds to the digit (the extreme digit -4 of an
             // even level count lies outside tanh's range (-h - 1/2, h - 1/2) and is only reached by rounding)
             for (int d = 0; d < Fsq.Dimensions; d++)
             {
-                int levels = FsqLayout.Levels(d);
-                float h = (levels - 1) * (1 - 1e-3f) / 2, offset = levels % 2 == 0 ? 0.5f : 0f;
-                float target = 0.95f * code[d] * (levels / 2);
+                int count = levels.Levels(d);
+                float h = (count - 1) * (1 - 1e-3f) / 2, offset = count % 2 == 0 ? 0.5f : 0f;
+                float target = 0.95f * code[d] * (count / 2);
                 z[d] = MathF.Atanh((target + offset) / h) - MathF.Tan(offset / h);
             }
-            Assert.Equal(index, Fsq.Quantize(z));
+            Assert.Equal(index, Fsq.Quantize(levels, z));
         }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Fsq.Code(levels, codebook, new float[Fsq.Dimensions]));
+    }
+
+    [Theory]
+    [InlineData("8,8,8,5,5", "expected 6 levels, found 5")]
+    [InlineData("8,8,8,5,5,x", "is not 6 comma-separated level counts")]
+    [InlineData("8,8,8,5,5,1", "each must be in [2, 256]")]
+    [InlineData("8,8,8,5,5,-3", "is not 6 comma-separated level counts")]
+    [InlineData("256,256,256,5,5,5", "codes, more than 16777216")]
+    public void BadFsqLevelsAreRefusedWithTheirSource(string text, string expected)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => FsqLevels.Parse(text, "t.safetensors: metadata fsq_levels"));
+        Assert.StartsWith("t.safetensors: metadata fsq_levels: ", e.Message);
+        Assert.Contains(expected, e.Message);
     }
 
     [Fact]

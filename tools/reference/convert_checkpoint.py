@@ -28,7 +28,7 @@ import safetensors_io  # noqa: E402
 
 META_KEYS = ["n_layer", "n_head", "n_embd", "vocab_size", "block_size", "token_number_per_step", "semi_ar", "hybrid",
              "starts_with_bov", "unconditional", "cond_stage_key", "class_cond_dim", "cond_token_num", "resolution",
-             "sequence_length"]
+             "sequence_length", "fsq_levels"]  # fsq_levels: a tokenizer's FSQ levels, set only by --fsq-levels
 # Exact (module, name) pairs; no module wildcards, no dotted names. Keep in step with CheckpointAllowList.cs.
 ALLOWED_GLOBALS = {
     ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),

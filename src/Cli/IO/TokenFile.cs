@@ -7,7 +7,7 @@ namespace NbpEngine.Cli.IO;
 /// <summary>What the numbers of a token file are.</summary>
 public enum TokenKind
 {
-    /// <summary>FSQ codes 0..63999, as <c>nbp-run encode</c> writes them and <c>decode</c> reads them.</summary>
+    /// <summary>FSQ codes (0..63999 for TOKENIZER.md's levels), as <c>nbp-run encode</c> writes them and <c>decode</c> reads them.</summary>
     VideoCodes,
     /// <summary>Model-vocabulary ids; video ids are codes shifted by the file's video offset (B + Vc in hybrid models, MODEL.md §3).</summary>
     ModelIds,
@@ -40,10 +40,11 @@ public static class TokenFile
     }
 
     /// <summary>
-    /// Codes for decode: model ids (generation's output) lose the file's video offset and are clamped to the codebook as
-    /// MODEL.md §3 says; returns how many were clamped. Codes must lie in the codebook.
+    /// Codes for decode: model ids (generation's output) lose the file's video offset and are clamped to the codebook
+    /// (the tokenizer's <paramref name="codebookSize"/> codes) as MODEL.md §3 says; returns how many were clamped. Codes
+    /// must lie in the codebook.
     /// </summary>
-    public static (int[] Codes, int Clamped) ReadVideoCodes(string path, int maxTokens, string limit = "")
+    public static (int[] Codes, int Clamped) ReadVideoCodes(string path, int maxTokens, int codebookSize, string limit = "")
     {
         var (ids, kind, offset) = Read(path, maxTokens, limit);
         int clamped = 0;
@@ -52,11 +53,11 @@ public static class TokenFile
             if (kind == TokenKind.ModelIds)
             {
                 int code = ids[i] - offset;
-                if (code < 0 || code >= FsqLayout.CodebookSize) clamped++;
-                ids[i] = Math.Clamp(code, 0, FsqLayout.CodebookSize - 1);
+                if (code < 0 || code >= codebookSize) clamped++;
+                ids[i] = Math.Clamp(code, 0, codebookSize - 1);
             }
-            else if (ids[i] >= FsqLayout.CodebookSize)
-                throw new CliInputException($"{path}: code {i} is {ids[i]}, outside the codebook [0, {FsqLayout.CodebookSize})");
+            else if (ids[i] >= codebookSize)
+                throw new CliInputException($"{path}: code {i} is {ids[i]}, outside the tokenizer's codebook [0, {codebookSize})");
         }
         return (ids, clamped);
     }

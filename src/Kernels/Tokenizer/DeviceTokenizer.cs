@@ -257,11 +257,11 @@ public sealed class DeviceTokenizer : IDisposable
         int positions = latentFrames * latentHeight * latentWidth;
         if (indices.Length != positions) throw new ArgumentException($"{indices.Length} indices for a [{latentFrames}, {latentHeight}, {latentWidth}] latent");
         foreach (int index in indices)
-            if ((uint)index >= Fsq.CodebookSize) throw new ArgumentOutOfRangeException(nameof(indices), index, $"FSQ index must be in [0, {Fsq.CodebookSize})");
+            if ((uint)index >= _model.CodebookSize) throw new ArgumentOutOfRangeException(nameof(indices), index, $"FSQ index must be in [0, {_model.CodebookSize})");
         var ids = Ids(positions);
         ids.CopyFromCPU(_stream, indices);
         var x = NewVolume(latentFrames, latentHeight, latentWidth, Fsq.Dimensions);
-        _kernels.FsqCodes(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), ids, x.View, positions);
+        _kernels.FsqCodes(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), ids, x.View, positions, _model.Levels);
         x = RunLayers(_model.DecoderLayers, x, progress);
         using (x)
         {
@@ -293,7 +293,7 @@ public sealed class DeviceTokenizer : IDisposable
         {
             int positions = x.T * x.H * x.W;
             var ids = Ids(positions);
-            _kernels.FsqQuantize(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), x.View, ids, positions);
+            _kernels.FsqQuantize(_stream, new KernelConfig((positions + _device.Shape.GroupSize - 1) / _device.Shape.GroupSize, _device.Shape.GroupSize), x.View, ids, positions, _model.Levels);
             var result = new int[positions];
             ids.CopyToCPU(_stream, result);
             _stream.Synchronize();

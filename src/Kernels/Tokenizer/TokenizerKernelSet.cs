@@ -1,3 +1,4 @@
+using NbpEngine.Core;
 using ILGPU;
 using ILGPU.Runtime;
 using NbpEngine.Kernels.Device;
@@ -11,8 +12,8 @@ public sealed class TokenizerKernelSet
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv3dArgs> Conv3d { get; }
     private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, ArrayView<Bits128>, ArrayView<float>, ArrayView<float>, Conv3dArgs> _windowConv, _gatherConv;
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, VolumeArgs, int> GroupNormSwish { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<int>, ArrayView<float>, int> FsqCodes { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, int> FsqQuantize { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<int>, ArrayView<float>, int, FsqLevels> FsqCodes { get; }
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, int, FsqLevels> FsqQuantize { get; }
 
     public TokenizerKernelSet(Accelerator accelerator)
     {
@@ -21,8 +22,8 @@ public sealed class TokenizerKernelSet
         _windowConv = cuda ? LoadConv<PtxMma, ConvWindowSource>(accelerator) : LoadConv<EmulatedMma, ConvWindowSource>(accelerator);
         _gatherConv = cuda ? LoadConv<PtxMma, ConvGatherSource>(accelerator) : LoadConv<EmulatedMma, ConvGatherSource>(accelerator);
         GroupNormSwish = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, VolumeArgs, int>(GroupNormSwishKernel.Normalize);
-        FsqCodes = accelerator.LoadKernel<ArrayView<int>, ArrayView<float>, int>(FsqKernel.Codes);
-        FsqQuantize = accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, int>(FsqKernel.Quantize);
+        FsqCodes = accelerator.LoadKernel<ArrayView<int>, ArrayView<float>, int, FsqLevels>(FsqKernel.Codes);
+        FsqQuantize = accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, int, FsqLevels>(FsqKernel.Quantize);
     }
 
     /// <summary>

@@ -60,37 +60,37 @@ public static class GroupNormSwishKernel
     }
 }
 
-/// <summary>FSQ (levels 8,8,8,5,5,5) on the device: indices to codes for the decoder, encoder output to indices.</summary>
+/// <summary>FSQ on the device, with the tokenizer's levels as an argument: indices to codes for the decoder, encoder output to indices.</summary>
 public static class FsqKernel
 {
 
     /// <summary>codes[p, d] = (digit_d - half_d) / half_d; one thread per position.</summary>
-    public static void Codes(ArrayView<int> indices, ArrayView<float> codes, int positions)
+    public static void Codes(ArrayView<int> indices, ArrayView<float> codes, int positions, FsqLevels levels)
     {
         for (int p = Grid.GlobalIndex.X; p < positions; p += Grid.DimX * Group.DimX)
         {
             int index = indices[p];
             for (int d = 0; d < 6; d++)
             {
-                int half = FsqLayout.Levels(d) / 2;
-                codes[(long)p * 6 + d] = (index / FsqLayout.Basis(d) % FsqLayout.Levels(d) - half) / (float)half;
+                int half = levels.Levels(d) / 2;
+                codes[(long)p * 6 + d] = (index / levels.Basis(d) % levels.Levels(d) - half) / (float)half;
             }
         }
     }
 
     /// <summary>index = Σ (round_even(tanh(z + shift)·h - offset) + half)·basis; one thread per position.</summary>
-    public static void Quantize(ArrayView<float> z, ArrayView<int> indices, int positions)
+    public static void Quantize(ArrayView<float> z, ArrayView<int> indices, int positions, FsqLevels levels)
     {
         for (int p = Grid.GlobalIndex.X; p < positions; p += Grid.DimX * Group.DimX)
         {
             int index = 0;
             for (int d = 0; d < 6; d++)
             {
-                int levels = FsqLayout.Levels(d);
-                float h = (levels - 1) * (1 - 1e-3f) / 2;
-                float offset = levels % 2 == 0 ? 0.5f : 0f;
+                int count = levels.Levels(d);
+                float h = (count - 1) * (1 - 1e-3f) / 2;
+                float offset = count % 2 == 0 ? 0.5f : 0f;
                 float bounded = XMath.Tanh(z[(long)p * 6 + d] + XMath.Tan(offset / h)) * h - offset;
-                index += ((int)XMath.Round(bounded) + levels / 2) * FsqLayout.Basis(d); // XMath.Round: half to even
+                index += ((int)XMath.Round(bounded) + count / 2) * levels.Basis(d); // XMath.Round: half to even
             }
             indices[p] = index;
         }

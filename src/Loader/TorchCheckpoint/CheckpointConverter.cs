@@ -31,11 +31,16 @@ public sealed record ConversionResult(int TensorCount, long TensorBytes, IReadOn
 /// </summary>
 public static class CheckpointConverter
 {
-    /// <summary>The hyper-parameters copied into <c>__metadata__</c> (MODEL.md §2), in the order overrides are applied.</summary>
+    /// <summary>
+    /// The hyper-parameters copied into <c>__metadata__</c> (MODEL.md §2), in the order overrides are applied; last, a
+    /// tokenizer's FSQ levels (<see cref="FsqLevels.MetadataKey"/>), which only an override sets: the tokenizer .pt keeps
+    /// its config as pickled bytes, never unpickled here.
+    /// </summary>
     public static readonly IReadOnlyList<string> MetadataKeys =
     [
         "n_layer", "n_head", "n_embd", "vocab_size", "block_size", "token_number_per_step", "semi_ar", "hybrid",
         "starts_with_bov", "unconditional", "cond_stage_key", "class_cond_dim", "cond_token_num", "resolution", "sequence_length",
+        FsqLevels.MetadataKey,
     ];
 
     private const string TokenizerVersionKey = "tokenizer_version";
@@ -49,6 +54,8 @@ public static class CheckpointConverter
         logger ??= NullLogger.Instance;
         foreach (var key in options.Overrides.Keys)
             if (!MetadataKeys.Contains(key)) throw new NbpInputException($"unknown metadata key '{key}' (known: {string.Join(", ", MetadataKeys)})");
+        if (options.Overrides.TryGetValue(FsqLevels.MetadataKey, out var levels))
+            FsqLevels.Parse(levels, $"--{FsqLevels.MetadataKey.Replace('_', '-')}"); // refused before anything is read or written
         OutputPath.CheckWritable(destination, source);
         using var checkpoint = TorchCheckpointFile.Open(source);
         var (layout, state, hyper) = Layout(checkpoint);
