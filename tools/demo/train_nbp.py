@@ -12,7 +12,6 @@ RUN/demo-nbp.ckpt is a Lightning-style checkpoint (state_dict with transformer.*
 training args), which `nbp-run convert` reads.
 """
 import argparse
-import hashlib
 import math
 import os
 import sys
@@ -27,10 +26,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
 import safetensors_io  # noqa: E402
-from tokenizer_files import load_tokenizer  # noqa: E402
+from tokenizer_files import code_source, load_tokenizer  # noqa: E402
 from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
 
-VOCAB = 64000  # FSQ 8,8,8,5,5,5; a frame model's ids are the codes (MODEL.md §3)
 
 
 class Block(nn.Module):
@@ -56,13 +54,13 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """MODEL.md §1-2: the keys below are the checkpoint's (transformer.tok_emb.weight, transformer.blocks.i.attn.query...)."""
 
-    def __init__(self, layers, heads, c, positions):
+    def __init__(self, layers, heads, c, positions, vocab):
         super().__init__()
-        self.tok_emb = nn.Embedding(VOCAB, c)
+        self.tok_emb = nn.Embedding(vocab, c)
         self.pos_emb = nn.Parameter(torch.zeros(1, positions, c))
         self.blocks = nn.ModuleList([Block(c, heads) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(c)
-        self.head = nn.Linear(c, VOCAB, bias=False)
+        self.head = nn.Linear(c, vocab, bias=False)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.normal_(p, std=0.02)
@@ -76,28 +74,33 @@ class Transformer(nn.Module):
 
 
 class NextCodeLoss:
-    """The full 64000-way cross-entropy, computed over the codes the training clips use.
+    """The full V-way cross-entropy (V = the tokenizer's codebook), computed over the codes the training clips use.
 
     The head's rows of the codes no training clip uses are held at zero (zero at the start, never a gradient, and
     AdamW's decay keeps zero at zero), so each of their logits is exactly 0 and the softmax's normaliser is
     Σ_used exp(l_c) + (V - U)·exp(0): one extra column of constant logit log(V - U) stands for all of them. The loss
-    equals the full cross-entropy of that model, at U/V of the head's cost (the head is >90% of a step at V = 64000)."""
+    equals the full cross-entropy of that model, at U/V of the head's cost (the head is >90% of a step at V = 64000).
+    When every code is used (a small codebook) there is no such column."""
 
     def __init__(self, model, used):
         self.used = torch.from_numpy(used).long()
-        self.position = torch.full((VOCAB,), -1, dtype=torch.long)
+        vocab = model.head.out_features
+        self.position = torch.full((vocab,), -1, dtype=torch.long)
         self.position[self.used] = torch.arange(len(used))
-        self.rest = math.log(VOCAB - len(used))
+        self.rest = math.log(vocab - len(used)) if len(used) < vocab else None
         with torch.no_grad():
-            unused = torch.ones(VOCAB, dtype=torch.bool)
+            unused = torch.ones(vocab, dtype=torch.bool)
             unused[self.used] = False
             model.head.weight[unused] = 0
 
     def __call__(self, model, hidden, targets):
         """Mean -log p(target) over all positions; a target outside the used codes has logit 0."""
         logits = hidden.reshape(-1, hidden.shape[-1]) @ model.head.weight[self.used].t()
-        rest = torch.full((logits.shape[0], 1), self.rest, dtype=logits.dtype)
-        normaliser = torch.logsumexp(torch.cat([logits, rest], dim=1), dim=1)
+        if self.rest is not None:
+            logits_and_rest = torch.cat([logits, torch.full((logits.shape[0], 1), self.rest, dtype=logits.dtype)], dim=1)
+        else:
+            logits_and_rest = logits
+        normaliser = torch.logsumexp(logits_and_rest, dim=1)
         where = self.position[targets.reshape(-1)]
         target_logit = torch.where(where >= 0, logits.gather(1, where.clamp(min=0).view(-1, 1)).squeeze(1), torch.zeros(()))
         return (normaliser - target_logit).mean()
@@ -139,35 +142,59 @@ def block_causal(t, block):
     return torch.arange(t).view(1, -1) // block <= i
 
 
+def load_trained(path):
+    """(model in eval mode, block) from a demo-nbp.ckpt written by this script or its converted .safetensors."""
+    if path.endswith(".safetensors"):
+        tensors, meta = safetensors_io.load(path)
+        state = {k: torch.from_numpy(v.astype("float32")) for k, v in tensors.items()}
+        shape = [int(meta[k]) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "token_number_per_step")]
+    else:
+        saved = torch.load(path)
+        state, hyper = saved["state_dict"], saved["hyper_parameters"]["args"]
+        shape = [hyper.n_layer, hyper.n_head, hyper.n_embd, hyper.block_size, hyper.vocab_size, hyper.token_number_per_step]
+    model = Transformer(*shape[:5])
+    model.load_state_dict({k[len("transformer."):]: v for k, v in state.items()})
+    return model.eval(), shape[5]
+
+
+def greedy(model, prompt, length, block):
+    """prompt codes [N, P] -> [N, length]: each step appends the argmax of every position of the next block (the
+    engine's greedy generation, with the whole sequence recomputed instead of a KV cache)."""
+    sequence = prompt
+    with torch.no_grad():
+        while sequence.shape[1] < length:
+            hidden = model.hidden(sequence, block_causal(sequence.shape[1], block))
+            sequence = torch.cat([sequence, (hidden[:, -block:] @ model.head.weight.t()).argmax(-1)], dim=1)
+    return sequence
+
+
 CHUNK = 500  # clips per cached token file
 
 
-def tokenize(tokenizer_path, seed, count, resolution, folder, part=(0, 1)):
+def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1)):
     """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the tokenizer (.pt or the shipped
     .safetensors), cached in folder 500 clips a file so an interrupted run keeps what it did. part = (k, n) does only
     the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all."""
     os.makedirs(folder, exist_ok=True)
-    with open(tokenizer_path, "rb") as f:
-        source = f"{hashlib.sha256(f.read()).hexdigest()} {os.path.basename(tokenizer_path)} R={resolution}\n"
+    # what the codes depend on (encoder weights, levels, R); the file name that follows is only for people
+    source = f"{code_source(model)} levels={','.join(map(str, model.levels))} R={resolution}"
     stamp = os.path.join(folder, "tokenizer.txt")  # the cache holds one tokenizer's codes
     if not os.path.exists(stamp) and os.listdir(folder):
         sys.exit(f"{folder}: token files without tokenizer.txt: delete the folder to tokenize again")
     if os.path.exists(stamp):
         with open(stamp) as f:
             cached = f.read()
-        if cached != source:
-            sys.exit(f"{folder}: tokens of {cached.strip()}, not of {source.strip()}: delete the folder or use another --out")
+        if cached.split(" (")[0] != source:
+            sys.exit(f"{folder}: tokens of {cached.strip()}, not of {source} ({os.path.basename(tokenizer_path)}): delete the folder or use another --out")
     else:
         with open(stamp, "w") as f:
-            f.write(source)
-    model = None
+            f.write(f"{source} ({os.path.basename(tokenizer_path)})\n")
     codes = []
     for number, start in enumerate(range(0, count, CHUNK)):
         path = os.path.join(folder, f"{start:07d}-{min(count, start + CHUNK):07d}.npy")
         if number % part[1] != part[0]:
             continue
         if not os.path.exists(path):
-            model = model or load_tokenizer(tokenizer_path)[0]
             chunk = []
             with torch.no_grad():
                 for first in range(start, min(count, start + CHUNK), 8):
@@ -204,14 +231,16 @@ def main():
     side = args.resolution // 8
     block, length = side, 5 * side * side  # one latent row per step; 17 frames -> 5 latent frames
     cache = os.path.join(args.out, f"tokens-{args.seed}")
+    tokenizer = load_tokenizer(args.tokenizer)[0]
+    vocab = math.prod(tokenizer.levels)  # a frame model's ids are the codes (MODEL.md §3)
     if args.tokenize_part:
-        tokenize(args.tokenizer, args.seed, args.clips, args.resolution, cache, tuple(int(v) for v in args.tokenize_part.split("/")))
+        tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache, tuple(int(v) for v in args.tokenize_part.split("/")))
         return
-    codes = torch.from_numpy(tokenize(args.tokenizer, args.seed, args.clips, args.resolution, cache)).long()
+    codes = torch.from_numpy(tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache)).long()
     assert codes.shape[1] == length, f"{codes.shape[1]} codes per clip, expected {length}"
 
     torch.manual_seed(args.seed)
-    model = Transformer(args.layers, args.heads, args.width, length)
+    model = Transformer(args.layers, args.heads, args.width, length, vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
     settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
@@ -220,7 +249,7 @@ def main():
     held_out = codes[-8:]  # the last clips are never trained on
     train = codes[:-8]
     loss_of_codes = NextCodeLoss(model, np.unique(train.numpy()))
-    print(f"{len(loss_of_codes.used)} of {VOCAB} codes appear in the {len(train)} training clips", flush=True)
+    print(f"{len(loss_of_codes.used)} of {vocab} codes appear in the {len(train)} training clips", flush=True)
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     mask = block_causal(length - block, block)
@@ -243,7 +272,7 @@ def main():
                 held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_out[:, block:]).item()
             print(f"step {step}: held-out loss {held:.4f}", flush=True)
             save_run(state_path, settings, model, optimizer, step, log)
-            hyper = argparse.Namespace(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=VOCAB, block_size=length,
+            hyper = argparse.Namespace(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=vocab, block_size=length,
                                        token_number_per_step=block, semi_ar=True, hybrid=False, starts_with_bov=False, unconditional=True,
                                        cond_token_num=0, resolution=args.resolution, sequence_length=17)
             save_atomically({"global_step": step, "state_dict": {"transformer." + k: v for k, v in model.state_dict().items()},

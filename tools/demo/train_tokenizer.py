@@ -42,14 +42,14 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
 from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
-from tokenizer_model import LEVELS, Tokenizer  # noqa: E402
+from tokenizer_model import Tokenizer  # noqa: E402
 
 
 def straight_through_codes(model, video):
     """Encoder -> FSQ with the straight-through estimator -> the decoder's input codes in [-1, 1]."""
     bounded = model.fsq_bounded(model.encoder_layers(video))
     rounded = bounded + (torch.round(bounded) - bounded).detach()
-    halves = torch.tensor([levels // 2 for levels in LEVELS], dtype=video.dtype).view(1, -1, 1, 1, 1)
+    halves = torch.tensor([levels // 2 for levels in model.levels], dtype=video.dtype).view(1, -1, 1, 1, 1)
     return rounded / halves
 
 
@@ -86,7 +86,7 @@ def fewest_object_pixels(clip, window, frames, side, enough=16):
 def official_layout(model, widths):
     """The tokenizer .pt layout of the official release: 'module.'-prefixed state dict, a version, pickled config bytes."""
     state = {"module." + k: v.detach().clone() for k, v in model.state_dict().items()}
-    config = pickle.dumps({"levels": LEVELS, "widths": widths, "trained_on": "tools/demo/clips.py"}, protocol=2)
+    config = pickle.dumps({"levels": model.levels, "widths": widths, "trained_on": "tools/demo/clips.py"}, protocol=2)
     return {"model_state_dict": state, "version": "1.0", "config": config}
 
 

@@ -7,8 +7,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LEVELS = [8, 8, 8, 5, 5, 5]
-BASIS = [1, 8, 64, 512, 2560, 12800]
+LEVELS = [8, 8, 8, 5, 5, 5]  # TOKENIZER.md's; a tokenizer file may name others (its config, or fsq_levels metadata)
+
+
+def basis_of(levels):
+    """index = sum_d digit_d * basis_d: basis_d is the product of the levels before d."""
+    basis = [1]
+    for levels_d in levels[:-1]:
+        basis.append(basis[-1] * levels_d)
+    return basis
 
 
 class CausalConv3d(nn.Module):
@@ -93,17 +100,20 @@ def encoder_layers(wd):
 
 
 class Tokenizer(nn.Module):
-    def __init__(self, widths=None):
+    def __init__(self, widths=None, levels=None):
         super().__init__()
         widths = widths or {512: 512, 256: 256, 128: 128}
+        self.levels = list(levels or LEVELS)
+        if len(self.levels) != 6 or min(self.levels) < 2:
+            raise ValueError(f"FSQ levels {self.levels}: need 6 dimensions of at least 2 levels")
+        self.basis = basis_of(self.levels)
         self.encoder_layers = encoder_layers(widths)
         self.decoder_layers = decoder_layers(widths)
 
-    @staticmethod
-    def fsq_bounded(z):
+    def fsq_bounded(self, z):
         """z [B, 6, ...] -> the pre-rounding values (MODEL: bounded = tanh(z + shift)·h - offset)."""
         out = []
-        for d, levels in enumerate(LEVELS):
+        for d, levels in enumerate(self.levels):
             h = (levels - 1) * (1 - 1e-3) / 2
             offset = 0.5 if levels % 2 == 0 else 0.0
             shift = torch.tan(torch.tensor(offset / h, dtype=z.dtype))
@@ -115,17 +125,16 @@ class Tokenizer(nn.Module):
         bounded = self.fsq_bounded(self.encoder_layers(video))
         digits = torch.round(bounded)  # half to even
         index = torch.zeros_like(digits[:, 0], dtype=torch.long)
-        for d, levels in enumerate(LEVELS):
-            index += (digits[:, d].long() + levels // 2) * BASIS[d]
+        for d, levels in enumerate(self.levels):
+            index += (digits[:, d].long() + levels // 2) * self.basis[d]
         return index, bounded
 
-    @staticmethod
-    def codes(index):
+    def codes(self, index):
         """indices [B, t, h, w] -> codes [B, 6, t, h, w] in [-1, 1]."""
         out = []
-        for d, levels in enumerate(LEVELS):
+        for d, levels in enumerate(self.levels):
             half = levels // 2
-            digit = torch.div(index, BASIS[d], rounding_mode="floor") % levels
+            digit = torch.div(index, self.basis[d], rounding_mode="floor") % levels
             out.append((digit - half).float() / half)
         return torch.stack(out, dim=1)
 
