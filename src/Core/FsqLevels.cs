@@ -60,9 +60,10 @@ public readonly struct FsqLevels : IEquatable<FsqLevels>
     }
 
     public override string ToString() => $"{_l0},{_l1},{_l2},{_l3},{_l4},{_l5}";
-    public bool Equals(FsqLevels other) => ToString() == other.ToString();
+    public bool Equals(FsqLevels other) =>
+        _l0 == other._l0 && _l1 == other._l1 && _l2 == other._l2 && _l3 == other._l3 && _l4 == other._l4 && _l5 == other._l5;
     public override bool Equals(object? obj) => obj is FsqLevels other && Equals(other);
-    public override int GetHashCode() => ToString().GetHashCode(StringComparison.Ordinal);
+    public override int GetHashCode() => HashCode.Combine(_l0, _l1, _l2, _l3, _l4, _l5);
     public static bool operator ==(FsqLevels a, FsqLevels b) => a.Equals(b);
     public static bool operator !=(FsqLevels a, FsqLevels b) => !a.Equals(b);
 }

@@ -126,7 +126,7 @@ public class VideoTests : IDisposable
         var (code, stderr) = await Run("decode", "--tokenizer", Fixtures.PathOf("tokenizer_model.safetensors"), "--tokens", _dir.File("codes.txt"),
             "--latent-size", "4", "--out", _dir.File("frames"));
         Assert.Equal(2, code);
-        Assert.Contains("code 15 is 64000, outside the codebook [0, 64000)", stderr);
+        Assert.Contains("code 15 is 64000, outside the tokenizer's codebook [0, 64000)", stderr);
     }
 
     /// <summary>The fixture video, quantised to 8 bits, as PNG frames.</summary>

@@ -33,8 +33,8 @@ public static class CheckpointConverter
 {
     /// <summary>
     /// The hyper-parameters copied into <c>__metadata__</c> (MODEL.md §2), in the order overrides are applied; last, a
-    /// tokenizer's FSQ levels (<see cref="FsqLevels.MetadataKey"/>), which only an override sets: the tokenizer .pt keeps
-    /// its config as pickled bytes, never unpickled here.
+    /// tokenizer's FSQ levels (<see cref="FsqLevels.MetadataKey"/>), in practice set by the override only: the tokenizer .pt
+    /// keeps its config as pickled bytes, which are never unpickled here.
     /// </summary>
     public static readonly IReadOnlyList<string> MetadataKeys =
     [
