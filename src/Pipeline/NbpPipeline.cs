@@ -56,6 +56,15 @@ public sealed class NbpPipeline : IDisposable
             var clock = Stopwatch.StartNew();
             var load = progress is null ? null : new SynchronousProgress<float>(f => progress.Report(new PipelineProgress(PipelinePhase.Load, f)));
             var model = await NbpModel.LoadAsync(weights, ModelOptions(options), load, cancellationToken);
+            try
+            {
+                if (codec is not null) CheckCodebook(model.Config, codec);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
             return new NbpPipeline(model, codec, options, clock.Elapsed.TotalSeconds);
         }
         catch
@@ -147,14 +156,16 @@ public sealed class NbpPipeline : IDisposable
             throw new NbpInputException($"{codec.Model.SourcePath}: frame prediction needs the tokenizer's encoder and decoder, the file has {(codec.Model.HasEncoder ? "no decoder" : "no encoder")}");
         if (conditioning.Height != cfg.Resolution || conditioning.Width != cfg.Resolution)
             throw new NbpInputException($"conditioning frames are {conditioning.Width}x{conditioning.Height}, the model generates {cfg.Resolution}x{cfg.Resolution}");
-        CheckCodebook(codec);
         return codec;
     }
 
-    /// <summary>Every video id the model can emit must be a code of the tokenizer (its FSQ levels set how many there are).</summary>
-    private void CheckCodebook(VideoCodec codec)
+    /// <summary>
+    /// Every video id the model can emit must be a code of the tokenizer (its FSQ levels set how many there are), checked
+    /// when the pipeline loads, so generation never runs for tokens that could not be decoded.
+    /// </summary>
+    private static void CheckCodebook(ModelConfig config, VideoCodec codec)
     {
-        int vocabulary = Model.Config.VideoVocabSize, codebook = codec.Model.CodebookSize;
+        int vocabulary = config.VideoVocabSize, codebook = codec.Model.CodebookSize;
         if (vocabulary > codebook)
             throw new NbpInputException($"{codec.Model.SourcePath}: the tokenizer has {codebook} codes (FSQ levels {codec.Model.Levels}), " +
                                         $"fewer than the model's video vocabulary {vocabulary}: generated codes could not be decoded");
@@ -182,7 +193,6 @@ public sealed class NbpPipeline : IDisposable
     public (VideoClip Video, CodecTiming Timing, int UndecodedTokens) DecodePrediction(int[] prompt, int[] generated, IProgress<PipelineProgress>? progress = null)
     {
         var codec = Codec ?? throw new NbpInputException("decoding needs a video tokenizer: load the pipeline with one");
-        CheckCodebook(codec);
         var cfg = Model.Config;
         int perFrame = LatentFrameTokens;
         var all = prompt.Concat(generated).Select(id => Math.Clamp(id - cfg.VideoIdOffset, 0, cfg.VideoVocabSize - 1)).ToArray();

@@ -91,11 +91,11 @@ public class TokenizerLevelsTests : IDisposable
     }
 
     [Fact]
-    public async Task AModelThatCanEmitCodesTheTokenizerLacksIsRefusedBeforeDecoding()
+    public async Task AModelThatCanEmitCodesTheTokenizerLacksIsRefusedWhenThePipelineLoads()
     {
         string weights = TinyModels.FullVocabulary(_dir.File("full.safetensors")); // 64000 video ids
-        using var pipeline = await NbpPipeline.LoadAsync(weights, TokenizerWithLevels("3,3,3,3,3,3"), new PipelineOptions { Backend = BackendKind.Cpu, Threads = 2 });
-        var e = Assert.Throws<NbpInputException>(() => pipeline.DecodePrediction([], []));
+        var e = await Assert.ThrowsAsync<NbpInputException>(() =>
+            NbpPipeline.LoadAsync(weights, TokenizerWithLevels("3,3,3,3,3,3"), new PipelineOptions { Backend = BackendKind.Cpu, Threads = 2 }));
         Assert.Contains("the tokenizer has 729 codes (FSQ levels 3,3,3,3,3,3), fewer than the model's video vocabulary 64000", e.Message);
     }
 }
