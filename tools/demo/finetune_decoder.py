@@ -50,10 +50,6 @@ def with_predictions(model, predictor, video):
     return model.codes(torch.cat([index[:n // 2], predicted], dim=0))
 
 
-def held_out_clips(args):
-    return batch_of(1_000_001, 0, 4, args.resolution)  # the first phase's held-out clips: the PSNRs continue its log
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", required=True, help="the first phase's demo-tokenizer.pt")
@@ -91,10 +87,10 @@ def main():
                 "predictions": os.path.abspath(args.predictions) if args.predictions else None}
     predictor = load_trained(args.predictions) if args.predictions else None
     step, log = resume(state_path, settings, model, optimizer, args.steps)
+    held_out = batch_of(1_000_001, 0, 4, args.resolution)  # the first phase's held-out clips: the PSNRs continue its log
     if step == 0:  # the untrained decoder's PSNR at these levels, and a demo-tokenizer.pt to tokenize with meanwhile
-        save_checkpoint(model, widths, held_out_clips(args), state_path, settings, optimizer, step, log, args.out)
+        save_checkpoint(model, widths, held_out, state_path, settings, optimizer, step, log, args.out)
 
-    held_out = held_out_clips(args)
     started = time.time()
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / args.steps))

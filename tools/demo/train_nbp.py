@@ -106,17 +106,26 @@ class NextCodeLoss:
         return (normaliser - target_logit).mean()
 
 
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "token_number_per_step")
+
+
+def read_trained(path):
+    """(state dict with transformer.* keys, {SHAPE_KEYS: int}) of a demo-nbp.ckpt written by this script, or of its
+    converted .safetensors (fp16 values as fp32; the hyper-parameters from the metadata)."""
+    if path.endswith(".safetensors"):
+        tensors, meta = safetensors_io.load(path)
+        return {k: torch.from_numpy(v.astype("float32")) for k, v in tensors.items()}, {k: int(meta[k]) for k in SHAPE_KEYS}
+    saved = torch.load(path)
+    return saved["state_dict"], {k: getattr(saved["hyper_parameters"]["args"], k) for k in SHAPE_KEYS}
+
+
 def initialise_from(model, path):
     """Starts model from a trained one (its .ckpt, or the shipped .safetensors): every tensor of the same name and shape
     is copied; blocks the trained model does not have start as the identity (their attention projection and second
     MLP layer zero, so each adds nothing to the residual stream): at step 0 the deeper model computes what the trained
     one did, and training goes on from there."""
-    if path.endswith(".safetensors"):
-        tensors, meta = safetensors_io.load(path)
-        trained, heads = {k: torch.from_numpy(v) for k, v in tensors.items()}, int(meta["n_head"])
-    else:
-        saved = torch.load(path)
-        trained, heads = saved["state_dict"], saved["hyper_parameters"]["args"].n_head
+    trained, hyper = read_trained(path)
+    heads = hyper["n_head"]
     if heads != model.blocks[0].heads:
         sys.exit(f"{path}: n_head {heads}, this model has {model.blocks[0].heads}: the same weights would split into other heads")
     own = model.state_dict()
@@ -144,17 +153,10 @@ def block_causal(t, block):
 
 def load_trained(path):
     """(model in eval mode, block) from a demo-nbp.ckpt written by this script or its converted .safetensors."""
-    if path.endswith(".safetensors"):
-        tensors, meta = safetensors_io.load(path)
-        state = {k: torch.from_numpy(v.astype("float32")) for k, v in tensors.items()}
-        shape = [int(meta[k]) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "token_number_per_step")]
-    else:
-        saved = torch.load(path)
-        state, hyper = saved["state_dict"], saved["hyper_parameters"]["args"]
-        shape = [hyper.n_layer, hyper.n_head, hyper.n_embd, hyper.block_size, hyper.vocab_size, hyper.token_number_per_step]
-    model = Transformer(*shape[:5])
+    state, hyper = read_trained(path)
+    model = Transformer(*(hyper[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")))
     model.load_state_dict({k[len("transformer."):]: v for k, v in state.items()})
-    return model.eval(), shape[5]
+    return model.eval(), hyper["token_number_per_step"]
 
 
 def greedy(model, prompt, length, block):
