@@ -28,6 +28,8 @@ import clips  # noqa: E402
 import safetensors_io  # noqa: E402
 from tokenizer_files import code_source, load_tokenizer  # noqa: E402
 from run_state import optimise, resume, save_atomically, save_run  # noqa: E402
+from latent_objective import latent_error, latent_head, make_latent, nearest_codes, standard_state, with_constant_channel  # noqa: E402
+from pixel_objective import cell_pictures, code_pictures, make_pixel, pixel_error, pixel_head  # noqa: E402
 
 
 
@@ -145,6 +147,13 @@ def initialise_from(model, path):
     print(f"initialised {copied} tensors from {path}", flush=True)
 
 
+def checkpoint_hyper(layers, heads, width, vocab, length, block, resolution):
+    """The hyper_parameters "args" of a demo-nbp.ckpt: the official training code's names, which nbp-run convert reads."""
+    return argparse.Namespace(n_layer=layers, n_head=heads, n_embd=width, vocab_size=vocab, block_size=length,
+                              token_number_per_step=block, semi_ar=True, hybrid=False, starts_with_bov=False, unconditional=True,
+                              cond_token_num=0, resolution=resolution, sequence_length=17)
+
+
 def block_causal(t, block):
     """MODEL.md §4 with no prefix: position i reads j when j's block is not after i's."""
     i = torch.arange(t).view(-1, 1) // block
@@ -226,6 +235,9 @@ def main():
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--init", default=None, help="start from a trained model (.ckpt or .safetensors) of this width; extra blocks start as the identity")
+    parser.add_argument("--objective", choices=("codes", "latent", "pixels"), default="codes",
+                        help="codes: cross-entropy over the codebook; latent: regress the next block's FSQ values (latent_objective.py); "
+                             "pixels: regress the next block's cell pixels (pixel_objective.py)")
     parser.add_argument("--tokenize-part", default=None, help="K/N: only tokenize every N-th cache file from the K-th, then stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -243,41 +255,75 @@ def main():
 
     torch.manual_seed(args.seed)
     model = Transformer(args.layers, args.heads, args.width, length, vocab)
+    latent, pixels = args.objective == "latent", args.objective == "pixels"
+    if (latent or pixels) and args.init:
+        sys.exit(f"--init starts a codes model; a {args.objective}-objective run starts from scratch")
+    if latent:
+        make_latent(model, tokenizer)
+    if pixels:
+        pictures_path = os.path.join(args.out, f"code-pictures-{args.seed}-{len(codes) - 8}.pt")  # of the training clips
+        if not os.path.exists(pictures_path):
+            save_atomically(code_pictures(codes[:-8], args.seed, args.resolution, vocab), pictures_path)
+        pictures, seen = torch.load(pictures_path)
+        print(f"{int(seen.sum())} of {vocab} codes have a picture", flush=True)
+        make_pixel(model, tokenizer, pictures, seen)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
-    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
+    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init", "objective")}
     if args.init:
         initialise_from(model, args.init)
     held_out = codes[-8:]  # the last clips are never trained on
     train = codes[:-8]
-    loss_of_codes = NextCodeLoss(model, np.unique(train.numpy()))
-    print(f"{len(loss_of_codes.used)} of {vocab} codes appear in the {len(train)} training clips", flush=True)
+    if latent or pixels:
+        loss_of_codes = pixel_error if pixels else latent_error
+    else:
+        loss_of_codes = NextCodeLoss(model, np.unique(train.numpy()))
+        print(f"{len(loss_of_codes.used)} of {vocab} codes appear in the {len(train)} training clips", flush=True)
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     mask = block_causal(length - block, block)
+
+    def targets(first_clips, batch):
+        """What the positions of batch (codes of clips first_clips) predict: the next block's codes, or its cell pictures."""
+        if not pixels:
+            return batch[:, block:]
+        return cell_pictures(np.stack([clips.clip(args.seed, int(i), args.resolution) for i in first_clips]), side)
+
+    held_targets = targets(range(len(codes) - 8, len(codes)), held_out)
     if step == 0 and args.init:
         with torch.no_grad():
-            held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_out[:, block:]).item()
+            held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_targets).item()
         print(f"step 0 (initialised): held-out loss {held:.4f}", flush=True)
     started = time.time()
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         rows = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, len(train), args.batch))
         batch = train[rows]
+        wanted = targets(rows, batch)
         # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
         def loss_of():
-            return loss_of_codes(model, model.hidden(batch[:, :-block], mask), batch[:, block:])
+            return loss_of_codes(model, model.hidden(batch[:, :-block], mask), wanted)
 
         step = optimise(model, optimizer, loss_of, lr, step, args.steps, log, started)
         if step % args.save_every == 0 or step == args.steps:
             with torch.no_grad():
-                held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_out[:, block:]).item()
-            print(f"step {step}: held-out loss {held:.4f}", flush=True)
+                held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_targets).item()
+            if pixels:
+                print(f"step {step}: held-out error {held:.5f} a value", flush=True)
+            elif latent:
+                with torch.no_grad():
+                    predicted = model.tok_emb.predict(with_constant_channel(model.hidden(held_out[:, :-block], mask)))
+                accuracy = (nearest_codes(tokenizer.levels, predicted) == held_out[:, block:]).float().mean().item()
+                print(f"step {step}: held-out error {held:.5f} a value, nearest code right {accuracy:.3f}", flush=True)
+            else:
+                print(f"step {step}: held-out loss {held:.4f}", flush=True)
             save_run(state_path, settings, model, optimizer, step, log)
-            hyper = argparse.Namespace(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=vocab, block_size=length,
-                                       token_number_per_step=block, semi_ar=True, hybrid=False, starts_with_bov=False, unconditional=True,
-                                       cond_token_num=0, resolution=args.resolution, sequence_length=17)
-            save_atomically({"global_step": step, "state_dict": {"transformer." + k: v for k, v in model.state_dict().items()},
+            hyper = checkpoint_hyper(args.layers, args.heads, args.width, vocab, length, block, args.resolution)
+            if latent or pixels:
+                tensors = standard_state(model, (pixel_head if pixels else latent_head)(model, held))
+            else:
+                tensors = model.state_dict()
+            save_atomically({"global_step": step, "state_dict": {"transformer." + k: v for k, v in tensors.items()},
                              "hyper_parameters": {"args": hyper}}, os.path.join(args.out, "demo-nbp.ckpt"))
 
 
