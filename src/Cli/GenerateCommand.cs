@@ -123,7 +123,7 @@ public static class GenerateCommand
                 Backend = SharedOptions.BackendKindOf(parse.GetValue(o.Backend)), Threads = CheckThreads(parse.GetValue(o.Threads)),
                 DeviceWeights = parse.GetValue(o.DeviceWeights) switch { "f32" => WeightStorage.F32, "f16" => WeightStorage.F16, "bf16" => WeightStorage.BF16, _ => null },
                 TensorCores = SharedOptions.TensorCoresOf(parse, o.TensorCores), CpuWeights = parse.GetValue(o.CpuWeights) == "in-place" ? CpuWeightLayout.InPlace : CpuWeightLayout.Packed,
-                CheckFinite = !parse.GetValue(o.SkipFinite),
+                CheckFinite = !parse.GetValue(o.SkipFinite), CudaGraphs = CheckCudaGraphs(parse.GetValue(o.CudaGraphs), parse.GetValue(o.Backend)),
             },
             parse.GetValue(o.Tokenizer), parse.GetValue(o.Input), parse.GetValue(o.Output), parse.GetValue(o.Fps),
             parse.GetValue(o.Text), parse.GetValue(o.ClassName), parse.GetValue(o.TextTokenizer), parse.GetValue(o.Padding),
@@ -161,6 +161,11 @@ public static class GenerateCommand
 
     /// <summary>Exit code after an interrupt (128 + SIGINT, as shells report it).</summary>
     public const int Interrupted = 130;
+
+    /// <summary>--cuda-graphs with a backend that cannot have them is refused before anything loads (auto may pick CUDA).</summary>
+    private static bool CheckCudaGraphs(bool graphs, string? backend) => graphs && backend is not ("cuda" or "auto")
+        ? throw new CliInputException($"--cuda-graphs needs --backend cuda (or auto on a machine with a GPU), found --backend {backend}")
+        : graphs;
 
     internal static int? CheckThreads(int? threads) => threads is < 1 or > WorkerPool.MaxThreads
         ? throw new CliInputException($"--threads must be in [1, {WorkerPool.MaxThreads}], found {threads}")

@@ -31,8 +31,15 @@ internal static class CudaDriverLibrary
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
         if (name != "cuda" || !OperatingSystem.IsLinux()) return IntPtr.Zero;
-        foreach (var candidate in new[] { "libcuda.so", "libcuda.so.1" })
-            if (NativeLibrary.TryLoad(candidate, out var handle)) return handle;
-        return IntPtr.Zero;
+        return TryLoad(out var handle) ? handle : IntPtr.Zero;
+    }
+
+    /// <summary>The CUDA driver library by either name (the Linux names; the Windows one, nvcuda.dll, where that runs).</summary>
+    public static bool TryLoad(out IntPtr handle)
+    {
+        foreach (var candidate in OperatingSystem.IsWindows() ? new[] { "nvcuda.dll" } : new[] { "libcuda.so", "libcuda.so.1" })
+            if (NativeLibrary.TryLoad(candidate, out handle)) return true;
+        handle = IntPtr.Zero;
+        return false;
     }
 }

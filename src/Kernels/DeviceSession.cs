@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Graphs;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Profiling;
 using NbpEngine.Kernels.TensorCores;
@@ -34,6 +35,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly LaunchShape _shape;
     private readonly bool _tensorCores;
     private LaunchProfile? _profile;
+    private IStepCapture? _capture;
+    private bool _capturing; // a step's launches are being recorded: no host copy or synchronisation until Submit
 
     /// <summary>Matmuls with at least this many rows (prefill) take the tensor-core kernel when enabled.</summary>
     public const int TensorCoreMinRows = 64;
@@ -49,8 +52,15 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int Sequences { get; }
     public int Capacity { get; }
     public long DeviceBytes { get; private set; }
-    /// <summary>Kernels enqueued so far: a one-sequence step costs 6 per layer + 4 (issue 12 wants at most 60, or one graph).</summary>
+    /// <summary>
+    /// Launches the host made so far: a one-sequence step costs 6 kernels per layer + 4 (issue 12 wants at most 60), or
+    /// with step capture on (<see cref="TryEnableCudaGraphs"/>) one graph launch, its kernels counted in <see cref="CapturedLaunches"/>.
+    /// </summary>
     public long Launches { get; private set; }
+    /// <summary>Kernels recorded into captured steps instead of launched.</summary>
+    public long CapturedLaunches { get; private set; }
+    /// <summary>Steps submitted as one launch each (captured: no id upload, not profiled).</summary>
+    public long CapturedSteps => _capture?.Submitted ?? 0;
     /// <summary>
     /// Host-to-device copies of fed ids so far. A sequence fed exactly what its last Sample produced (every NBP and NTP
     /// step) embeds from the device's own sampled ids and copies nothing: a pageable copy is a host sync.
@@ -121,6 +131,37 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public int LengthOf(int sequence) => _lengths[sequence];
     public int LogitRowsOf(int sequence) => _logitRows[sequence];
 
+    /// <summary>
+    /// From the next step on, captures each step (every sequence fed its own last sample, not profiled) from its
+    /// embedding to the first sequence's sampler as a CUDA graph and launches that once (<see cref="CudaStepGraph"/>).
+    /// False, and nothing changes, where the session does not run on CUDA or the driver has no graph update (CUDA 12+).
+    /// </summary>
+    public bool TryEnableCudaGraphs()
+    {
+        FinishCapture();
+        var graph = CudaStepGraph.TryCreate(_stream);
+        if (graph is null) return false;
+        UseStepCapture(graph);
+        return true;
+    }
+
+    /// <summary>Steps are recorded by <paramref name="capture"/> (the tests pass one that records nothing, to check the session's side).</summary>
+    internal void UseStepCapture(IStepCapture capture)
+    {
+        FinishCapture();
+        _capture?.Dispose();
+        _capture = capture;
+    }
+
+    /// <summary>Submits a step whose capture is still open (its forward was not followed by a Sample).</summary>
+    private void FinishCapture()
+    {
+        if (!_capturing) return;
+        _capturing = false;
+        _capture!.Submit();
+        Launches++;
+    }
+
     public void Reset(int sequence)
     {
         _lengths[sequence] = 0;
@@ -142,7 +183,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"id {id} is outside the vocabulary [0, {cfg.VocabSize})");
 
         int c = cfg.EmbeddingSize, v = cfg.VocabSize;
+        FinishCapture();
         _profile?.Begin();
+        long uploadsBefore = IdUploads;
         Span<int> rowStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
         Span<int> logitStart = feeds.Length <= 64 ? stackalloc int[feeds.Length] : new int[feeds.Length];
         int stepRows = SequenceFeed.Arrange(feeds, logits: false, IsStep, rowStart, out int rows);
@@ -150,19 +193,31 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         int stepFeeds = 0;
         foreach (var feed in feeds) stepFeeds += IsStep(feed.Rows) ? 1 : 0;
 
+        // the ids first: a feed that is not its sequence's last sample is uploaded (a host copy, so such a forward is not captured)
+        var sources = new ArrayView<int>[feeds.Length];
         for (int f = 0, taken = 0; f < feeds.Length; taken += feeds[f].Rows, f++)
         {
             var feed = feeds[f];
             var fedIds = ids.Slice(taken, feed.Rows);
-            var source = _ids.SubView(rowStart[f], feed.Rows);
+            sources[f] = _ids.SubView(rowStart[f], feed.Rows);
             if (feed.Rows == _lastSampledCount[feed.Sequence] && fedIds.SequenceEqual(_lastSampled[feed.Sequence].AsSpan(0, feed.Rows)))
-                source = _sampled.SubView(_logitStart[feed.Sequence], feed.Rows);
+                sources[f] = _sampled.SubView(_logitStart[feed.Sequence], feed.Rows);
             else
             {
-                source.CopyFromCPU(_stream, fedIds);
+                sources[f].CopyFromCPU(_stream, fedIds);
                 IdUploads++;
                 _profile?.Mark("id upload", "memcpy");
             }
+        }
+        if (_capture is not null && _profile is null && IdUploads == uploadsBefore)
+        {
+            _capture.Begin();
+            _capturing = true;
+        }
+        for (int f = 0; f < feeds.Length; f++)
+        {
+            var feed = feeds[f];
+            var source = sources[f];
             _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _w.UnconditionalEmbedding,
                 Rows(_x, rowStart[f], feed.Rows, c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
             Launched("embedding", "embedding");
@@ -360,6 +415,11 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// <summary>Counts a launch and, when profiling, charges the device time since the previous marker to it.</summary>
     private void Launched(string what, string kernel)
     {
+        if (_capturing)
+        {
+            CapturedLaunches++;
+            return; // a captured step is never profiled
+        }
         Launches++;
         _profile?.Mark(what, kernel);
     }
@@ -370,6 +430,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// </summary>
     public LaunchProfile StartProfiling()
     {
+        FinishCapture();
         StopProfiling();
         return _profile = new LaunchProfile(_stream);
     }
@@ -395,6 +456,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         _kernels.Sample(_stream, new KernelConfig(rows, _shape.GroupSize), Rows(_logits, first, rows, v), Rows(_scaled, first, rows, v), Rows(_weights, first, rows, v),
             _sampled.SubView(first, rows), args);
         Launched("sampling", "sampler");
+        FinishCapture(); // a captured step ends with its first sampler: the ids are read back from the graph's run
         _sampled.SubView(first, rows).CopyToCPU(_stream, destination);
         _profile?.Mark("ids read-back", "memcpy");
         _stream.Synchronize();
@@ -407,6 +469,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         int v = _w.Config.VocabSize;
         long count = (long)_logitRows[sequence] * v;
         if (destination.Length != count) throw new ArgumentException($"destination holds {destination.Length} floats, logits of sequence {sequence} are [{_logitRows[sequence]}, {v}]");
+        FinishCapture();
         Rows(_logits, _logitStart[sequence], _logitRows[sequence], v).CopyToCPU(_stream, destination);
         _profile?.Mark("logits read-back", "memcpy");
         _stream.Synchronize();
@@ -414,6 +477,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
     public void Dispose()
     {
+        _capture?.Dispose();
         _stream?.Dispose();
         foreach (var b in _buffers) b.Dispose();
         _buffers.Clear();

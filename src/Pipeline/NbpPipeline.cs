@@ -84,7 +84,7 @@ public sealed class NbpPipeline : IDisposable
     /// <summary>A session on the pipeline's backend sized for <paramref name="plan"/>.</summary>
     public NbpSession CreateSession(GenerationPlan plan) => Model.CreateSession(new SessionOptions
     {
-        Backend = Options.Backend, DeviceWeights = Options.DeviceWeights, TensorCores = Options.TensorCores, Threads = Options.Threads,
+        Backend = Options.Backend, DeviceWeights = Options.DeviceWeights, TensorCores = Options.TensorCores, CudaGraphs = Options.CudaGraphs, Threads = Options.Threads,
         Capacity = plan.PositionsNeeded, MaxBlockSize = plan.BlockSize,
     });
 

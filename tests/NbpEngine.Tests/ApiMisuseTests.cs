@@ -30,6 +30,22 @@ public class ApiMisuseTests
         Assert.Throws<ObjectDisposedException>(() => model.CreateSession());
     }
 
+    /// <summary>CUDA graphs asked of a backend that has none: a clear error when the session is created, and the model stays usable.</summary>
+    [Fact]
+    public async Task CudaGraphsOffCudaThrowAtSessionCreation()
+    {
+        using var model = await NbpModel.LoadAsync(Fixtures.PathOf("frame_model.safetensors"), new NbpModelOptions { DeviceBackends = NbpEngine.Kernels.Backend.IlgpuBackends.Provider });
+        foreach (var backend in new[] { BackendKind.Cpu, BackendKind.IlgpuCpu })
+        {
+            var e = Assert.Throws<BackendUnavailableException>(() => model.CreateSession(new SessionOptions { Backend = backend, Threads = 2, CudaGraphs = true }));
+            Assert.Contains("CUDA graphs need the CUDA backend", e.Message);
+        }
+        using var session = model.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 2 }); // the failed ones were closed
+        var tokens = new int[192];
+        session.Generate(Request(), tokens);
+        Assert.Equal(Fixtures.Tokens("frame_b16_greedy.txt"), tokens);
+    }
+
     [Fact]
     public async Task EveryCallOnADisposedSessionThrowsObjectDisposed()
     {

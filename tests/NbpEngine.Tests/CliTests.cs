@@ -134,6 +134,15 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task CudaGraphsOffCudaAreAnInputError()
+    {
+        var (code, stderr) = await Run([.. Base(), "--backend", "cpu", "--cuda-graphs"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--cuda-graphs needs --backend cuda (or auto on a machine with a GPU), found --backend cpu", stderr);
+        Assert.False(File.Exists(_dir.File("out.txt")));
+    }
+
+    [Fact]
     public async Task ABadTokenFileIsNamedWithThePosition()
     {
         File.WriteAllText(_dir.File("p.txt"), "1 2 x 4");

@@ -43,6 +43,7 @@ internal sealed class GenerateOptions
     public readonly Option<int?> Threads = SharedOptions.Threads();
     public readonly Option<string> DeviceWeights = new("--device-weights") { Description = "weight storage on an ILGPU device: auto (f16 on CUDA, f32 on ilgpu-cpu) | f32 | f16 | bf16", DefaultValueFactory = _ => "auto" };
     public readonly (Option<bool> On, Option<bool> Off) TensorCores = SharedOptions.TensorCores();
+    public readonly Option<bool> CudaGraphs = new("--cuda-graphs") { Description = "cuda backend: each generation step as one CUDA graph launch (experimental: not yet measured on a GPU)" };
     // in-place by default here: one run of nbp-run generates one video, and packing K600's 3.1 GB of
     // matrices (~5 s on the 2-core VM) costs more than it saves (~2.4 s); long-lived hosts pack (the API default)
     public readonly Option<string> CpuWeights = new("--cpu-weights") { Description = "CPU backend: in-place (no extra memory) | packed (a packed copy of the matrices: ~25% faster steps after a one-time packing)", DefaultValueFactory = _ => "in-place" };
@@ -75,7 +76,7 @@ internal sealed class GenerateOptions
         ("Words (UCF hybrid model)", [Text, ClassName, TextTokenizer, Padding, CfgScale, CfgSchedule]),
         ("Generation", [Steps, BlockSize, Mode, CondLength]),
         ("Sampling", [Greedy, Temperature, TopK, TopP, Seed]),
-        ("Backend", [Backend, Threads, DeviceWeights, TensorCores.On, TensorCores.Off, CpuWeights, SkipFinite]),
+        ("Backend", [Backend, Threads, DeviceWeights, TensorCores.On, TensorCores.Off, CudaGraphs, CpuWeights, SkipFinite]),
         ("Model overrides", [HeadCount, ModelBlock, VideoVocab, Hybrid, CondTokens, Resolution, SequenceLength]),
         ("Output control", [Quiet, Verbose]),
     ];

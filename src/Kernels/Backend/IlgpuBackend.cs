@@ -99,6 +99,7 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
             }, destination);
 
         public void CopyLogits(int sequence, Span<float> destination) => device.CopyLogits(sequence, destination);
+        public bool TryEnableStepGraphs() => device.TryEnableCudaGraphs();
         public void Dispose() => device.Dispose();
     }
 }

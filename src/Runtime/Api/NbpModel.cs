@@ -150,6 +150,11 @@ public sealed class NbpModel : IDisposable
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
         var session = backend.CreateSession(sequences, capacity, checked(sequences * capacity), checked(sequences * maxLogitRows), threads);
+        if (options.CudaGraphs && !session.TryEnableStepGraphs())
+        {
+            session.Dispose();
+            throw new BackendUnavailableException($"CUDA graphs need the CUDA backend and a CUDA 12+ driver; this session runs on {backend.Name}");
+        }
         return (backend, session);
     }
 
@@ -246,6 +251,12 @@ public sealed record SessionOptions
     /// memory). Null: on when the checkpoint has a transformer.uncond_embedding; true on a checkpoint without one throws.
     /// </summary>
     public bool? Guidance { get; init; }
+    /// <summary>
+    /// CUDA backend: each generation step (every sequence fed its own last sample) is captured as a CUDA graph, updated
+    /// in place with the step's arguments and launched once, instead of ~150 kernel launches (issue 12). Off by default
+    /// until measured on a GPU (bench/RESULTS.md); true on another backend throws.
+    /// </summary>
+    public bool CudaGraphs { get; init; }
 
     /// <summary>The weight storage a session on <paramref name="kind"/> gets (the null default resolved).</summary>
     public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);

@@ -56,4 +56,10 @@ public interface IBackendSession : IDisposable
 
     /// <summary>Copies <paramref name="sequence"/>'s logits of the last Forward, [LogitRowsOf(sequence), vocab], to the host.</summary>
     void CopyLogits(int sequence, Span<float> destination);
+
+    /// <summary>
+    /// From the next step on, submits each step as one CUDA graph launch instead of a launch per kernel (issue 12);
+    /// false where this session cannot (any backend but CUDA, or a driver older than CUDA 12).
+    /// </summary>
+    bool TryEnableStepGraphs() => false;
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using NbpEngine.Core;
 using NbpEngine.Kernels;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Graphs;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
@@ -17,16 +18,40 @@ namespace NbpEngine.Tests.Kernels;
 /// </summary>
 public class LaunchCountTests
 {
+    /// <summary>The frame fixture model's weights on ILGPU's CPU accelerator, and its prompt.</summary>
+    private sealed class FrameModelOnDevice : IDisposable
+    {
+        private readonly IlgpuDevice _device = new(IlgpuDeviceKind.Cpu);
+        private readonly KernelSet<F32Weights> _kernels;
+        private readonly DeviceWeights<F32Weights> _deviceWeights;
+        public TransformerWeights Weights { get; }
+        public int[] Prompt { get; } = Fixtures.Tokens("frame_prompt.txt");
+
+        public FrameModelOnDevice()
+        {
+            var file = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
+            Weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
+            _kernels = new KernelSet<F32Weights>(_device.Accelerator);
+            _deviceWeights = new DeviceWeights<F32Weights>(_device.Accelerator, Weights);
+        }
+
+        public DeviceSession<F32Weights> Session(int sequences, int capacity, int maxRows, int maxLogitRows) =>
+            new(_device.Accelerator, _device.Shape, _kernels, _deviceWeights, sequences, capacity, maxRows, maxLogitRows);
+
+        public void Dispose()
+        {
+            _deviceWeights.Dispose();
+            _device.Dispose();
+            Weights.Dispose();
+        }
+    }
+
     [Fact]
     public void AStepIsSixLaunchesPerLayerPlusFourAndUploadsNoIdsAlsoInABatch()
     {
-        var file = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
-        using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
-        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
-        var kernels = new KernelSet<F32Weights>(device.Accelerator);
-        using var deviceWeights = new DeviceWeights<F32Weights>(device.Accelerator, weights);
-        int[] prompt = Fixtures.Tokens("frame_prompt.txt");
-        using var session = new DeviceSession<F32Weights>(device.Accelerator, device.Shape, kernels, deviceWeights, 2, prompt.Length + 64, 2 * prompt.Length, 32);
+        using var frame = new FrameModelOnDevice();
+        var (weights, prompt) = (frame.Weights, frame.Prompt);
+        using var session = frame.Session(2, prompt.Length + 64, 2 * prompt.Length, 32);
         var greedy = new SamplingArgs { Greedy = 1 };
         var ids = new int[16];
         session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, 16), 16)]);
@@ -65,5 +90,76 @@ public class LaunchCountTests
         session.Sample(1, greedy, other);
         Assert.Equal(8 * layers + 7, session.Launches - launches);
         Assert.Equal(uploads, session.IdUploads);
+    }
+
+    /// <summary>Records nothing (kernels run as they are enqueued): what is checked is the session's side of a capture.</summary>
+    private sealed class OpenCloseCapture : IStepCapture
+    {
+        public bool Open { get; private set; }
+        public long Submitted { get; private set; }
+        public void Begin() { Assert.False(Open, "Begin inside an open capture"); Open = true; }
+        public void Submit() { Assert.True(Open, "Submit without Begin"); Open = false; Submitted++; }
+        public void Dispose() { }
+    }
+
+    /// <summary>
+    /// Step capture (CUDA graphs on a GPU; issue 12 item 4): a step fed its own samples is one launch from its embedding
+    /// to its sampler and computes the same tokens; a
+    /// prefill or a feed that needs an upload is not captured; a capture left open by a forward without a sample is
+    /// submitted by what reads its results.
+    /// </summary>
+    [Fact]
+    public void ACapturedStepIsOneLaunchWithTheSameTokens()
+    {
+        using var frame = new FrameModelOnDevice();
+        var (weights, prompt) = (frame.Weights, frame.Prompt);
+        int layers = weights.Config.LayerCount;
+        var greedy = new SamplingArgs { Greedy = 1 };
+
+        int[][] Generate(DeviceSession<F32Weights> session, OpenCloseCapture? capture)
+        {
+            var ids = new int[16];
+            session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, 16), 16)]);
+            Assert.False(capture?.Open ?? false); // the prompt was uploaded: not captured
+            session.Sample(0, greedy, ids);
+            var steps = new List<int[]>();
+            for (int step = 0; step < 3; step++)
+            {
+                long launches = session.Launches, captured = session.CapturedLaunches;
+                session.Forward(ids, [new SequenceFeed(0, 16, AttentionMask.None, 16)]);
+                session.Sample(0, greedy, ids);
+                Assert.Equal(capture is null ? 6 * layers + 4 : 1, session.Launches - launches);
+                Assert.Equal(capture is null ? 0 : 6 * layers + 4, session.CapturedLaunches - captured);
+                Assert.False(capture?.Open ?? false);
+                steps.Add(ids.ToArray());
+            }
+            return [.. steps];
+        }
+
+        int[][] plain, captured;
+        using (var session = frame.Session(1, prompt.Length + 64, prompt.Length, 16))
+            plain = Generate(session, null);
+        var capture = new OpenCloseCapture();
+        using (var session = frame.Session(1, prompt.Length + 80, prompt.Length, 16))
+        {
+            Assert.False(session.TryEnableCudaGraphs()); // the CPU accelerator's stream is no CUDA stream
+            session.UseStepCapture(capture);
+            captured = Generate(session, capture);
+            Assert.Equal(3, session.CapturedSteps);
+
+            var ids = captured[^1].ToArray();
+            ids[0] ^= 1; // not the last sample: uploaded, so not captured
+            session.Forward(ids, [new SequenceFeed(0, 16, AttentionMask.None, 16)]);
+            Assert.False(capture.Open);
+            session.Sample(0, greedy, ids);
+            session.Forward(ids, [new SequenceFeed(0, 16, AttentionMask.None, 16)]); // its own sample: captured, left open
+            Assert.True(capture.Open);
+            var logits = new float[16 * weights.Config.VocabSize];
+            session.CopyLogits(0, logits); // submits it first
+            Assert.False(capture.Open);
+            Assert.Equal(4, capture.Submitted);
+            Assert.All(logits, x => Assert.True(float.IsFinite(x)));
+        }
+        Assert.Equal(plain, captured);
     }
 }

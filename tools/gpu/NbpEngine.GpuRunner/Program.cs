@@ -58,21 +58,44 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
              ("frame_ntp", "frame_model", "frame_prompt", GenerationMode.Frame, 1, 192, 0), ("hybrid", "hybrid_model", "hybrid_prompt", GenerationMode.Hybrid, 4, 11, 5),
          })
 {
-    foreach (var (storage, tensorCores) in new[] { (WeightStorage.F32, false), (WeightStorage.F32, true), (WeightStorage.F16, false) })
+    // the last: the fp32 path again with each step as one CUDA graph launch (same kernels, so the same tokens are required)
+    var variants = new List<(WeightStorage, bool, bool)> { (WeightStorage.F32, false, false), (WeightStorage.F32, true, false), (WeightStorage.F16, false, false) };
+    if (kind == IlgpuDeviceKind.Cuda) variants.Add((WeightStorage.F32, false, true));
+    foreach (var (storage, tensorCores, graphs) in variants)
     {
         using var m = await NbpModel.LoadAsync(Path.Combine(fixtures, model + ".safetensors"), new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
-        using var session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores });
+        NbpSession session;
+        try
+        {
+            session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores, CudaGraphs = graphs });
+        }
+        catch (Exception e) when (graphs) // the graph path is new: report, and go on with the rest
+        {
+            failures++;
+            Report($"FAIL {name} (CUDA graphs): {e.GetType().Name}: {e.Message}");
+            continue;
+        }
+        using var _ = session;
         var request = new GenerationRequest
         {
             Prompt = Tokens(Path.Combine(fixtures, prompt + ".txt")), Mode = mode, BlockSize = block, Steps = steps, CondLength = cond,
         };
         var tokens = new int[session.Plan(request).TokenCount];
-        session.Generate(request, tokens);
+        try
+        {
+            session.Generate(request, tokens);
+        }
+        catch (Exception e) when (graphs)
+        {
+            failures++;
+            Report($"FAIL {name} (CUDA graphs): {e.GetType().Name}: {e.Message}");
+            continue;
+        }
         var expected = Tokens(Path.Combine(fixtures, name + "_greedy.txt"));
         int same = tokens.Zip(expected).Count(p => p.First == p.Second);
         bool required = storage == WeightStorage.F32 && !tensorCores; // fp16 paths: reported, not required
         if (required && same != expected.Length) failures++;
-        Report($"{(same == expected.Length ? "ok  " : required ? "FAIL" : "note")} {name} ({session.BackendName}): {same}/{expected.Length} tokens equal");
+        Report($"{(same == expected.Length ? "ok  " : required ? "FAIL" : "note")} {name} ({session.BackendName}{(graphs ? ", CUDA graphs" : "")}): {same}/{expected.Length} tokens equal");
     }
 }
 
@@ -122,7 +145,10 @@ async Task Bench()
     Report("");
     Report("| weights | B | steps | prefill ms | mean step ms | total s | weight bytes/step | floor ms/step | step / floor |");
     Report("|---|---|---|---|---|---|---|---|---|");
-    foreach (var storage in new[] { WeightStorage.F16, WeightStorage.F32 })
+    // the last rows: fp16 again with each step as one CUDA graph launch (issue 12)
+    var rows = new List<(WeightStorage, bool)> { (WeightStorage.F16, false), (WeightStorage.F32, false) };
+    if (kind == IlgpuDeviceKind.Cuda) rows.Add((WeightStorage.F16, true));
+    foreach (var (storage, graphs) in rows)
     {
         long bytesPerElement = storage == WeightStorage.F32 ? 4 : 2;
         long c = 1536;
@@ -130,24 +156,37 @@ async Task Bench()
         double floorMs = weightBytes / bandwidth * 1e3;
         foreach (int block in new[] { 16, 1 })
         {
-            using var session = model.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16 });
-            var request = new GenerationRequest
+            try
             {
-                Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = K600Workload.GeneratedTokens / block,
-                Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
-            };
-            var warm = session.CreateGenerator(request with { Steps = 2 });
-            var scratch = new int[16];
-            while (!warm.IsComplete) warm.Step(scratch); // JIT and kernel compilation out of the timing
-            var generator = session.CreateGenerator(request);
-            var clock = Stopwatch.StartNew();
-            generator.Step(scratch);
-            double prefill = clock.Elapsed.TotalMilliseconds;
-            while (!generator.IsComplete) generator.Step(scratch);
-            double total = clock.Elapsed.TotalMilliseconds;
-            double step = (total - prefill) / (request.Steps!.Value - 1);
-            Report($"| {storage} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
+                TimeSteps(storage, graphs, block, weightBytes, floorMs);
+            }
+            catch (Exception e) when (graphs)
+            {
+                failures++;
+                Report($"| {storage} graphs | {block} | failed: {e.GetType().Name}: {e.Message} |");
+            }
         }
+    }
+
+    void TimeSteps(WeightStorage storage, bool graphs, int block, long weightBytes, double floorMs)
+    {
+        using var session = model.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs });
+        var request = new GenerationRequest
+        {
+            Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = K600Workload.GeneratedTokens / block,
+            Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
+        };
+        var warm = session.CreateGenerator(request with { Steps = 2 });
+        var scratch = new int[16];
+        while (!warm.IsComplete) warm.Step(scratch); // JIT and kernel compilation out of the timing
+        var generator = session.CreateGenerator(request);
+        var clock = Stopwatch.StartNew();
+        generator.Step(scratch);
+        double prefill = clock.Elapsed.TotalMilliseconds;
+        while (!generator.IsComplete) generator.Step(scratch);
+        double total = clock.Elapsed.TotalMilliseconds;
+        double step = (total - prefill) / (request.Steps!.Value - 1);
+        Report($"| {storage}{(graphs ? " graphs" : "")} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
     }
     try
     {
