@@ -9,7 +9,9 @@ The clips (tools/demo/clips.py, seed --seed) are tokenized once into RUN/tokens-
 0/2` and `1/2` in two processes split that work, the training run then reads the files); batches are a fixed
 function of (seed, step); the run state is saved atomically every --save-every steps and a rerun resumes from it.
 RUN/demo-nbp.ckpt is a Lightning-style checkpoint (state_dict with transformer.* keys, hyper_parameters with the
-training args), which `nbp-run convert` reads.
+training args), which `nbp-run convert` reads. `--objective latent|pixels` trains the same architecture to regress the
+next block's FSQ values or cell pixels instead (latent_objective.py, pixel_objective.py); the checkpoint is still a
+plain MODEL.md model (the shipped demo uses the default, cross-entropy over the codes).
 """
 import argparse
 import math
