@@ -271,7 +271,9 @@ def main():
         make_pixel(model, tokenizer, pictures, seen)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
-    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init", "objective")}
+    settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
+    if args.objective != "codes":  # named only when not the default, so runs saved before the option still resume
+        settings["objective"] = args.objective
     if args.init:
         initialise_from(model, args.init)
     held_out = codes[-8:]  # the last clips are never trained on
