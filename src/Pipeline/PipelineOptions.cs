@@ -19,7 +19,7 @@ public sealed record PipelineOptions
     /// accumulation). Null: on for CUDA, off for the ILGPU CPU accelerator; true or false forces it.
     /// </summary>
     public bool? TensorCores { get; init; }
-    /// <summary>CUDA backend: each generation step as one CUDA graph launch (<see cref="SessionOptions.CudaGraphs"/>; off by default until measured).</summary>
+    /// <summary>CUDA backend: each generation step as one CUDA graph launch (<see cref="NbpEngine.Runtime.Api.SessionOptions.CudaGraphs"/>; off by default until measured).</summary>
     public bool CudaGraphs { get; init; }
     /// <summary>CPU threads; default all cores.</summary>
     public int? Threads { get; init; }
