@@ -11,6 +11,8 @@ q_c·mu - |q_c|²/2 over codes c, which is linear in h once h has a channel that
 weight 0 and bias 1 (held at 1 while training). The head row of code c is then (q_c·P - |q_c|²/2 on that channel) / s²,
 where s² is the held-out error per value, so sampling draws codes as a Gaussian of that spread around mu would.
 """
+import math
+
 import torch
 import torch.nn as nn
 
@@ -25,22 +27,15 @@ class LatentCodes(nn.Module):
         self.predict = nn.Linear(width, outputs or values.shape[1], bias=False)  # what the objective predicts
 
     def forward(self, ids):
-        return self.embedding_of(self.values[ids], ids)
-
-    def embedding_of(self, values, ids=None):
-        """The embedding of codes with these FSQ values (and, when the codes are known and have pictures, their
-        pictures: pixel_objective.make_pixel)."""
-        embedding = self.embed(values)
-        if ids is not None and hasattr(self, "look"):
+        embedding = self.embed(self.values[ids])
+        if hasattr(self, "look"):  # a pixel-objective model's codes also see their pictures (pixel_objective.make_pixel)
             embedding = embedding + self.look(self.pictures[ids])
         return embedding
 
 
 def code_values(tokenizer):
     """[V, 6]: the FSQ values the decoder reads for each code."""
-    vocab = 1
-    for level in tokenizer.levels:
-        vocab *= level
+    vocab = math.prod(tokenizer.levels)
     return tokenizer.codes(torch.arange(vocab).view(1, 1, 1, -1)).reshape(len(tokenizer.levels), vocab).t().contiguous()
 
 
@@ -63,26 +58,15 @@ def latent_error(model, hidden, targets):
     return ((codes.predict(with_constant_channel(hidden)) - codes.values[targets]) ** 2).mean()
 
 
-def nearest_digits(levels, predicted):
-    """predicted values [..., 6] -> the digits [..., 6] of the nearest code (per value, the nearest level)."""
-    return torch.stack([torch.clamp(torch.round(predicted[..., d] * (level // 2)) + level // 2, 0, level - 1)
-                        for d, level in enumerate(levels)], dim=-1)
-
-
 def nearest_codes(levels, predicted):
-    """predicted values [..., 6] -> the index of the nearest code (index as in tokenizer_model.encode)."""
-    digits = nearest_digits(levels, predicted).long()
+    """predicted values [..., 6] -> the index of the nearest code (per value, the nearest level; index as in
+    tokenizer_model.encode)."""
     index, basis = torch.zeros(predicted.shape[:-1], dtype=torch.long), 1
     for d, level in enumerate(levels):
-        index += digits[..., d] * basis
+        half = level // 2
+        index += torch.clamp(torch.round(predicted[..., d] * half) + half, 0, level - 1).long() * basis
         basis *= level
     return index
-
-
-def nearest_values(levels, predicted):
-    """predicted values [..., 6] -> the values of the nearest code, what the decoder reads when that code is chosen."""
-    halves = torch.tensor([level // 2 for level in levels], dtype=predicted.dtype)
-    return (nearest_digits(levels, predicted) - halves) / halves
 
 
 def latent_head(model, spread):
@@ -100,7 +84,7 @@ def standard_state(model, head):
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("tok_emb.")}
     codes = model.tok_emb
     with torch.no_grad():
-        state["tok_emb.weight"] = codes.embedding_of(codes.values, torch.arange(len(codes.values)))
+        state["tok_emb.weight"] = codes(torch.arange(len(codes.values)))
         state["head.weight"] = head
         state["ln_f.weight"] = state["ln_f.weight"].clone()
         state["ln_f.bias"] = state["ln_f.bias"].clone()
