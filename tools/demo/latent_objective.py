@@ -84,7 +84,7 @@ def standard_state(model, head):
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("tok_emb.")}
     codes = model.tok_emb
     with torch.no_grad():
-        state["tok_emb.weight"] = codes(torch.arange(len(codes.values)))
+        state["tok_emb.weight"] = codes(torch.arange(len(codes.values), device=codes.values.device))
         state["head.weight"] = head
         state["ln_f.weight"] = state["ln_f.weight"].clone()
         state["ln_f.bias"] = state["ln_f.bias"].clone()

@@ -18,7 +18,7 @@ def resume(state_path, settings, model, optimizer, steps):
     A saved run with other settings stops the script: its data stream and shapes would not continue this one."""
     if not os.path.exists(state_path):
         return 0, []
-    state = torch.load(state_path)
+    state = torch.load(state_path, map_location="cpu")  # the optimizer's state follows its parameters' device
     if state["settings"] != settings:
         sys.exit(f"{state_path}: a run with {state['settings']}; this one asks {settings}: use another --out")
     model.load_state_dict(state["model"])

@@ -14,7 +14,9 @@ next block's FSQ values or cell pixels instead (latent_objective.py, pixel_objec
 plain MODEL.md model (the shipped demo uses the default, cross-entropy over the codes).
 """
 import argparse
+import functools
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -87,13 +89,14 @@ class NextCodeLoss:
     When every code is used (a small codebook) there is no such column."""
 
     def __init__(self, model, used):
-        self.used = torch.from_numpy(used).long()
+        device = model.head.weight.device
+        self.used = torch.from_numpy(used).long().to(device)
         vocab = model.head.out_features
-        self.position = torch.full((vocab,), -1, dtype=torch.long)
-        self.position[self.used] = torch.arange(len(used))
+        self.position = torch.full((vocab,), -1, dtype=torch.long, device=device)
+        self.position[self.used] = torch.arange(len(used), device=device)
         self.rest = math.log(vocab - len(used)) if len(used) < vocab else None
         with torch.no_grad():
-            unused = torch.ones(vocab, dtype=torch.bool)
+            unused = torch.ones(vocab, dtype=torch.bool, device=device)
             unused[self.used] = False
             model.head.weight[unused] = 0
 
@@ -101,12 +104,12 @@ class NextCodeLoss:
         """Mean -log p(target) over all positions; a target outside the used codes has logit 0."""
         logits = hidden.reshape(-1, hidden.shape[-1]) @ model.head.weight[self.used].t()
         if self.rest is not None:
-            logits_and_rest = torch.cat([logits, torch.full((logits.shape[0], 1), self.rest, dtype=logits.dtype)], dim=1)
+            logits_and_rest = torch.cat([logits, torch.full((logits.shape[0], 1), self.rest, dtype=logits.dtype, device=logits.device)], dim=1)
         else:
             logits_and_rest = logits
         normaliser = torch.logsumexp(logits_and_rest, dim=1)
         where = self.position[targets.reshape(-1)]
-        target_logit = torch.where(where >= 0, logits.gather(1, where.clamp(min=0).view(-1, 1)).squeeze(1), torch.zeros(()))
+        target_logit = torch.where(where >= 0, logits.gather(1, where.clamp(min=0).view(-1, 1)).squeeze(1), logits.new_zeros(()))
         return (normaliser - target_logit).mean()
 
 
@@ -119,7 +122,9 @@ def read_trained(path):
     if path.endswith(".safetensors"):
         tensors, meta = safetensors_io.load(path)
         return {k: torch.from_numpy(v.astype("float32")) for k, v in tensors.items()}, {k: int(meta[k]) for k in SHAPE_KEYS}
-    saved = torch.load(path)
+    # weights_only=False: the hyper-parameters are an argparse.Namespace (PyTorch >= 2.6 refuses those by default);
+    # this reads only the checkpoints this script writes
+    saved = torch.load(path, map_location="cpu", weights_only=False)
     return saved["state_dict"], {k: getattr(saved["hyper_parameters"]["args"], k) for k in SHAPE_KEYS}
 
 
@@ -176,7 +181,7 @@ def greedy(model, prompt, length, block):
     sequence = prompt
     with torch.no_grad():
         while sequence.shape[1] < length:
-            hidden = model.hidden(sequence, block_causal(sequence.shape[1], block))
+            hidden = model.hidden(sequence, block_causal(sequence.shape[1], block).to(sequence.device))
             sequence = torch.cat([sequence, (hidden[:, -block:] @ model.head.weight.t()).argmax(-1)], dim=1)
     return sequence
 
@@ -184,10 +189,12 @@ def greedy(model, prompt, length, block):
 CHUNK = 500  # clips per cached token file
 
 
-def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1)):
+def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1), device="cpu", workers=1):
     """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the tokenizer (.pt or the shipped
     .safetensors), cached in folder 500 clips a file so an interrupted run keeps what it did. part = (k, n) does only
-    the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all."""
+    the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all. On a GPU the
+    encoder runs in full fp32 (no TF32: the codes are the engine's, which encodes in fp32) on 64 clips at a time,
+    and `workers` processes draw the clips."""
     os.makedirs(folder, exist_ok=True)
     # what the codes depend on (encoder weights, levels, R); the file name that follows is only for people
     source = f"{code_source(model)} levels={','.join(map(str, model.levels))} R={resolution}"
@@ -202,7 +209,12 @@ def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1)
     else:
         with open(stamp, "w") as f:
             f.write(f"{source} ({os.path.basename(tokenizer_path)})\n")
-    codes = []
+    pool = multiprocessing.Pool(workers) if workers > 1 else None  # before CUDA starts in this process
+    codes, encoder = [], model.to(device)
+    at_once = 8 if device == "cpu" else 64
+    draw = functools.partial(clips.clip, seed, r=resolution)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     for number, start in enumerate(range(0, count, CHUNK)):
         path = os.path.join(folder, f"{start:07d}-{min(count, start + CHUNK):07d}.npy")
         if number % part[1] != part[0]:
@@ -210,14 +222,18 @@ def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1)
         if not os.path.exists(path):
             chunk = []
             with torch.no_grad():
-                for first in range(start, min(count, start + CHUNK), 8):
-                    x = np.stack([clips.clip(seed, i, resolution) for i in range(first, min(count, start + CHUNK, first + 8))])
-                    index, _ = model.encode(torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 255)
-                    chunk.append(index.reshape(index.shape[0], -1).numpy().astype(np.int32))
+                for first in range(start, min(count, start + CHUNK), at_once):
+                    indices = range(first, min(count, start + CHUNK, first + at_once))
+                    x = np.stack(pool.map(draw, indices) if pool else [draw(i) for i in indices])
+                    index, _ = encoder.encode(torch.from_numpy(x).to(device).permute(0, 4, 1, 2, 3).float() / 255)
+                    chunk.append(index.reshape(index.shape[0], -1).cpu().numpy().astype(np.int32))
             np.save(path + ".tmp.npy", np.concatenate(chunk))
             os.replace(path + ".tmp.npy", path)
             print(f"tokenized clips {start}-{min(count, start + CHUNK)} of {count}", flush=True)
         codes.append(np.load(path))
+    if pool:
+        pool.close()
+    encoder.to("cpu")
     return np.concatenate(codes) if part[1] == 1 else None
 
 
@@ -241,7 +257,10 @@ def main():
                         help="codes: cross-entropy over the codebook; latent: regress the next block's FSQ values (latent_objective.py); "
                              "pixels: regress the next block's cell pixels (pixel_objective.py)")
     parser.add_argument("--tokenize-part", default=None, help="K/N: only tokenize every N-th cache file from the K-th, then stop")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (tools/demo/gpu-train.sh): the same run, faster")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the clips while tokenizing")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     side = args.resolution // 8
@@ -250,9 +269,11 @@ def main():
     tokenizer = load_tokenizer(args.tokenizer)[0]
     vocab = math.prod(tokenizer.levels)  # a frame model's ids are the codes (MODEL.md §3)
     if args.tokenize_part:
-        tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache, tuple(int(v) for v in args.tokenize_part.split("/")))
+        tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache, tuple(int(v) for v in args.tokenize_part.split("/")),
+                 args.device, args.workers)
         return
-    codes = torch.from_numpy(tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache)).long()
+    codes = torch.from_numpy(tokenize(tokenizer, args.tokenizer, args.seed, args.clips, args.resolution, cache, device=args.device,
+                                      workers=args.workers)).long()
     assert codes.shape[1] == length, f"{codes.shape[1]} codes per clip, expected {length}"
 
     torch.manual_seed(args.seed)
@@ -269,6 +290,7 @@ def main():
         pictures, seen = torch.load(pictures_path)
         print(f"{int(seen.sum())} of {vocab} codes have a picture", flush=True)
         make_pixel(model, tokenizer, pictures, seen)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     state_path = os.path.join(args.out, "nbp-run.pt")
     settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
@@ -276,7 +298,7 @@ def main():
         settings["objective"] = args.objective
     if args.init:
         initialise_from(model, args.init)
-    held_out = codes[-8:]  # the last clips are never trained on
+    held_out = codes[-8:].to(device)  # the last clips are never trained on
     train = codes[:-8]
     if latent or pixels:
         loss_of_codes = pixel_error if pixels else latent_error
@@ -285,13 +307,13 @@ def main():
         print(f"{len(loss_of_codes.used)} of {vocab} codes appear in the {len(train)} training clips", flush=True)
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
-    mask = block_causal(length - block, block)
+    mask = block_causal(length - block, block).to(device)
 
     def targets(first_clips, batch):
         """What the positions of batch (codes of clips first_clips) predict: the next block's codes, or its cell pictures."""
         if not pixels:
             return batch[:, block:]
-        return cell_pictures(np.stack([clips.clip(args.seed, int(i), args.resolution) for i in first_clips]), side)
+        return cell_pictures(np.stack([clips.clip(args.seed, int(i), args.resolution) for i in first_clips]), side).to(device)
 
     held_targets = targets(range(len(codes) - 8, len(codes)), held_out)
     if step == 0 and args.init:
@@ -302,7 +324,7 @@ def main():
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         rows = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, len(train), args.batch))
-        batch = train[rows]
+        batch = train[rows].to(device)
         wanted = targets(rows, batch)
         # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
         def loss_of():
@@ -317,7 +339,7 @@ def main():
             elif latent:
                 with torch.no_grad():
                     predicted = model.tok_emb.predict(with_constant_channel(model.hidden(held_out[:, :-block], mask)))
-                accuracy = (nearest_codes(tokenizer.levels, predicted) == held_out[:, block:]).float().mean().item()
+                accuracy = (nearest_codes(tokenizer.levels, predicted.cpu()) == held_out[:, block:].cpu()).float().mean().item()
                 print(f"step {step}: held-out error {held:.5f} a value, nearest code right {accuracy:.3f}", flush=True)
             else:
                 print(f"step {step}: held-out loss {held:.4f}", flush=True)
@@ -327,7 +349,7 @@ def main():
                 tensors = standard_state(model, (pixel_head if pixels else latent_head)(model, held))
             else:
                 tensors = model.state_dict()
-            save_atomically({"global_step": step, "state_dict": {"transformer." + k: v for k, v in tensors.items()},
+            save_atomically({"global_step": step, "state_dict": {"transformer." + k: v.cpu() for k, v in tensors.items()},
                              "hyper_parameters": {"args": hyper}}, os.path.join(args.out, "demo-nbp.ckpt"))
 
 
