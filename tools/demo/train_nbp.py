@@ -193,8 +193,9 @@ def tokenize(model, tokenizer_path, seed, count, resolution, folder, part=(0, 1)
     """Codes [count, 5·(R/8)²] of clips.clip(seed, 0..count-1), encoded by the tokenizer (.pt or the shipped
     .safetensors), cached in folder 500 clips a file so an interrupted run keeps what it did. part = (k, n) does only
     the files k, k+n, ... (n processes side by side) and returns None; the training run reads them all. On a GPU the
-    encoder runs in full fp32 (no TF32: the codes are the engine's, which encodes in fp32) on 64 clips at a time,
-    and `workers` processes draw the clips."""
+    encoder runs in fp32 with TF32 off, on 64 clips at a time: the engine encodes in fp32, and TF32's 10-bit products
+    would move many codes across FSQ rounding boundaries (fp32 in another summation order moves only the rare code that
+    sits on one); `workers` processes draw the clips."""
     os.makedirs(folder, exist_ok=True)
     # what the codes depend on (encoder weights, levels, R); the file name that follows is only for people
     source = f"{code_source(model)} levels={','.join(map(str, model.levels))} R={resolution}"
