@@ -2,7 +2,7 @@
 # The demo transformer's training (train_nbp.py) on a lent GPU machine (issue 18), in one call of the device tool:
 # ~100x the samples a 2-core session trains on, in minutes. Run from the repository root there (its python3 holds
 # PyTorch with CUDA; nothing needs to be carried):
-#   bash tools/demo/gpu-train.sh OUT_DIR [SECONDS] [CLIPS] [STEPS] [BATCH]
+#   bash tools/demo/gpu-train.sh OUT_DIR [SECONDS] [CLIPS] [STEPS] [BATCH] [train_nbp.py options, e.g. --objective latent]
 # Writes into OUT_DIR (the device tool returns at most 8 files of 16 MiB): train.log, diagnose.md (diagnose_prediction.py
 # on 64 held-out clips) and the checkpoint with fp16 tensors split into 15 MiB parts, demo-nbp-f16.ckpt.part-aa, -ab.
 # Back here:
@@ -17,6 +17,7 @@ budget=${2:-300}
 clips=${3:-100000}
 steps=${4:-10000}
 batch=${5:-256}
+extra=("${@:6}")
 device=${DEVICE:-cuda}  # DEVICE=cpu PYTHON=/usr/bin/python3 try the plumbing on a machine without a GPU
 python=${PYTHON:-python3}  # the device machine's python3 holds PyTorch with CUDA
 deadline=$(( $(date +%s) + budget ))
@@ -29,7 +30,7 @@ mkdir -p "$out" "$run"
 timeout --kill-after=5 $(( deadline - $(date +%s) - 40 )) \
   "$python" tools/demo/train_nbp.py --device "$device" --workers "$(nproc)" --threads "$(nproc)" \
     --tokenizer weights/demo/demo-tokenizer.safetensors --out "$run" \
-    --clips "$clips" --steps "$steps" --batch "$batch" --save-every 1000 >> "$out/train.log" 2>&1
+    --clips "$clips" --steps "$steps" --batch "$batch" --save-every 1000 "${extra[@]}" >> "$out/train.log" 2>&1
 echo "train_nbp.py rc $? at $(date -u +%T)" >> "$out/train.log"
 grep -v "^tokenized" "$out/train.log" | tail -25
 
