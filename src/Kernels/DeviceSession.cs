@@ -194,20 +194,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         foreach (var feed in feeds) stepFeeds += IsStep(feed.Rows) ? 1 : 0;
 
         // the ids first: a feed that is not its sequence's last sample is uploaded (a host copy, so such a forward is not captured)
-        var sources = new ArrayView<int>[feeds.Length];
+        Span<bool> ownSample = feeds.Length <= 64 ? stackalloc bool[feeds.Length] : new bool[feeds.Length];
         for (int f = 0, taken = 0; f < feeds.Length; taken += feeds[f].Rows, f++)
         {
             var feed = feeds[f];
             var fedIds = ids.Slice(taken, feed.Rows);
-            sources[f] = _ids.SubView(rowStart[f], feed.Rows);
-            if (feed.Rows == _lastSampledCount[feed.Sequence] && fedIds.SequenceEqual(_lastSampled[feed.Sequence].AsSpan(0, feed.Rows)))
-                sources[f] = _sampled.SubView(_logitStart[feed.Sequence], feed.Rows);
-            else
-            {
-                sources[f].CopyFromCPU(_stream, fedIds);
-                IdUploads++;
-                _profile?.Mark("id upload", "memcpy");
-            }
+            ownSample[f] = feed.Rows == _lastSampledCount[feed.Sequence] && fedIds.SequenceEqual(_lastSampled[feed.Sequence].AsSpan(0, feed.Rows));
+            if (ownSample[f]) continue;
+            _ids.SubView(rowStart[f], feed.Rows).CopyFromCPU(_stream, fedIds);
+            IdUploads++;
+            _profile?.Mark("id upload", "memcpy");
         }
         if (_capture is not null && _profile is null && IdUploads == uploadsBefore)
         {
@@ -217,7 +213,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         for (int f = 0; f < feeds.Length; f++)
         {
             var feed = feeds[f];
-            var source = sources[f];
+            var source = ownSample[f] ? _sampled.SubView(_logitStart[feed.Sequence], feed.Rows) : _ids.SubView(rowStart[f], feed.Rows);
             _kernels.Embed(_stream, new KernelConfig(feed.Rows, _shape.GroupSize), source, _w.TokenEmbedding, _w.PositionEmbedding, _w.UnconditionalEmbedding,
                 Rows(_x, rowStart[f], feed.Rows, c), new EmbeddingArgs { Rows = feed.Rows, Width = c, StartPosition = _lengths[feed.Sequence], UnconditionalRows = feed.UnconditionalRows });
             Launched("embedding", "embedding");

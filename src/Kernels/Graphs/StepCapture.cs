@@ -34,8 +34,6 @@ public sealed class CudaStepGraph : IStepCapture
     private bool _capturing;
 
     public long Submitted { get; private set; }
-    /// <summary>Times the graph was instantiated (the first step, and each change of the step's shape).</summary>
-    public long Instantiations { get; private set; }
 
     private CudaStepGraph(CudaGraphDriver driver, IntPtr stream) => (_driver, _stream) = (driver, stream);
 
@@ -60,9 +58,8 @@ public sealed class CudaStepGraph : IStepCapture
             if (_exec == IntPtr.Zero || !_driver.TryUpdate(_exec, graph))
             {
                 if (_exec != IntPtr.Zero) _driver.DestroyExec(_exec);
-                _exec = IntPtr.Zero;
+                _exec = IntPtr.Zero; // if instantiating throws, no destroyed handle is kept
                 _exec = _driver.Instantiate(graph);
-                Instantiations++;
             }
         }
         finally
