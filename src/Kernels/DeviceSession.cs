@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Fused;
 using NbpEngine.Kernels.Graphs;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Profiling;
@@ -48,15 +49,23 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
     private readonly ArrayView<float> _partialOutput, _partialStats; // decode attention: [heads, chunks, rows, hd], [heads, chunks, rows, 2]
+    private readonly ArrayView<int> _layerCounters;               // a fused layer launch's ticket and phase counters, zero between launches
 
     public int Sequences { get; }
     public int Capacity { get; }
     public long DeviceBytes { get; private set; }
     /// <summary>
-    /// Launches the host made so far: a one-sequence step costs 6 kernels per layer + 4 (issue 12 wants at most 60), or
-    /// with step capture on (<see cref="TryEnableCudaGraphs"/>) one graph launch, its kernels counted in <see cref="CapturedLaunches"/>.
+    /// Launches the host made so far: a one-sequence step costs one launch per layer + 4 (<see cref="FusedLayers"/>;
+    /// 6 per layer + 4 without), or with step capture on (<see cref="TryEnableCudaGraphs"/>) one graph launch, its
+    /// kernels counted in <see cref="CapturedLaunches"/>.
     /// </summary>
     public long Launches { get; private set; }
+    /// <summary>
+    /// A one-sequence step (one block, no mask) runs each layer as one launch (<see cref="LayerStepKernel"/>: the same
+    /// kernels' code as phases, the same bits) instead of six. On by default; off shows each kernel on its own in a
+    /// profile (<see cref="StartProfiling"/>). Batched steps (several sequences) and prefills always take the separate kernels.
+    /// </summary>
+    public bool FusedLayers { get; set; } = true;
     /// <summary>Kernels recorded into captured steps instead of launched.</summary>
     public long CapturedLaunches { get; private set; }
     /// <summary>Steps submitted as one launch each (captured: no id upload, not profiled).</summary>
@@ -111,6 +120,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             int decodeRows = Math.Min(maxRows, DecodeAttentionKernel.MaxRows), chunks = DecodeAttentionKernel.Chunks(capacity);
             _partialOutput = Floats((long)cfg.HeadCount * chunks * decodeRows * cfg.HeadSize);
             _partialStats = Floats((long)cfg.HeadCount * chunks * decodeRows * 2);
+            var counters = Track(accelerator.Allocate1D<int>(LayerStepKernel.CounterCount));
+            counters.MemSetToZero();
+            _layerCounters = counters.View;
         }
         catch
         {
@@ -224,9 +236,15 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
+        bool fused = FusedLayers && fold && feeds.Length == 1 && (int)feeds[0].Mask.Kind == MaskMath.None && LayerStepKernel.Fits(feeds[0].Rows, c, cfg.HeadSize);
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
+            if (fused)
+            {
+                FusedLayer(l, _cache.SubView(feeds[0].Sequence * sequenceSize + layer * layerSize, layerSize), feeds[0].Rows, _lengths[feeds[0].Sequence]);
+                continue;
+            }
             var qkv = fold ? new FoldedNorm(_x, l.QueryKeyValueNorm, l.QueryKeyValueFoldedBias) : FoldedNorm.None;
             LayerNorm(_x, normedFrom, rows, l.Ln1Weight, l.Ln1Bias, _normed);
             // Q, K and V as one GEMM whose rows land in the cache at the block's positions (3C apart); several step
@@ -284,6 +302,34 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             if (!IsStep(feeds[f].LogitRows) && !feeds[f].Guides)
                 Gemm("head gemm", Rows(_normed, logitStart[f], feeds[f].LogitRows, c), new MatMulArgs { M = feeds[f].LogitRows, N = v, K = c, Lda = c, Ldc = v }, _w.Head, _w.NoBias,
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
+    }
+
+    /// <summary>One layer of a one-sequence step as one launch: rows [0, rows) of the activations, the block at cache position <paramref name="start"/>.</summary>
+    private void FusedLayer(DeviceLayer<TW> l, ArrayView<float> cache, int rows, int start)
+    {
+        var cfg = _w.Config;
+        int c = cfg.EmbeddingSize, group = LayerStepKernel.GroupSize(c, rows, _shape.GroupSize, _accelerator.NumMultiprocessors);
+        var gemm = new MatMulArgs { M = rows, HasBias = 1 };
+        var args = new LayerStepArgs<TW>
+        {
+            X = Rows(_x, 0, rows, c), Cache = cache, Attended = Rows(_attended, 0, rows, c), Hidden = Rows(_hidden, 0, rows, 4 * c),
+            PartialOutput = _partialOutput, PartialStats = _partialStats, Counters = _layerCounters,
+            QueryKeyValue = l.QueryKeyValue, Projection = l.Proj, Fc = l.Fc, Out = l.Out,
+            QueryKeyValueBias = l.QueryKeyValueFoldedBias, ProjectionBias = l.ProjBias, FcBias = l.FcFoldedBias, OutBias = l.OutBias,
+            QueryKeyValueNorm = l.QueryKeyValueNorm, FcNorm = l.FcNorm, NoNorm = _w.NoNorm,
+            QueryKeyValueArgs = gemm with { N = 3 * c, K = c, Lda = c, Ldc = 3 * c },
+            ProjectionArgs = gemm with { N = c, K = c, Lda = c, Ldc = c, Accumulate = 1 },
+            FcArgs = gemm with { N = 4 * c, K = c, Lda = c, Ldc = 4 * c, Gelu = 1 },
+            OutArgs = gemm with { N = c, K = 4 * c, Lda = 4 * c, Ldc = c, Accumulate = 1 },
+            Attention = new AttentionArgs
+            {
+                Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
+                MaskKind = MaskMath.None, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
+            },
+            Phases = LayerStepKernel.Plan(c, cfg.HeadCount, rows, start, group),
+        };
+        _kernels.Layer(_stream, new KernelConfig(args.Phases.Total, group), args);
+        Launched("layer", "fused");
     }
 
     /// <summary>

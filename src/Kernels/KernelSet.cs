@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Fused;
 using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Kernels.TensorCores;
@@ -24,6 +25,8 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, float> Guide { get; }
+    /// <summary>A step's whole transformer layer in one launch (<see cref="LayerStepKernel"/>).</summary>
+    public Action<AcceleratorStream, KernelConfig, LayerStepArgs<TW>> Layer { get; }
 
     public KernelSet(Accelerator accelerator)
     {
@@ -39,6 +42,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);
         Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
         Guide = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, float>(GuidanceKernel.Blend);
+        Layer = accelerator.LoadKernel<LayerStepArgs<TW>>(LayerStepKernel.Layer<TW>);
     }
 }
 
@@ -55,6 +59,7 @@ public static class KernelCatalog
             yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
             yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w, typeof(PtxMma));
             yield return typeof(StepMatMulKernel).GetMethod(nameof(StepMatMulKernel.Step))!.MakeGenericMethod(w);
+            yield return typeof(LayerStepKernel).GetMethod(nameof(LayerStepKernel.Layer))!.MakeGenericMethod(w);
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;

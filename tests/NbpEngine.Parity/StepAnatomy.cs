@@ -18,8 +18,9 @@ namespace NbpEngine.Parity;
 /// <summary>Where a generation step's time goes on a device: each launch site's device time per step, and the host's wall time.</summary>
 /// <param name="UnprofiledMsPerStep">wall time per step with no markers (the figure to compare with a benchmark)</param>
 /// <param name="ProfiledMsPerStep">wall time per step with a marker after every launch</param>
+/// <param name="FusedLayers">each layer one launch (DeviceSession.FusedLayers), or its six kernels apart</param>
 public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<LaunchTime> Sites, long LaunchesPerStep, double UnprofiledMsPerStep,
-    double ProfiledMsPerStep)
+    double ProfiledMsPerStep, bool FusedLayers)
 {
     /// <summary>Device busy time per step: the sum of every site's time.</summary>
     public double DeviceMsPerStep => Sites.Sum(s => s.DeviceTime.TotalMilliseconds) / Steps;
@@ -27,7 +28,7 @@ public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<Launc
     /// <summary>A markdown table, largest share first, and a line with the step's totals.</summary>
     public IEnumerable<string> Table()
     {
-        yield return $"B = {Block}, {Steps} profiled steps: wall {UnprofiledMsPerStep:F3} ms a step unprofiled, {ProfiledMsPerStep:F3} ms profiled; " +
+        yield return $"B = {Block}, {(FusedLayers ? "fused layers" : "separate kernels")}, {Steps} profiled steps: wall {UnprofiledMsPerStep:F3} ms a step unprofiled, {ProfiledMsPerStep:F3} ms profiled; " +
                      $"device busy {DeviceMsPerStep:F3} ms a step; {LaunchesPerStep} launches a step";
         yield return "";
         yield return "| site | kernel | per step | µs a step | µs each | share of device time |";
@@ -53,14 +54,14 @@ public static class StepAnatomy
     /// Each case on the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata),
     /// loaded, compiled for and uploaded to the device once for all of them.
     /// </summary>
-    public static List<StepAnatomyResult> Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt, IEnumerable<(int Block, int Steps, SamplingArgs Sampling)> cases,
-        bool tensorCores) where TW : struct, IWeightView
+    public static List<StepAnatomyResult> Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt,
+        IEnumerable<(int Block, int Steps, SamplingArgs Sampling, bool FusedLayers)> cases, bool tensorCores) where TW : struct, IWeightView
     {
         var file = SafetensorsFile.Open(weightsPath); // owned by the weights from here
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
         var kernels = new KernelSet<TW>(device.Accelerator);
         using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
-        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, tensorCores)).ToList();
+        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, c.FusedLayers, tensorCores)).ToList();
     }
 
     /// <summary>
@@ -88,7 +89,7 @@ public static class StepAnatomy
     private static void Touch(ArrayView<int> values) => values[Group.IdxX] = Group.IdxX;
 
     private static StepAnatomyResult Measure<TW>(IlgpuDevice device, KernelSet<TW> kernels, DeviceWeights<TW> deviceWeights, int[] prompt, int block, int steps,
-        SamplingArgs sampling, bool tensorCores) where TW : struct, IWeightView
+        SamplingArgs sampling, bool fusedLayers, bool tensorCores) where TW : struct, IWeightView
     {
         int capacity = prompt.Length + (2 * steps + 1) * block;
         int positions = deviceWeights.Config.PositionCount;
@@ -96,6 +97,7 @@ public static class StepAnatomy
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
                 $"a {prompt.Length}-token prompt and 1 + 2 x {steps} steps of {block} need {capacity} positions; the model has {positions}");
         using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
+        session.FusedLayers = fusedLayers;
         var ids = new int[block];
         int step = 0;
         session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, block), block)]);
@@ -120,6 +122,6 @@ public static class StepAnatomy
         Steps(steps);
         double profiled = clock.Elapsed.TotalMilliseconds / steps;
         session.StopProfiling();
-        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled);
+        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled, fusedLayers);
     }
 }

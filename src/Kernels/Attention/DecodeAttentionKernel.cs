@@ -29,12 +29,24 @@ public static class DecodeAttentionKernel
     /// <param name="partialOutput">[heads, chunks, rows, headSize]</param><param name="partialStats">[heads, chunks, rows, 2]: max, sum</param>
     public static void Partial(ArrayView<float> query, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> partialOutput, ArrayView<float> partialStats,
         AttentionArgs args)
+        => PartialCompute(Grid.IdxX, query, keys, values, partialOutput, partialStats, args, SharedMemory.Allocate<float>(PartialSharedFloats));
+
+    /// <summary>Shared memory a <see cref="Partial"/> group needs (floats): the queries, one chunk of keys or values, the scores.</summary>
+    public const int PartialSharedFloats = MaxRows * MaxHeadSize + ChunkKeys * KeyStride + MaxRows * ChunkKeys;
+
+    /// <summary>
+    /// What group <paramref name="group"/> of a <see cref="PartialGrid"/> computes (any group size), with
+    /// <paramref name="shared"/> (<see cref="PartialSharedFloats"/>) as its shared memory: the kernel above, or a phase
+    /// of a fused layer (<see cref="Fused.LayerStepKernel"/>).
+    /// </summary>
+    public static void PartialCompute(int group, ArrayView<float> query, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> partialOutput,
+        ArrayView<float> partialStats, AttentionArgs args, ArrayView<float> shared)
     {
-        var qTile = SharedMemory.Allocate<float>(MaxRows * MaxHeadSize);
-        var kvTile = SharedMemory.Allocate<float>(ChunkKeys * KeyStride);
-        var scores = SharedMemory.Allocate<float>(MaxRows * ChunkKeys);
+        var qTile = shared.SubView(0, MaxRows * MaxHeadSize);
+        var kvTile = shared.SubView(MaxRows * MaxHeadSize, ChunkKeys * KeyStride);
+        var scores = shared.SubView(MaxRows * MaxHeadSize + ChunkKeys * KeyStride, MaxRows * ChunkKeys);
         int hd = args.HeadSize, rows = args.Rows, total = args.Start + args.Rows, chunks = Chunks(total);
-        int head = Grid.IdxX % args.Heads, chunk = Grid.IdxX / args.Heads;
+        int head = group % args.Heads, chunk = group / args.Heads;
         int key0 = chunk * ChunkKeys, count = XMath.Min(ChunkKeys, total - key0);
         int headOffset = head * hd;
 
@@ -117,8 +129,11 @@ public static class DecodeAttentionKernel
 
     /// <summary>output[r, head·hd + d] = Σ_chunks o·e^(m - M) / Σ_chunks l·e^(m - M), M the largest chunk max.</summary>
     public static void Combine(ArrayView<float> partialOutput, ArrayView<float> partialStats, ArrayView<float> output, AttentionArgs args)
+        => CombineCompute(Grid.GlobalIndex.X, partialOutput, partialStats, output, args);
+
+    /// <summary>Output value <paramref name="e"/> (row-major [rows, width]) of <see cref="Combine"/>; nothing past the last.</summary>
+    public static void CombineCompute(int e, ArrayView<float> partialOutput, ArrayView<float> partialStats, ArrayView<float> output, AttentionArgs args)
     {
-        int e = Grid.GlobalIndex.X;
         if (e >= args.Rows * args.Width) return;
         int hd = args.HeadSize, rows = args.Rows, chunks = Chunks(args.Start + args.Rows);
         int r = e / args.Width, column = e - r * args.Width, head = column / hd, d = column - head * hd;

@@ -64,17 +64,29 @@ public static class StepMatMulKernel
     /// <param name="bias">[N] (read only if HasBias)</param><param name="c">[M, Ldc]</param>
     /// <param name="norm">a LayerNorm of A's rows folded in (<see cref="StepNorm"/>), or off</param>
     public static void Step<TW>(ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args, StepNorm norm) where TW : struct, IWeightView
+        => Compute(Grid.IdxX, a, w, bias, c, args, norm, SharedMemory.Allocate<float>(SharedFloats));
+
+    /// <summary>Shared memory a group needs (floats): the reduction's scratch, then the folded norm's slice sums.</summary>
+    public const int SharedFloats = MaxWarps * 32 * Stride + 2 * MaxWarps * MaxRows * Slices;
+
+    /// <summary>
+    /// What group <paramref name="group"/> of a <see cref="Launch"/> grid computes, with <paramref name="shared"/>
+    /// (<see cref="SharedFloats"/>) as its shared memory: the kernel above, or one phase of a fused layer
+    /// (<see cref="Fused.LayerStepKernel"/>), which hands out group numbers itself. Every warp of the group calls it.
+    /// </summary>
+    public static void Compute<TW>(int group, ArrayView<Float4> a, TW w, ArrayView<float> bias, ArrayView<float> c, MatMulArgs args, StepNorm norm,
+        ArrayView<float> shared) where TW : struct, IWeightView
     {
         int lane = Group.IdxX % 32, warp = Group.IdxX / 32, rowGroups = (args.M + MaxRows - 1) / MaxRows;
         int columnWarps = Group.DimX / 32 / rowGroups, columnWarp = warp / rowGroups, rowGroup = warp % rowGroups;
-        int n0 = (Grid.IdxX * columnWarps + columnWarp) * Columns;
+        int n0 = (group * columnWarps + columnWarp) * Columns;
         // this warp's rows: [firstRow, firstRow + rows), rows ≤ 16; A and C are addressed from firstRow on, so a row's
         // arithmetic is the same in every row group
         int firstRow = rowGroup * MaxRows, rows = args.M - firstRow;
         int lda4 = args.Lda / 4;
         var block = a.SubView((long)firstRow * lda4);
-        var scratch = SharedMemory.Allocate<float>(MaxWarps * 32 * Stride);
-        var slices = SharedMemory.Allocate<float>(2 * MaxWarps * MaxRows * Slices);
+        var scratch = shared.SubView(0, MaxWarps * 32 * Stride);
+        var slices = shared.SubView(MaxWarps * 32 * Stride, 2 * MaxWarps * MaxRows * Slices);
         int at = warp * 32 * Stride + lane;
         // every warp of the group takes part (block barriers), before the warps past N leave
         if (norm.Enabled != 0) RowStatistics(block, rows, lda4, args.K, rowGroup, columnWarp, columnWarps, lane, scratch, at - lane, slices);

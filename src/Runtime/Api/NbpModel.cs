@@ -150,6 +150,7 @@ public sealed class NbpModel : IDisposable
         int maxLogitRows = Math.Min(options.MaxBlockSize ?? Config.BlockSize, capacity);
         int threads = options.Threads ?? Environment.ProcessorCount;
         var session = backend.CreateSession(sequences, capacity, checked(sequences * capacity), checked(sequences * maxLogitRows), threads);
+        session.UseFusedLayers(options.FusedLayers);
         if (options.CudaGraphs && !session.TryEnableStepGraphs())
         {
             session.Dispose();
@@ -257,6 +258,12 @@ public sealed record SessionOptions
     /// until measured on a GPU (bench/RESULTS.md); true on another backend throws.
     /// </summary>
     public bool CudaGraphs { get; init; }
+    /// <summary>
+    /// ILGPU backends: a generation step of one sequence runs each transformer layer as ONE launch (its four GEMMs and
+    /// the split-key attention as phases of one kernel, the same arithmetic and bits) instead of six: 28 launches for
+    /// K600's 24 layers instead of 148 (issue 12). On by default; false runs the separate kernels.
+    /// </summary>
+    public bool FusedLayers { get; init; } = true;
 
     /// <summary>The weight storage a session on <paramref name="kind"/> gets (the null default resolved).</summary>
     public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);

@@ -62,4 +62,10 @@ public interface IBackendSession : IDisposable
     /// false where this session cannot (any backend but CUDA, or a driver older than CUDA 12).
     /// </summary>
     bool TryEnableStepGraphs() => false;
+
+    /// <summary>
+    /// Whether a one-sequence step runs each transformer layer as one launch (on by default where the backend has
+    /// launches at all; issue 12) or as its separate kernels (to see each in a profile, or to compare).
+    /// </summary>
+    void UseFusedLayers(bool on) { }
 }

@@ -48,15 +48,19 @@ public class SassTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>
     /// The step GEMM streams the weights: 16-byte loads (LDG.128), accumulators in registers (no stack frame, no
-    /// spills, no local memory), no fp64, for every weight storage (issue 12 item 6).
+    /// spills, no local memory), no fp64, for every weight storage (issue 12 item 6); so does the fused layer launch
+    /// that runs it as four of its phases (LayerStepKernel), which must also fit one group's shared memory (48 KB).
     /// </summary>
     [TheoryRequiringCudaTools]
-    [InlineData("F32Weights")]
-    [InlineData("F16Weights")]
-    [InlineData("BF16Weights")]
-    public void TheStepGemmStreamsWeightsFromRegisters(string storage)
+    [InlineData("StepMatMulKernel.Step", "F32Weights")]
+    [InlineData("StepMatMulKernel.Step", "F16Weights")]
+    [InlineData("StepMatMulKernel.Step", "BF16Weights")]
+    [InlineData("LayerStepKernel.Layer", "F32Weights")]
+    [InlineData("LayerStepKernel.Layer", "F16Weights")]
+    [InlineData("LayerStepKernel.Layer", "BF16Weights")]
+    public void TheStepGemmStreamsWeightsFromRegisters(string entry, string storage)
     {
-        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == $"StepMatMulKernel.Step<{storage}>");
+        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == $"{entry}<{storage}>");
         var f = SassInspector.Inspect(kernel, _dir.Path);
         output.WriteLine(f.ToString());
         Assert.True(f.Ldg128 >= (storage == "F32Weights" ? 8 : 4), $"{f.Kernel}: {f.Ldg128} LDG.128, expected the four columns' 16-byte weight loads");
@@ -64,6 +68,7 @@ public class SassTests(ITestOutputHelper output) : IDisposable
         Assert.Equal((0, 0), (f.SpillStoreBytes, f.SpillLoadBytes));
         Assert.Equal(0, f.LocalMemory);
         Assert.Equal(0, f.Fp64);
+        Assert.InRange(f.SharedBytes, 1, 48 * 1024);
     }
 
     /// <summary>

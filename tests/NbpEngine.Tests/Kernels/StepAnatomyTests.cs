@@ -13,24 +13,29 @@ namespace NbpEngine.Tests.Kernels;
 public class StepAnatomyTests
 {
     [Theory]
-    [InlineData(16)]
-    [InlineData(1)]
-    public void EveryLaunchOfAStepIsChargedToItsSite(int block)
+    [InlineData(16, false)]
+    [InlineData(1, false)]
+    [InlineData(16, true)]
+    public void EveryLaunchOfAStepIsChargedToItsSite(int block, bool fused)
     {
         using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
         int[] prompt = Fixtures.Tokens("frame_prompt.txt")[..32];
         var sampling = new SamplingArgs { Temperature = 1f, TopK = 40, TopP = 0.9f, Seed = 7 };
-        var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, [(block, 2, sampling)], tensorCores: false)[0];
+        var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, [(block, 2, sampling, fused)], tensorCores: false)[0];
 
         int layers = 2; // frame_model.safetensors: n_layer 2
-        Assert.Equal(6 * layers + 4, result.LaunchesPerStep);
+        Assert.Equal((fused ? 1 : 6) * layers + 4, result.LaunchesPerStep);
         var perStep = result.Sites.ToDictionary(s => (s.What, s.Kernel), s => s.Count / result.Steps);
-        Assert.Equal(layers, perStep[("q/k/v gemm", "step")]);
-        Assert.Equal(layers, perStep[("proj gemm", "step")]);
-        Assert.Equal(layers, perStep[("fc gemm", "step")]);
-        Assert.Equal(layers, perStep[("out gemm", "step")]);
-        Assert.Equal(layers, perStep[("attention", "split-key partial")]);
-        Assert.Equal(layers, perStep[("attention", "split-key combine")]);
+        if (fused) Assert.Equal(layers, perStep[("layer", "fused")]);
+        else
+        {
+            Assert.Equal(layers, perStep[("q/k/v gemm", "step")]);
+            Assert.Equal(layers, perStep[("proj gemm", "step")]);
+            Assert.Equal(layers, perStep[("fc gemm", "step")]);
+            Assert.Equal(layers, perStep[("out gemm", "step")]);
+            Assert.Equal(layers, perStep[("attention", "split-key partial")]);
+            Assert.Equal(layers, perStep[("attention", "split-key combine")]);
+        }
         Assert.Equal(1, perStep[("embedding", "embedding")]);
         Assert.Equal(1, perStep[("layernorm", "layernorm")]); // the final norm: LN1 and LN2 are folded into the GEMMs
         Assert.Equal(1, perStep[("head gemm", "step")]);

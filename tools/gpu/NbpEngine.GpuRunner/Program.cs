@@ -58,16 +58,20 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
              ("frame_ntp", "frame_model", "frame_prompt", GenerationMode.Frame, 1, 192, 0), ("hybrid", "hybrid_model", "hybrid_prompt", GenerationMode.Hybrid, 4, 11, 5),
          })
 {
-    // the last: the fp32 path again with each step as one CUDA graph launch (same kernels, so the same tokens are required)
-    var variants = new List<(WeightStorage, bool, bool)> { (WeightStorage.F32, false, false), (WeightStorage.F32, true, false), (WeightStorage.F16, false, false) };
-    if (kind == IlgpuDeviceKind.Cuda) variants.Add((WeightStorage.F32, false, true));
-    foreach (var (storage, tensorCores, graphs) in variants)
+    // fp32 with fused layers (the default) and with the six separate kernels a layer (the same code: the same tokens are
+    // required); the last: each step as one CUDA graph launch (same kernels, so the same tokens are required)
+    var variants = new List<(WeightStorage, bool, bool, bool)>
+    {
+        (WeightStorage.F32, false, false, true), (WeightStorage.F32, false, false, false), (WeightStorage.F32, true, false, true), (WeightStorage.F16, false, false, true),
+    };
+    if (kind == IlgpuDeviceKind.Cuda) variants.Add((WeightStorage.F32, false, true, true));
+    foreach (var (storage, tensorCores, graphs, fused) in variants)
     {
         using var m = await NbpModel.LoadAsync(Path.Combine(fixtures, model + ".safetensors"), new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
         NbpSession session;
         try
         {
-            session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores, CudaGraphs = graphs });
+            session = m.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, TensorCores = tensorCores, CudaGraphs = graphs, FusedLayers = fused });
         }
         catch (Exception e) when (graphs) // the graph path is new: report, and go on with the rest
         {
@@ -95,7 +99,7 @@ foreach (var (name, model, prompt, mode, block, steps, cond) in new[]
         int same = tokens.Zip(expected).Count(p => p.First == p.Second);
         bool required = storage == WeightStorage.F32 && !tensorCores; // fp16 paths: reported, not required
         if (required && same != expected.Length) failures++;
-        Report($"{(same == expected.Length ? "ok  " : required ? "FAIL" : "note")} {name} ({session.BackendName}{(graphs ? ", CUDA graphs" : "")}): {same}/{expected.Length} tokens equal");
+        Report($"{(same == expected.Length ? "ok  " : required ? "FAIL" : "note")} {name} ({session.BackendName}{(graphs ? ", CUDA graphs" : "")}{(fused ? "" : ", separate kernels")}): {same}/{expected.Length} tokens equal");
     }
 }
 
@@ -145,10 +149,11 @@ async Task Bench()
     Report("");
     Report("| weights | B | steps | prefill ms | mean step ms | total s | weight bytes/step | floor ms/step | step / floor |");
     Report("|---|---|---|---|---|---|---|---|---|");
-    // the last rows: fp16 again with each step as one CUDA graph launch (issue 12)
-    var rows = new List<(WeightStorage, bool)> { (WeightStorage.F16, false), (WeightStorage.F32, false) };
-    if (kind == IlgpuDeviceKind.Cuda) rows.Add((WeightStorage.F16, true));
-    foreach (var (storage, graphs) in rows)
+    // fp16 and fp32 as run by default (each layer one fused launch), fp16 with the six separate kernels a layer, and
+    // fp16 with each step as one CUDA graph launch (issue 12)
+    var rows = new List<(WeightStorage, bool, bool)> { (WeightStorage.F16, false, true), (WeightStorage.F32, false, true), (WeightStorage.F16, false, false) };
+    if (kind == IlgpuDeviceKind.Cuda) rows.Add((WeightStorage.F16, true, true));
+    foreach (var (storage, graphs, fused) in rows)
     {
         long bytesPerElement = storage == WeightStorage.F32 ? 4 : 2;
         long c = 1536;
@@ -158,7 +163,7 @@ async Task Bench()
         {
             try
             {
-                TimeSteps(storage, graphs, block, weightBytes, floorMs);
+                TimeSteps(storage, graphs, fused, block, weightBytes, floorMs);
             }
             catch (Exception e) when (graphs)
             {
@@ -168,9 +173,12 @@ async Task Bench()
         }
     }
 
-    void TimeSteps(WeightStorage storage, bool graphs, int block, long weightBytes, double floorMs)
+    void TimeSteps(WeightStorage storage, bool graphs, bool fused, int block, long weightBytes, double floorMs)
     {
-        using var session = model.CreateSession(new SessionOptions { Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs });
+        using var session = model.CreateSession(new SessionOptions
+        {
+            Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs, FusedLayers = fused,
+        });
         var request = new GenerationRequest
         {
             Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = K600Workload.GeneratedTokens / block,
@@ -186,7 +194,7 @@ async Task Bench()
         while (!generator.IsComplete) generator.Step(scratch);
         double total = clock.Elapsed.TotalMilliseconds;
         double step = (total - prefill) / (request.Steps!.Value - 1);
-        Report($"| {storage}{(graphs ? " graphs" : "")} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
+        Report($"| {storage}{(graphs ? " graphs" : "")}{(fused ? "" : " separate kernels")} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
     }
     try
     {
@@ -209,9 +217,12 @@ void StepAnatomyReport(string weightsPath, int[] prompt)
     var (hostUs, deviceUs) = StepAnatomy.LaunchOverhead(device, 2000);
     Report($"an empty launch: {hostUs:F2} µs of host time to enqueue, {deviceUs:F2} µs apart on the device (2000 back to back)");
     var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
-    var results = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt, [(16, 16, topKP), (1, 64, topKP), (16, 16, new SamplingArgs { Greedy = 1 })],
+    // the separate kernels show where a layer's time goes; the fused layer launches (the default) what it costs as run
+    var greedy = new SamplingArgs { Greedy = 1 };
+    var results = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt,
+        [(16, 16, topKP, false), (1, 64, topKP, false), (16, 16, greedy, false), (16, 16, topKP, true), (1, 64, topKP, true)],
         tensorCores: kind == IlgpuDeviceKind.Cuda);
-    foreach (var (result, name) in results.Zip(new[] { "top-k 16000, top-p 0.9", "top-k 16000, top-p 0.9", "greedy" }))
+    foreach (var (result, name) in results.Zip(new[] { "top-k 16000, top-p 0.9", "top-k 16000, top-p 0.9", "greedy", "top-k 16000, top-p 0.9, fused layers", "top-k 16000, top-p 0.9, fused layers" }))
     {
         Report("");
         Report($"### {name}");

@@ -1,0 +1,64 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using Microsoft.Extensions.Logging.Abstractions;
+using NbpEngine.Core;
+using NbpEngine.Kernels;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Loader.Checkpoint;
+using NbpEngine.Loader.Safetensors;
+using NbpEngine.Runtime.Backends;
+
+namespace NbpEngine.Tests.Support;
+
+/// <summary>
+/// The frame fixture model's weights on ILGPU's CPU accelerator, and its prompt. With <c>multiprocessors</c> > 1 the
+/// accelerator is a CPU device of that many one-warp multiprocessors, which run groups at the same time (the tests'
+/// usual device has one, where groups run one after another and nothing can overtake anything).
+/// </summary>
+internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IWeightView
+{
+    private readonly IlgpuDevice? _device;
+    private readonly Context? _context;
+    private readonly Accelerator _accelerator;
+    private readonly LaunchShape _shape;
+    private readonly KernelSet<TW> _kernels;
+    private readonly DeviceWeights<TW> _deviceWeights;
+    public TransformerWeights Weights { get; }
+    public int[] Prompt { get; } = Fixtures.Tokens("frame_prompt.txt");
+
+    public FrameModelOnDevice(int multiprocessors = 1)
+    {
+        if (multiprocessors == 1)
+        {
+            _device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+            (_accelerator, _shape) = (_device.Accelerator, _device.Shape);
+        }
+        else
+        {
+            _context = Context.Create(b => b.CPU(new CPUDevice(32, 1, multiprocessors)).EnableAlgorithms().Optimize(OptimizationLevel.O2));
+            (_accelerator, _shape) = (_context.GetCPUDevice(0).CreateAccelerator(_context), new LaunchShape(32, 1));
+        }
+        var file = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
+        Weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
+        _kernels = new KernelSet<TW>(_accelerator);
+        _deviceWeights = new DeviceWeights<TW>(_accelerator, Weights);
+    }
+
+    public int Multiprocessors => _accelerator.NumMultiprocessors;
+
+    public DeviceSession<TW> Session(int sequences, int capacity, int maxRows, int maxLogitRows) =>
+        new(_accelerator, _shape, _kernels, _deviceWeights, sequences, capacity, maxRows, maxLogitRows);
+
+    public void Dispose()
+    {
+        _deviceWeights.Dispose();
+        if (_device is not null) _device.Dispose();
+        else
+        {
+            _accelerator.Dispose();
+            _context!.Dispose();
+        }
+        Weights.Dispose();
+    }
+}
