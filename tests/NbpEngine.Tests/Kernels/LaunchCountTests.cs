@@ -72,6 +72,32 @@ public class LaunchCountTests
         Assert.Equal(uploads, session.IdUploads);
     }
 
+    /// <summary>
+    /// Issue 12's bound at the depth it was set for: a step of a 24-layer transformer (K600's depth, at a toy width) is
+    /// 28 launches without graphs, within the 60 asked; with the separate kernels it would be 148.
+    /// </summary>
+    [Fact]
+    public void AStepOfA24LayerModelIsWithinSixtyLaunches()
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "deep.safetensors");
+        NbpEngine.Parity.RandomCheckpoint.Write(path, layers: 24, heads: 2, width: 32, vocab: 64, positions: 64);
+        using var deep = new FrameModelOnDevice<F32Weights>(weightsPath: path);
+        using var session = deep.Session(1, 48, 16, 16);
+        var greedy = new SamplingArgs { Greedy = 1 };
+        var ids = Enumerable.Range(0, 16).ToArray();
+        session.Forward(ids, [new SequenceFeed(0, 16, AttentionMask.BlockCausal(16, 16), 16)]);
+        session.Sample(0, greedy, ids);
+        foreach (bool fused in new[] { true, false })
+        {
+            session.FusedLayers = fused;
+            long launches = session.Launches;
+            session.Forward(ids, [new SequenceFeed(0, 16, AttentionMask.None, 16)]);
+            session.Sample(0, greedy, ids);
+            Assert.Equal(fused ? 28 : 148, session.Launches - launches);
+        }
+    }
+
     /// <summary>Records nothing (kernels run as they are enqueued): what is checked is the session's side of a capture.</summary>
     private sealed class OpenCloseCapture : IStepCapture
     {

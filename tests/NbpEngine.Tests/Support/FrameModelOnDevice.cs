@@ -12,7 +12,7 @@ using NbpEngine.Runtime.Backends;
 namespace NbpEngine.Tests.Support;
 
 /// <summary>
-/// The frame fixture model's weights on ILGPU's CPU accelerator, and its prompt. With <c>multiprocessors</c> > 1 the
+/// The frame fixture model's weights (or another transformer file's) on ILGPU's CPU accelerator, and the fixture's prompt. With <c>multiprocessors</c> > 1 the
 /// accelerator is a CPU device of that many one-warp multiprocessors, which run groups at the same time (the tests'
 /// usual device has one, where groups run one after another and nothing can overtake anything).
 /// </summary>
@@ -27,7 +27,7 @@ internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IW
     public TransformerWeights Weights { get; }
     public int[] Prompt { get; } = Fixtures.Tokens("frame_prompt.txt");
 
-    public FrameModelOnDevice(int multiprocessors = 1)
+    public FrameModelOnDevice(int multiprocessors = 1, string? weightsPath = null)
     {
         if (multiprocessors == 1)
         {
@@ -39,7 +39,7 @@ internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IW
             _context = Context.Create(b => b.CPU(new CPUDevice(32, 1, multiprocessors)).EnableAlgorithms().Optimize(OptimizationLevel.O2));
             (_accelerator, _shape) = (_context.GetCPUDevice(0).CreateAccelerator(_context), new LaunchShape(32, 1));
         }
-        var file = SafetensorsFile.Open(Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
+        var file = SafetensorsFile.Open(weightsPath ?? Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
         Weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
         _kernels = new KernelSet<TW>(_accelerator);
         _deviceWeights = new DeviceWeights<TW>(_accelerator, Weights);
