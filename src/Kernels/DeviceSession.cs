@@ -49,6 +49,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
     private readonly ArrayView<float> _partialOutput, _partialStats; // decode attention: [heads, chunks, rows, hd], [heads, chunks, rows, 2]
+    private readonly long _partialOutputSlot, _partialStatsSlot;  // floats of one block's partials
     private readonly ArrayView<int> _layerCounters;               // a fused layer launch's ticket and phase counters, zero between launches
 
     public int Sequences { get; }
@@ -56,14 +57,15 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     public long DeviceBytes { get; private set; }
     /// <summary>
     /// Launches the host made so far: a one-sequence step costs one launch per layer + 4 (<see cref="FusedLayers"/>;
-    /// 6 per layer + 4 without), or with step capture on (<see cref="TryEnableCudaGraphs"/>) one graph launch, its
+    /// 6 per layer + 4 without; S sequences: one per layer + 3S + 1), or with step capture on (<see cref="TryEnableCudaGraphs"/>) one graph launch, its
     /// kernels counted in <see cref="CapturedLaunches"/>.
     /// </summary>
     public long Launches { get; private set; }
     /// <summary>
-    /// A one-sequence step (one block, no mask) runs each layer as one launch (<see cref="LayerStepKernel"/>: the same
-    /// kernels' code as phases, the same bits) instead of six. On by default; off shows each kernel on its own in a
-    /// profile (<see cref="StartProfiling"/>). Batched steps (several sequences) and prefills always take the separate kernels.
+    /// A step (every feed a block of at most 16 rows with no mask, at most 8 of them: one sequence's, a batch's, a guided
+    /// step's two streams) runs each layer as one launch (<see cref="LayerStepKernel"/>: the same kernels' code as
+    /// phases, the same bits) instead of 6 (4 + 2 per sequence for several). On by default; off shows each kernel on its
+    /// own in a profile (<see cref="StartProfiling"/>). Prefills always take the separate kernels.
     /// </summary>
     public bool FusedLayers { get; set; } = true;
     /// <summary>Kernels recorded into captured steps instead of launched.</summary>
@@ -117,9 +119,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _weights = Floats(maxLogitRows * v);
             _ids = Track(accelerator.Allocate1D<int>(maxRows)).View;
             _sampled = Track(accelerator.Allocate1D<int>(maxLogitRows)).View;
+            // one slot of split-key partials per block a fused step attends to at once (the separate kernels use the first)
             int decodeRows = Math.Min(maxRows, DecodeAttentionKernel.MaxRows), chunks = DecodeAttentionKernel.Chunks(capacity);
-            _partialOutput = Floats((long)cfg.HeadCount * chunks * decodeRows * cfg.HeadSize);
-            _partialStats = Floats((long)cfg.HeadCount * chunks * decodeRows * 2);
+            int slots = Math.Min(sequences, StepFeeds.MaxFeeds);
+            _partialOutputSlot = (long)cfg.HeadCount * chunks * decodeRows * cfg.HeadSize;
+            _partialStatsSlot = (long)cfg.HeadCount * chunks * decodeRows * 2;
+            _partialOutput = Floats(slots * _partialOutputSlot);
+            _partialStats = Floats(slots * _partialStatsSlot);
             var counters = Track(accelerator.Allocate1D<int>(LayerStepKernel.CounterCount));
             counters.MemSetToZero();
             _layerCounters = counters.View;
@@ -236,13 +242,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
-        bool fused = FusedLayers && fold && feeds.Length == 1 && (int)feeds[0].Mask.Kind == MaskMath.None && LayerStepKernel.Fits(feeds[0].Rows, c, cfg.HeadSize);
+        var fusedFeeds = FusedLayers && fold ? FusedFeeds(feeds, rowStart) : default;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
-            if (fused)
+            if (fusedFeeds.Count > 0)
             {
-                FusedLayer(l, _cache.SubView(feeds[0].Sequence * sequenceSize + layer * layerSize, layerSize), feeds[0].Rows, _lengths[feeds[0].Sequence]);
+                FusedLayer(l, fusedFeeds, layer);
                 continue;
             }
             var qkv = fold ? new FoldedNorm(_x, l.QueryKeyValueNorm, l.QueryKeyValueFoldedBias) : FoldedNorm.None;
@@ -304,16 +310,43 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
     }
 
-    /// <summary>One layer of a one-sequence step as one launch: rows [0, rows) of the activations, the block at cache position <paramref name="start"/>.</summary>
-    private void FusedLayer(DeviceLayer<TW> l, ArrayView<float> cache, int rows, int start)
+    /// <summary>
+    /// The blocks of a step that runs fused (<see cref="FusedLayers"/>): every feed a block of at most 16 rows with no
+    /// mask, at most <see cref="StepFeeds.MaxFeeds"/> of them; none (Count 0) when the call is anything else. Each
+    /// feed's cache offset is that of layer 0 (<see cref="FusedLayer"/> adds the layer's).
+    /// </summary>
+    private StepFeeds FusedFeeds(ReadOnlySpan<SequenceFeed> feeds, ReadOnlySpan<int> rowStart)
+    {
+        Span<int> rows = stackalloc int[Math.Min(feeds.Length, StepFeeds.MaxFeeds + 1)];
+        for (int f = 0; f < rows.Length; f++)
+        {
+            if ((int)feeds[f].Mask.Kind != MaskMath.None) return default;
+            rows[f] = feeds[f].Rows;
+        }
+        if (!LayerStepKernel.Fits(rows, _w.Config.EmbeddingSize, _w.Config.HeadSize)) return default;
+        var table = new StepFeeds();
+        long sequenceSize = (long)_w.Config.LayerCount * Capacity * 3 * _w.Config.EmbeddingSize;
+        for (int f = 0; f < feeds.Length; f++)
+        {
+            if (rowStart[f] != table.TotalRows) return default; // step blocks lie first and back to back (SequenceFeed.Arrange)
+            table.Add(new StepFeed { Rows = feeds[f].Rows, RowStart = rowStart[f], Start = _lengths[feeds[f].Sequence], Cache = feeds[f].Sequence * sequenceSize });
+        }
+        return table;
+    }
+
+    /// <summary>One layer of a step's blocks (<see cref="FusedFeeds"/>) as one launch: rows [0, TotalRows) of the activations.</summary>
+    private void FusedLayer(DeviceLayer<TW> l, StepFeeds feeds, int layer)
     {
         var cfg = _w.Config;
-        int c = cfg.EmbeddingSize, group = LayerStepKernel.GroupSize(c, rows, _shape.GroupSize, _accelerator.NumMultiprocessors);
+        int c = cfg.EmbeddingSize, rows = feeds.TotalRows, group = LayerStepKernel.GroupSize(c, rows, _shape.GroupSize, _accelerator.NumMultiprocessors);
+        feeds = feeds.AtLayerOffset((long)layer * Capacity * 3 * c);
         var gemm = new MatMulArgs { M = rows, HasBias = 1 };
         var args = new LayerStepArgs<TW>
         {
-            X = Rows(_x, 0, rows, c), Cache = cache, Attended = Rows(_attended, 0, rows, c), Hidden = Rows(_hidden, 0, rows, 4 * c),
-            PartialOutput = _partialOutput, PartialStats = _partialStats, Counters = _layerCounters,
+            X = Rows(_x, 0, rows, c), Cache = _cache, QueryKeyValueRows = feeds.Count > 1 ? Rows(_qkv, 0, rows, 3 * c) : _attended,
+            Attended = Rows(_attended, 0, rows, c), Hidden = Rows(_hidden, 0, rows, 4 * c),
+            PartialOutput = _partialOutput, PartialStats = _partialStats, PartialOutputStride = _partialOutputSlot, PartialStatsStride = _partialStatsSlot,
+            Counters = _layerCounters,
             QueryKeyValue = l.QueryKeyValue, Projection = l.Proj, Fc = l.Fc, Out = l.Out,
             QueryKeyValueBias = l.QueryKeyValueFoldedBias, ProjectionBias = l.ProjBias, FcBias = l.FcFoldedBias, OutBias = l.OutBias,
             QueryKeyValueNorm = l.QueryKeyValueNorm, FcNorm = l.FcNorm, NoNorm = _w.NoNorm,
@@ -321,12 +354,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             ProjectionArgs = gemm with { N = c, K = c, Lda = c, Ldc = c, Accumulate = 1 },
             FcArgs = gemm with { N = 4 * c, K = c, Lda = c, Ldc = 4 * c, Gelu = 1 },
             OutArgs = gemm with { N = c, K = 4 * c, Lda = 4 * c, Ldc = c, Accumulate = 1 },
-            Attention = new AttentionArgs
-            {
-                Rows = rows, Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, Start = start,
-                MaskKind = MaskMath.None, Scale = 1f / MathF.Sqrt(cfg.HeadSize),
-            },
-            Phases = LayerStepKernel.Plan(c, cfg.HeadCount, rows, start, group),
+            Attention = new AttentionArgs { Heads = cfg.HeadCount, HeadSize = cfg.HeadSize, Width = c, InputStride = 3 * c, MaskKind = MaskMath.None, Scale = 1f / MathF.Sqrt(cfg.HeadSize) },
+            Feeds = feeds,
+            Phases = LayerStepKernel.Plan(c, cfg.HeadCount, feeds, group),
         };
         _kernels.Layer(_stream, new KernelConfig(args.Phases.Total, group), args);
         Launched("layer", "fused");

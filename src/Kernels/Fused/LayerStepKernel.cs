@@ -6,33 +6,35 @@ using NbpEngine.Kernels.Ops;
 namespace NbpEngine.Kernels.Fused;
 
 /// <summary>
-/// One transformer layer of a generation step (one block of at most 16 rows, no mask) as ONE launch instead of six
-/// (issue 12 item 4: at most 60 launches a step without graphs; K600's 24 layers made 148). The launch runs six
-/// phases in order, each the work of one of the separate kernels, group for group:
-/// Q/K/V step GEMM (LN1 folded; its rows land in the cache), split-key attention partials, their combine, the
-/// projection GEMM (+ residual), the fc GEMM (LN2 folded, GELU), the out GEMM (+ residual).
+/// One transformer layer of a generation step as ONE launch instead of six (issue 12 item 4: at most 60 launches a step
+/// without graphs; K600's 24 layers made 148). A step here is up to <see cref="StepFeeds.MaxFeeds"/> sequences' blocks of
+/// at most 16 rows each, no mask (every NBP and NTP step, a batch's step, a guided step's two streams). The launch runs
+/// its phases in order, each the work of one of the separate kernels, group for group: the Q/K/V step GEMM over every
+/// block (LN1 folded; one block's rows land in its cache, several blocks' in a scratch matrix), then for several blocks
+/// a copy of each block's rows into its own cache, the split-key attention partials of every block, their combine,
+/// the projection GEMM (+ residual), the fc GEMM (LN2 folded, GELU), the out GEMM (+ residual).
 /// <para>
 /// Ordering without a grid barrier: each group takes a ticket from a counter as it starts and does the ticket's piece
-/// of work (tickets 0.. are the Q/K/V groups, then the partials' groups, and so on), waiting first until every group
-/// of the phase before has counted itself done. A group only ever waits for groups with smaller tickets, which have
-/// already started (they took their tickets first) and wait only for smaller tickets still: the smallest unfinished
-/// ticket never waits, so the launch always finishes, however many groups fit on the device at once (this is how
-/// CUB's decoupled look-back stays deadlock-free; a launch-order grid barrier would need every group resident).
-/// On ILGPU's CPU accelerator groups run one after another in ticket order, so nothing ever waits there.
+/// of work (tickets 0.. are the Q/K/V groups, then the next phase's, and so on), waiting first until every group of the
+/// phase before has counted itself done. A group only ever waits for groups with smaller tickets, which have already
+/// started (they took their tickets first) and wait only for smaller tickets still: the smallest unfinished ticket never
+/// waits, so the launch always finishes, however many groups fit on the device at once (CUB's decoupled look-back
+/// argument; a launch-order grid barrier would need every group resident). On the suite's one-multiprocessor CPU
+/// device groups run in ticket order, so nothing waits there; FusedLayerTests also runs it on four.
 /// </para>
 /// <para>
 /// Each output is computed by exactly the code of the separate kernel (<see cref="StepMatMulKernel.Compute"/>,
 /// <see cref="DecodeAttentionKernel.PartialCompute"/>, <see cref="DecodeAttentionKernel.CombineCompute"/>), whose
-/// sums do not depend on the group size: the fused step's bits equal the unfused step's. The last group to finish
+/// sums do not depend on the group size: the fused step's bits equal the separate kernels'. The last group to finish
 /// resets the counters for the next launch. Memory order: a group's threads fence, then one thread counts the group
-/// done; a waiting thread sees the count, fences, and the group's barrier releases the others (the pattern of a
-/// cooperative grid sync).
+/// done; a waiting thread sees the count, fences (on the GPU: MEMBAR.SC.GPU and an L1 invalidate), and the group's
+/// barrier releases the others (the pattern of a cooperative grid sync).
 /// </para>
 /// </summary>
 public static class LayerStepKernel
 {
-    /// <summary>The phases in launch order.</summary>
-    public const int QueryKeyValue = 0, Partial = 1, Combine = 2, Projection = 3, Fc = 4, Out = 5, Phases = 6;
+    /// <summary>The phases in launch order (<see cref="Append"/> has no groups for a single block).</summary>
+    public const int QueryKeyValue = 0, Append = 1, Partial = 2, Combine = 3, Projection = 4, Fc = 5, Out = 6, Phases = 7;
 
     /// <summary>Counters a launch uses: the ticket, then one "groups done" per phase.</summary>
     public const int CounterCount = 1 + Phases;
@@ -41,29 +43,41 @@ public static class LayerStepKernel
     public const int SharedFloats = StepMatMulKernel.SharedFloats > DecodeAttentionKernel.PartialSharedFloats
         ? StepMatMulKernel.SharedFloats : DecodeAttentionKernel.PartialSharedFloats;
 
-    /// <summary>Whether a step of <paramref name="rows"/> rows with this width and head size can run fused.</summary>
-    public static bool Fits(int rows, int width, int headSize) =>
-        rows >= 1 && rows <= DecodeAttentionKernel.MaxRows && StepMatMulKernel.Fits(rows, width, width) && headSize <= FlashAttentionKernel.MaxHeadSize;
+    /// <summary>Whether blocks of these sizes, all at once, with this width and head size can run fused.</summary>
+    public static bool Fits(ReadOnlySpan<int> blockRows, int width, int headSize)
+    {
+        if (blockRows.Length < 1 || blockRows.Length > StepFeeds.MaxFeeds || headSize > FlashAttentionKernel.MaxHeadSize) return false;
+        int total = 0;
+        foreach (int rows in blockRows)
+        {
+            if (rows < 1 || rows > DecodeAttentionKernel.MaxRows) return false;
+            total += rows;
+        }
+        return StepMatMulKernel.Fits(total, width, width);
+    }
 
     /// <summary>
-    /// The group size of a fused layer for <paramref name="width"/> C: one size serves four GEMMs whose outputs are C,
-    /// 3C, 4C and C wide, where each separate launch picked its own (<see cref="StepMatMulKernel.Launch"/>: fewer warps
-    /// a group until the groups cover the multiprocessors). The size the 2C-wide GEMM would get is the compromise: the
-    /// C-wide GEMMs get half the groups they would alone, the 4C-wide ones twice the groups (each group recomputes the
-    /// folded norm's row statistics, a read of the 16 rows).
+    /// The group size of a fused layer for <paramref name="rows"/> rows of width C: one size serves four GEMMs whose
+    /// outputs are C, 3C, 4C and C wide, where each separate launch picked its own (<see cref="StepMatMulKernel.Launch"/>:
+    /// fewer warps a group until the groups cover the multiprocessors). The size the 2C-wide GEMM would get is the
+    /// compromise: the C-wide GEMMs get half the groups they would alone, the 4C-wide ones twice the groups (each group
+    /// recomputes the folded norm's row statistics, a read of the rows).
     /// </summary>
     public static int GroupSize(int width, int rows, int groupSize, int multiprocessors)
         => StepMatMulKernel.Launch(2 * width, rows, groupSize, multiprocessors).GroupDim.X;
 
-    /// <summary>Groups of each phase for a step of <paramref name="rows"/> rows at cache position <paramref name="start"/>.</summary>
-    public static LayerPhases Plan(int width, int heads, int rows, int start, int groupSize)
+    /// <summary>Groups of each phase for <paramref name="feeds"/> (cache positions and rows) with groups of <paramref name="groupSize"/>.</summary>
+    public static LayerPhases Plan(int width, int heads, in StepFeeds feeds, int groupSize)
     {
-        int warps = groupSize / 32;
-        int Gemm(int n) => ((n + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns + warps - 1) / warps;
+        int rows = feeds.TotalRows, columnWarps = groupSize / 32 / StepMatMulKernel.RowGroups(rows);
+        int Gemm(int n) => ((n + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns + columnWarps - 1) / columnWarps;
+        int partials = 0;
+        for (int f = 0; f < feeds.Count; f++) partials += heads * DecodeAttentionKernel.Chunks(feeds[f].Start + feeds[f].Rows);
         return new LayerPhases
         {
             QueryKeyValueGroups = Gemm(3 * width),
-            PartialGroups = heads * DecodeAttentionKernel.Chunks(start + rows),
+            AppendGroups = feeds.Count > 1 ? (rows * 3 * width + groupSize - 1) / groupSize : 0,
+            PartialGroups = partials,
             CombineGroups = (rows * width + groupSize - 1) / groupSize,
             ProjectionGroups = Gemm(width),
             FcGroups = Gemm(4 * width),
@@ -84,17 +98,53 @@ public static class LayerStepKernel
             local -= p.Phases.Groups(phase);
             phase++;
         }
-        if (phase > 0) WaitFor(p.Counters, phase - 1, p.Phases.Groups(phase - 1));
+        // the nearest phase before with groups (Append has none for one block)
+        int before = phase - 1;
+        while (before >= 0 && p.Phases.Groups(before) == 0) before--;
+        if (before >= 0) WaitFor(p.Counters, before, p.Phases.Groups(before));
 
         int width = p.Attention.Width, stride = p.Attention.InputStride;
         if (phase == QueryKeyValue)
-            StepMatMulKernel.Compute(local, p.X.Cast<Float4>(), p.QueryKeyValue, p.QueryKeyValueBias, p.Cache.SubView((long)p.Attention.Start * stride),
-                p.QueryKeyValueArgs, p.QueryKeyValueNorm, shared);
+        {
+            // one block: straight into its cache at its positions; several: into the scratch, Append copies them
+            var first = p.Feeds[0];
+            var destination = p.Feeds.Count == 1 ? p.Cache.SubView(first.Cache + (long)first.Start * stride) : p.QueryKeyValueRows;
+            StepMatMulKernel.Compute(local, p.X.Cast<Float4>(), p.QueryKeyValue, p.QueryKeyValueBias, destination, p.QueryKeyValueArgs, p.QueryKeyValueNorm, shared);
+        }
+        else if (phase == Append)
+        {
+            int e = local * Group.DimX + Group.IdxX;
+            if (e < p.Feeds.TotalRows * stride)
+            {
+                int row = e / stride, f = p.Feeds.OfRow(row);
+                var feed = p.Feeds[f];
+                p.Cache[feed.Cache + (long)(feed.Start + row - feed.RowStart) * stride + e - row * stride] = p.QueryKeyValueRows[e];
+            }
+        }
         else if (phase == Partial)
-            DecodeAttentionKernel.PartialCompute(local, p.Cache.SubView((long)p.Attention.Start * stride), p.Cache.SubView(width), p.Cache.SubView(2 * width),
-                p.PartialOutput, p.PartialStats, p.Attention, shared);
+        {
+            int f = 0, heads = p.Attention.Heads;
+            while (f < p.Feeds.Count - 1 && local >= heads * DecodeAttentionKernel.Chunks(p.Feeds[f].Start + p.Feeds[f].Rows))
+            {
+                local -= heads * DecodeAttentionKernel.Chunks(p.Feeds[f].Start + p.Feeds[f].Rows);
+                f++;
+            }
+            var feed = p.Feeds[f];
+            var cache = p.Cache.SubView(feed.Cache);
+            DecodeAttentionKernel.PartialCompute(local, cache.SubView((long)feed.Start * stride), cache.SubView(width), cache.SubView(2 * width),
+                p.PartialOutput.SubView(f * p.PartialOutputStride), p.PartialStats.SubView(f * p.PartialStatsStride), p.Attention.For(feed), shared);
+        }
         else if (phase == Combine)
-            DecodeAttentionKernel.CombineCompute(local * Group.DimX + Group.IdxX, p.PartialOutput, p.PartialStats, p.Attended, p.Attention);
+        {
+            int e = local * Group.DimX + Group.IdxX;
+            if (e < p.Feeds.TotalRows * width)
+            {
+                int f = p.Feeds.OfRow(e / width);
+                var feed = p.Feeds[f];
+                DecodeAttentionKernel.CombineCompute(e - feed.RowStart * width, p.PartialOutput.SubView(f * p.PartialOutputStride),
+                    p.PartialStats.SubView(f * p.PartialStatsStride), p.Attended.SubView((long)feed.RowStart * width), p.Attention.For(feed));
+            }
+        }
         else if (phase == Projection)
             StepMatMulKernel.Compute(local, p.Attended.Cast<Float4>(), p.Projection, p.ProjectionBias, p.X, p.ProjectionArgs, p.NoNorm, shared);
         else if (phase == Fc)
@@ -122,44 +172,4 @@ public static class LayerStepKernel
         Group.Barrier();
         MemoryFence.DeviceLevel();
     }
-}
-
-/// <summary>How many groups each phase of a fused layer launch takes (<see cref="LayerStepKernel.Plan"/>).</summary>
-public struct LayerPhases
-{
-    public int QueryKeyValueGroups, PartialGroups, CombineGroups, ProjectionGroups, FcGroups, OutGroups;
-
-    public readonly int Groups(int phase) => phase switch
-    {
-        LayerStepKernel.QueryKeyValue => QueryKeyValueGroups,
-        LayerStepKernel.Partial => PartialGroups,
-        LayerStepKernel.Combine => CombineGroups,
-        LayerStepKernel.Projection => ProjectionGroups,
-        LayerStepKernel.Fc => FcGroups,
-        _ => OutGroups,
-    };
-
-    public readonly int Total => QueryKeyValueGroups + PartialGroups + CombineGroups + ProjectionGroups + FcGroups + OutGroups;
-}
-
-/// <summary>
-/// Everything one fused layer launch reads and writes (one struct: a kernel takes at most a handful of parameters
-/// comfortably, and the host fills this in one place). Rows are the step's block; X is the residual stream.
-/// </summary>
-public struct LayerStepArgs<TW> where TW : struct, IWeightView
-{
-    /// <summary>[rows, C]: read by the Q/K/V and fc phases (normalised there), added to by the projection and out phases.</summary>
-    public ArrayView<float> X;
-    /// <summary>This sequence's cache of this layer from position 0: [capacity, 3C] of Q|K|V rows.</summary>
-    public ArrayView<float> Cache;
-    public ArrayView<float> Attended, Hidden, PartialOutput, PartialStats;
-    /// <summary><see cref="LayerStepKernel.CounterCount"/> zeros before the launch, zeros again after it.</summary>
-    public ArrayView<int> Counters;
-    public TW QueryKeyValue, Projection, Fc, Out;
-    /// <summary>The Q/K/V and fc biases are the folded ones (β of the norm inside, <see cref="StepNorm"/>).</summary>
-    public ArrayView<float> QueryKeyValueBias, ProjectionBias, FcBias, OutBias;
-    public StepNorm QueryKeyValueNorm, FcNorm, NoNorm;
-    public MatMulArgs QueryKeyValueArgs, ProjectionArgs, FcArgs, OutArgs;
-    public AttentionArgs Attention;
-    public LayerPhases Phases;
 }

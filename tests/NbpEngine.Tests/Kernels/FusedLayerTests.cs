@@ -16,7 +16,7 @@ namespace NbpEngine.Tests.Kernels;
 public class FusedLayerTests
 {
     [Theory]
-    [InlineData(16, 5, "f32")]
+    [InlineData(16, 3, "f32")]
     [InlineData(1, 3, "f32")]
     [InlineData(16, 2, "f16")]
     [InlineData(16, 2, "bf16")]
@@ -36,40 +36,72 @@ public class FusedLayerTests
     /// wait reads Q/K/V, partials or activations not yet written, and the bits differ.
     /// </summary>
     [Fact]
-    public void PhasesWaitForEachOtherWhereGroupsRunAtTheSameTime() => FusedEqualsSeparate<F32Weights>(16, 3, 4);
+    public void PhasesWaitForEachOtherWhereGroupsRunAtTheSameTime()
+    {
+        FusedEqualsSeparate<F32Weights>(16, 3, 4, sequences: 1);
+        FusedEqualsSeparate<F32Weights>(16, 2, 4, sequences: 2);
+    }
 
-    private static void FusedEqualsSeparate<TW>(int block, int steps, int multiprocessors) where TW : struct, IWeightView
+    /// <summary>
+    /// Several sequences' blocks in one fused launch (a batch's step, or a guided step's two streams): each block's rows
+    /// are copied into its own cache and attend to it alone; the sequences sit at different positions (their prompts
+    /// differ in length), so their blocks span different numbers of key chunks.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 16)]
+    [InlineData(3, 1)]
+    public void AFusedBatchStepHasTheSeparateKernelsBits(int sequences, int block) => FusedEqualsSeparate<F32Weights>(block, 2, 1, sequences);
+
+    /// <summary>
+    /// <paramref name="steps"/> steps of <paramref name="sequences"/> sequences (sequence s prompted with the fixture
+    /// prompt less 16·s tokens) fused and with the separate kernels: the logits of every sequence at every step equal to
+    /// the bit, and a step is one launch a layer fused.
+    /// </summary>
+    private static void FusedEqualsSeparate<TW>(int block, int steps, int multiprocessors, int sequences = 1) where TW : struct, IWeightView
     {
         using var frame = new FrameModelOnDevice<TW>(multiprocessors);
         Assert.Equal(multiprocessors, frame.Multiprocessors);
         var (weights, prompt) = (frame.Weights, frame.Prompt);
-        int v = weights.Config.VocabSize;
+        int v = weights.Config.VocabSize, layers = weights.Config.LayerCount;
         var greedy = new SamplingArgs { Greedy = 1 };
 
         List<float[]> Logits(bool fused)
         {
-            using var session = frame.Session(1, prompt.Length + steps * block, prompt.Length, 16);
+            using var session = frame.Session(sequences, prompt.Length + steps * block, prompt.Length, sequences * 16);
             session.FusedLayers = fused;
-            var ids = new int[block];
-            session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, 16), block)]);
-            session.Sample(0, greedy, ids);
+            var ids = new int[sequences][];
+            for (int s = 0; s < sequences; s++)
+            {
+                var own = prompt[..(prompt.Length - 16 * s)];
+                session.Forward(own, [new SequenceFeed(s, own.Length, AttentionMask.BlockCausal(own.Length, 16), block)]);
+                session.Sample(s, greedy, ids[s] = new int[block]);
+            }
+            var feeds = Enumerable.Range(0, sequences).Select(s => new SequenceFeed(s, block, AttentionMask.None, block)).ToArray();
             var all = new List<float[]>();
             for (int step = 0; step < steps; step++)
             {
                 long launches = session.Launches;
-                session.Forward(ids, [new SequenceFeed(0, block, AttentionMask.None, block)]);
-                var logits = new float[block * v];
-                session.CopyLogits(0, logits);
-                all.Add(logits);
-                session.Sample(0, greedy, ids);
-                Assert.Equal((fused ? 1 : 6) * weights.Config.LayerCount + 4, session.Launches - launches);
+                session.Forward(ids.SelectMany(x => x).ToArray(), feeds);
+                for (int s = 0; s < sequences; s++)
+                {
+                    var logits = new float[block * v];
+                    session.CopyLogits(s, logits);
+                    all.Add(logits);
+                    session.Sample(s, greedy, ids[s]);
+                }
+                // per sequence: embedding, final norm, sampler; the head GEMM once for every block
+                int perLayer = fused ? 1 : sequences == 1 ? 6 : 4 + 2 * sequences;
+                Assert.Equal(perLayer * layers + 3 * sequences + 1, session.Launches - launches);
             }
             return all;
         }
 
-        var separate = Logits(fused: false);
+        // fused first: a later session may get the earlier one's freed buffers, and a fused step that failed to write its
+        // cache would then read the separate kernels' right values at the same positions
         var fused = Logits(fused: true);
-        for (int step = 0; step < steps; step++)
-            Assert.True(separate[step].AsSpan().SequenceEqual(fused[step]), $"step {step}: the fused layer's logits differ from the separate kernels'");
+        var separate = Logits(fused: false);
+        for (int i = 0; i < separate.Count; i++)
+            Assert.True(separate[i].AsSpan().SequenceEqual(fused[i]),
+                $"step {i / sequences}, sequence {i % sequences}: the fused layer's logits differ from the separate kernels'");
     }
 }

@@ -13,7 +13,7 @@ namespace NbpEngine.Tests.Support;
 
 /// <summary>
 /// The frame fixture model's weights (or another transformer file's) on ILGPU's CPU accelerator, and the fixture's prompt. With <c>multiprocessors</c> > 1 the
-/// accelerator is a CPU device of that many one-warp multiprocessors, which run groups at the same time (the tests'
+/// accelerator is a CPU device of that many two-warp multiprocessors, which run groups at the same time (the tests'
 /// usual device has one, where groups run one after another and nothing can overtake anything).
 /// </summary>
 internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IWeightView
@@ -36,7 +36,8 @@ internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IW
         }
         else
         {
-            _context = Context.Create(b => b.CPU(new CPUDevice(32, 1, multiprocessors)).EnableAlgorithms().Optimize(OptimizationLevel.O2));
+            // two warps a multiprocessor: a two-block step's GEMM takes groups of 64 threads
+            _context = Context.Create(b => b.CPU(new CPUDevice(32, 2, multiprocessors)).EnableAlgorithms().Optimize(OptimizationLevel.O2));
             (_accelerator, _shape) = (_context.GetCPUDevice(0).CreateAccelerator(_context), new LaunchShape(32, 1));
         }
         var file = SafetensorsFile.Open(weightsPath ?? Fixtures.PathOf("frame_model.safetensors")); // owned by the weights from here
