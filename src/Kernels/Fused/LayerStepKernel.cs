@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime.Cuda;
 using NbpEngine.Kernels.Attention;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
@@ -164,11 +165,16 @@ public static class LayerStepKernel
         }
     }
 
-    /// <summary>Until <paramref name="count"/> groups of <paramref name="phase"/> are done (one thread polls), then their writes are visible to the group.</summary>
+    /// <summary>
+    /// Until <paramref name="count"/> groups of <paramref name="phase"/> are done (one thread polls), then their writes are
+    /// visible to the group. On CUDA a poll that finds the phase unfinished sleeps ~0.1 µs before the next, so that the
+    /// hundreds of waiting groups of a launch do not keep one L2 address busy while the producers count themselves done.
+    /// </summary>
     private static void WaitFor(ArrayView<int> counters, int phase, int count)
     {
         if (Group.IdxX == 0)
-            while (Atomic.Add(ref counters[1 + phase], 0) < count) { }
+            while (Atomic.Add(ref counters[1 + phase], 0) < count)
+                if (CudaAsm.IsSupported) CudaAsm.Emit("nanosleep.u32 100;");
         Group.Barrier();
         MemoryFence.DeviceLevel();
     }
