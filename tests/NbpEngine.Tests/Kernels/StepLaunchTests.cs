@@ -16,4 +16,24 @@ public class StepLaunchTests
         var launch = NbpEngine.Kernels.Ops.StepMatMulKernel.Launch(n, m, groupSize, sms);
         Assert.Equal((groups, threads), (launch.GridDim.X, launch.GroupDim.X));
     }
+
+    /// <summary>
+    /// The fused layer launch at K600's shapes on an H100/H200 (132 SMs, C = 1536, 16 heads): one group size for all
+    /// phases (what a 2C-wide step GEMM would get), and the groups of each phase, as bench/RESULTS.md's estimate uses them.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 16, 128, 288, 0, 192, 96, 384, 96)]  // one block at position 1024 (1040 keys: 17 chunks of 64)
+    [InlineData(2, 16, 256, 288, 576, 192, 96, 384, 96)] // two blocks (guidance's streams): both row groups of 4 column quads a group
+    public void AFusedK600LayerHasOneGroupSizeForEveryPhase(int sequences, int rows, int threads, int qkv, int append, int combine, int proj, int fc, int output)
+    {
+        const int width = 1536, heads = 16, start = 1024;
+        var feeds = new NbpEngine.Kernels.Fused.StepFeeds();
+        for (int s = 0; s < sequences; s++)
+            feeds.Add(new NbpEngine.Kernels.Fused.StepFeed { Rows = rows, RowStart = s * rows, Start = start, Cache = s * 1000L });
+        int group = NbpEngine.Kernels.Fused.LayerStepKernel.GroupSize(width, feeds.TotalRows, 256, 132);
+        var phases = NbpEngine.Kernels.Fused.LayerStepKernel.Plan(width, heads, feeds, group);
+        Assert.Equal(threads, group);
+        Assert.Equal((qkv, append, heads * 17 * sequences, combine, proj, fc, output),
+            (phases.QueryKeyValueGroups, phases.AppendGroups, phases.PartialGroups, phases.CombineGroups, phases.ProjectionGroups, phases.FcGroups, phases.OutGroups));
+    }
 }
