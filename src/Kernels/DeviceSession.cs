@@ -127,7 +127,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _partialOutput = Floats(slots * _partialOutputSlot);
             _partialStats = Floats(slots * _partialStatsSlot);
             var counters = Track(accelerator.Allocate1D<int>(LayerStepKernel.CounterCount));
-            counters.MemSetToZero();
+            counters.MemSetToZero(_stream); // on the session's stream: the first fused launch comes after it
             _layerCounters = counters.View;
         }
         catch
