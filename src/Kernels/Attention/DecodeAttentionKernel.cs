@@ -20,8 +20,11 @@ public static class DecodeAttentionKernel
     /// <summary>Chunks of keys a step over <paramref name="totalKeys"/> cached positions splits into.</summary>
     public static int Chunks(int totalKeys) => (totalKeys + ChunkKeys - 1) / ChunkKeys;
 
-    /// <summary>Grid for <see cref="Partial"/>: heads x chunks groups.</summary>
-    public static KernelConfig PartialGrid(AttentionArgs args, int groupSize) => new(args.Heads * Chunks(args.Start + args.Rows), groupSize);
+    /// <summary>Groups of <see cref="Partial"/> for <paramref name="rows"/> rows at position <paramref name="start"/>: heads x chunks (host and device).</summary>
+    public static int PartialGroups(int heads, int start, int rows) => heads * Chunks(start + rows);
+
+    /// <summary>Grid for <see cref="Partial"/>.</summary>
+    public static KernelConfig PartialGrid(AttentionArgs args, int groupSize) => new(PartialGroups(args.Heads, args.Start, args.Rows), groupSize);
 
     /// <summary>Grid for <see cref="Combine"/>: one thread per output value.</summary>
     public static KernelConfig CombineGrid(AttentionArgs args, int groupSize) => new((args.Rows * args.Width + groupSize - 1) / groupSize, groupSize);

@@ -73,7 +73,7 @@ public static class LayerStepKernel
         int rows = feeds.TotalRows, columnWarps = groupSize / 32 / StepMatMulKernel.RowGroups(rows);
         int Gemm(int n) => ((n + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns + columnWarps - 1) / columnWarps;
         int partials = 0;
-        for (int f = 0; f < feeds.Count; f++) partials += heads * DecodeAttentionKernel.Chunks(feeds[f].Start + feeds[f].Rows);
+        for (int f = 0; f < feeds.Count; f++) partials += DecodeAttentionKernel.PartialGroups(heads, feeds[f].Start, feeds[f].Rows);
         return new LayerPhases
         {
             QueryKeyValueGroups = Gemm(3 * width),
@@ -124,10 +124,12 @@ public static class LayerStepKernel
         }
         else if (phase == Partial)
         {
-            int f = 0, heads = p.Attention.Heads;
-            while (f < p.Feeds.Count - 1 && local >= heads * DecodeAttentionKernel.Chunks(p.Feeds[f].Start + p.Feeds[f].Rows))
+            int f = 0; // the block whose groups hold this one
+            while (f < p.Feeds.Count - 1)
             {
-                local -= heads * DecodeAttentionKernel.Chunks(p.Feeds[f].Start + p.Feeds[f].Rows);
+                int own = DecodeAttentionKernel.PartialGroups(p.Attention.Heads, p.Feeds[f].Start, p.Feeds[f].Rows);
+                if (local < own) break;
+                local -= own;
                 f++;
             }
             var feed = p.Feeds[f];
