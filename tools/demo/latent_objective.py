@@ -69,13 +69,18 @@ def nearest_codes(levels, predicted):
     return index
 
 
+def nearest_code_head(values, predict, spread):
+    """The head [V, C] whose argmax is the code nearest to the values predict [6, C] makes of LN_f's output (its last
+    channel constant 1): values [V, 6] are each code's; spread is s², the error per value."""
+    with torch.no_grad():
+        head = values @ predict
+        head[:, -1] -= 0.5 * (values ** 2).sum(dim=1)
+    return head / spread
+
+
 def latent_head(model, spread):
     """The head [V, C]: argmax = the code nearest to the predicted values; spread is s², the error per value."""
-    codes = model.tok_emb
-    with torch.no_grad():
-        head = codes.values @ codes.predict.weight
-        head[:, -1] -= 0.5 * (codes.values ** 2).sum(dim=1)
-    return head / spread
+    return nearest_code_head(model.tok_emb.values, model.tok_emb.predict.weight, spread)
 
 
 def standard_state(model, head):
