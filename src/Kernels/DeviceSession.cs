@@ -108,7 +108,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         try
         {
             _stream = accelerator.CreateStream();
-            _cache = Floats(sequences * cfg.LayerCount * capacity * 3 * c);
+            _cache = Floats(sequences * cfg.LayerCount * LayerCacheFloats);
             _x = Floats(maxRows * c);
             _normed = Floats(maxRows * c);
             _attended = Floats(maxRows * c);
@@ -238,7 +238,6 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         }
         Array.Clear(_lastSampledCount); // the next Sample overwrites _sampled
 
-        long layerSize = (long)Capacity * 3 * c, sequenceSize = cfg.LayerCount * layerSize;
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
@@ -261,7 +260,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             {
                 var feed = feeds[f];
                 int start = _lengths[feed.Sequence];
-                var cache = _cache.SubView(feed.Sequence * sequenceSize + layer * layerSize, layerSize);
+                var cache = _cache.SubView(CacheOffset(feed.Sequence, layer), LayerCacheFloats);
                 var block = cache.SubView((long)start * 3 * c, (long)feed.Rows * 3 * c);
                 if (stepFeeds > 1 && IsStep(feed.Rows))
                 {
@@ -310,6 +309,12 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                     Rows(_logits, logitStart[f], feeds[f].LogitRows, v));
     }
 
+    /// <summary>Floats of one sequence's cache of one layer: [Capacity, 3C] of Q|K|V rows.</summary>
+    private long LayerCacheFloats => (long)Capacity * 3 * _w.Config.EmbeddingSize;
+
+    /// <summary>Where <paramref name="sequence"/>'s cache of <paramref name="layer"/> starts in <see cref="_cache"/> ([sequence, layer, capacity, 3C]).</summary>
+    private long CacheOffset(int sequence, int layer) => ((long)sequence * _w.Config.LayerCount + layer) * LayerCacheFloats;
+
     /// <summary>
     /// The blocks of a step that runs fused (<see cref="FusedLayers"/>): every feed a block of at most 16 rows with no
     /// mask, at most <see cref="StepFeeds.MaxFeeds"/> of them; none (Count 0) when the call is anything else. Each
@@ -325,11 +330,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         }
         if (!LayerStepKernel.Fits(rows, _w.Config.EmbeddingSize, _w.Config.HeadSize)) return default;
         var table = new StepFeeds();
-        long sequenceSize = (long)_w.Config.LayerCount * Capacity * 3 * _w.Config.EmbeddingSize;
         for (int f = 0; f < feeds.Length; f++)
         {
             if (rowStart[f] != table.TotalRows) return default; // step blocks lie first and back to back (SequenceFeed.Arrange)
-            table.Add(new StepFeed { Rows = feeds[f].Rows, RowStart = rowStart[f], Start = _lengths[feeds[f].Sequence], Cache = feeds[f].Sequence * sequenceSize });
+            table.Add(new StepFeed { Rows = feeds[f].Rows, RowStart = rowStart[f], Start = _lengths[feeds[f].Sequence], Cache = CacheOffset(feeds[f].Sequence, 0) });
         }
         return table;
     }
@@ -339,7 +343,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     {
         var cfg = _w.Config;
         int c = cfg.EmbeddingSize, rows = feeds.TotalRows, group = LayerStepKernel.GroupSize(c, rows, _shape.GroupSize, _accelerator.NumMultiprocessors);
-        feeds = feeds.AtLayerOffset((long)layer * Capacity * 3 * c);
+        feeds = feeds.AtLayerOffset(CacheOffset(0, layer));
         var gemm = new MatMulArgs { M = rows, HasBias = 1 };
         var args = new LayerStepArgs<TW>
         {

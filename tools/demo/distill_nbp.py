@@ -43,10 +43,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import clips  # noqa: E402
-from latent_objective import code_values, nearest_code_head, with_constant_channel  # noqa: E402
+from diagnose_prediction import psnr  # noqa: E402
+from latent_objective import code_values, constant_channel_state, nearest_code_head, with_constant_channel  # noqa: E402
 from pixel_objective import cell_pictures  # noqa: E402
 from run_state import resume, save_atomically, save_run  # noqa: E402
-from tokenizer_files import load_tokenizer  # noqa: E402
+from tokenizer_files import load_tokenizer, state_digest  # noqa: E402
 from train_nbp import CHUNK, Block, NextCodeLoss, Transformer, block_causal, checkpoint_hyper, greedy, tokenize  # noqa: E402
 
 R, SIDE, SEED, CLIPS = 32, 4, 2, 24000  # the teacher's clips: train_nbp's cache of seed 2 (the last 8 held out)
@@ -120,11 +121,6 @@ def distil(teacher, tokenizer, codes, video, mask):
     return sequence, torch.cat(values, 1)
 
 
-def psnr(a, b):
-    """Mean over clips of the PSNR of a against b ([N, ...] in [0, 1])."""
-    return float((10 * torch.log10(1 / ((a - b) ** 2).reshape(len(a), -1).mean(1))).mean())
-
-
 def train_teacher(args, tokenizer, codes):
     teacher = PixelTeacher(code_values(tokenizer))
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01)
@@ -172,7 +168,7 @@ def make_targets(args, tokenizer, codes):
     folder = os.path.join(args.out, f"distilled-{SEED}")
     os.makedirs(folder, exist_ok=True)
     stamp = os.path.join(folder, "teacher.txt")  # the cache holds one teacher's targets
-    source = f"teacher of {teacher_steps} steps, {sum(float(p.double().sum()) for p in teacher.parameters()):.9e}"
+    source = f"teacher of {teacher_steps} steps, {state_digest(teacher.state_dict())}"
     if os.path.exists(stamp):
         with open(stamp) as f:
             if f.read().strip() != source:
@@ -221,12 +217,8 @@ def student_from(teacher, vocab, trunk_lr):
 def exported(model, predict, values, spread):
     """MODEL.md's tensors of a student: as it is (codes objective), or with the head whose argmax is the code nearest
     to predict's values and LN_f's last channel constant 1 (values objective; latent_objective's construction)."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("predict.")}
-    if predict is not None:
-        state["head.weight"] = nearest_code_head(values, predict.weight.detach(), spread)
-        state["ln_f.weight"][-1] = 0
-        state["ln_f.bias"][-1] = 1
-    return state
+    state = {k: v.detach() for k, v in model.state_dict().items() if not k.startswith("predict.")}
+    return state if predict is None else constant_channel_state(state, nearest_code_head(values, predict.weight.detach(), spread))
 
 
 def train_student(args, tokenizer):

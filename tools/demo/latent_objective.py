@@ -90,9 +90,13 @@ def standard_state(model, head):
     codes = model.tok_emb
     with torch.no_grad():
         state["tok_emb.weight"] = codes(torch.arange(len(codes.values), device=codes.values.device))
-        state["head.weight"] = head
-        state["ln_f.weight"] = state["ln_f.weight"].clone()
-        state["ln_f.bias"] = state["ln_f.bias"].clone()
-        state["ln_f.weight"][-1] = 0
-        state["ln_f.bias"][-1] = 1
+    return constant_channel_state(state, head)
+
+
+def constant_channel_state(state, head):
+    """MODEL.md's tensors (no prefix) with this head and LN_f's last channel constant 1 (weight 0, bias 1): the
+    channel the nearest-code and nearest-picture heads read as 1. LN_f's tensors are copied, not changed in place."""
+    state = dict(state, **{"head.weight": head, "ln_f.weight": state["ln_f.weight"].clone(), "ln_f.bias": state["ln_f.bias"].clone()})
+    state["ln_f.weight"][-1] = 0
+    state["ln_f.bias"][-1] = 1
     return state

@@ -46,8 +46,13 @@ def load_tokenizer(path, levels=None):
 def code_source(model):
     """What a clip's codes depend on: the encoder's weights and the FSQ levels (not the decoder, which a second phase
     trains on). A token cache is stamped with its sha256, so a decoder fine-tune does not invalidate it."""
-    digest = hashlib.sha256(repr(model.levels).encode())
-    for name, value in sorted(model.encoder_layers.state_dict().items()):
+    return state_digest(model.encoder_layers.state_dict(), salt=repr(model.levels))
+
+
+def state_digest(state, salt=""):
+    """sha256 (hex) of salt and a state dict's names and fp32 values: what a cache of outputs of those weights is stamped with."""
+    digest = hashlib.sha256(salt.encode())
+    for name, value in sorted(state.items()):
         digest.update(name.encode())
         digest.update(value.detach().float().contiguous().numpy().tobytes())
     return digest.hexdigest()
