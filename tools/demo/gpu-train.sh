@@ -9,8 +9,9 @@
 #   cat DIR/demo-nbp-f16.ckpt.part-* > RUN/demo-nbp.ckpt
 #   nbp-run convert RUN/demo-nbp.ckpt RUN/demo-nbp.safetensors --dtype f16
 #   nbp-run eval --weights RUN/demo-nbp.safetensors --tokenizer weights/demo/demo-tokenizer.safetensors
-# The run saves every 1000 steps, so a run stopped at the time cap still leaves its last save (its cosine schedule
-# unfinished: the log says at which step).
+# STEPS is a ceiling: train_nbp.py --finish-by shortens it after timing steps 20-60 so the cosine schedule ends inside
+# SECONDS (the log says to what). The run also saves every 1000 steps, so a run stopped at the time cap still leaves
+# its last save.
 set -u
 out=${1:?usage: gpu-train.sh OUT_DIR [SECONDS] [CLIPS] [STEPS] [BATCH]}
 budget=${2:-300}
@@ -26,10 +27,11 @@ run=/tmp/demo-gpu-run
 mkdir -p "$out" "$run"
 { date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$out/train.log" 2>&1
 
-# leave 40 s for the diagnosis and the copies
+# the schedule is fitted to end 75 s before the deadline (--finish-by), which leaves the diagnosis and the copies their
+# time; the timeout 40 s before it is only the safety net for a tokenization that overruns
 timeout --kill-after=5 $(( deadline - $(date +%s) - 40 )) \
   "$python" tools/demo/train_nbp.py --device "$device" --workers "$(nproc)" --threads "$(nproc)" \
-    --tokenizer weights/demo/demo-tokenizer.safetensors --out "$run" \
+    --tokenizer weights/demo/demo-tokenizer.safetensors --out "$run" --finish-by $(( deadline - 75 )) \
     --clips "$clips" --steps "$steps" --batch "$batch" --save-every 1000 "${extra[@]}" >> "$out/train.log" 2>&1
 echo "train_nbp.py rc $? at $(date -u +%T)" >> "$out/train.log"
 grep -v "^tokenized" "$out/train.log" | tail -25
