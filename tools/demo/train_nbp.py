@@ -186,6 +186,39 @@ def greedy(model, prompt, length, block):
     return sequence
 
 
+def fit_steps(steps, step, finish_by, timed_from, save_every, first=20, last=60):
+    """(steps, timed_from): steps shortened, once, at step `last`, to what fits before finish_by at the pace of steps
+    first..last (each save's held-out check and write counted in); the schedule's first `last` steps, still in warm-up,
+    do not change. Never lengthens the run; the new count is printed so the log says where the cosine ends."""
+    if step == first:
+        return steps, time.time()
+    if step != last or timed_from is None:
+        return steps, timed_from
+    pace = (time.time() - timed_from) / (last - first)
+    pace *= 1 + 2 / save_every  # a save (held-out loss, two files) costs about two steps
+    fitted = min(steps, max(last, last + int((finish_by - time.time()) / pace)))
+    print(f"step {step}: {pace * 1000:.1f} ms a step; --steps {steps} -> {fitted} to finish by the deadline", flush=True)
+    return fitted, None
+
+
+def own_context(model, batch, mask, prompt, block, chosen, passes=2):
+    """batch [N, T] with, in its `chosen` clips (a bool per clip), every code after the prompt replaced by the model's own
+    teacher-forced argmax, iterated `passes` times (each pass reads the codes the last one wrote, so the second pass's
+    later latent frames are predicted from predicted ones, as in generation). Scheduled sampling for the greedy drift:
+    a model trained on true contexts alone meets its own mistakes only at generation time. The targets stay the true
+    codes; the prompt's positions see only the prompt (block-causal), so their loss is unchanged."""
+    if not chosen.any():
+        return batch
+    mixed = batch[chosen]
+    with torch.no_grad():
+        for _ in range(passes):
+            predicted = (model.hidden(mixed[:, :-block], mask) @ model.head.weight.t()).argmax(-1)
+            mixed = torch.cat([mixed[:, :prompt], predicted[:, prompt - block:]], dim=1)
+    batch = batch.clone()
+    batch[chosen] = mixed
+    return batch
+
+
 CHUNK = 500  # clips per cached token file
 
 
@@ -260,12 +293,19 @@ def main():
     parser.add_argument("--tokenize-part", default=None, help="K/N: only tokenize every N-th cache file from the K-th, then stop")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (tools/demo/gpu-train.sh): the same run, faster")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing the clips while tokenizing")
+    parser.add_argument("--own-context", type=float, default=0.0,
+                        help="share of each batch's clips whose codes after the 5-frame prompt are the model's own argmax "
+                             "(scheduled sampling, codes objective; see own_context)")
+    parser.add_argument("--finish-by", type=float, default=None,
+                        help="a Unix time: after timing steps 20-60, shorten --steps so the schedule ends by then "
+                             "(for a lent machine's fixed minutes, where a cut run would leave its cosine unfinished)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     side = args.resolution // 8
     block, length = side, 5 * side * side  # one latent row per step; 17 frames -> 5 latent frames
+    prompt = 2 * side * side  # frames 1-5 are latent frames 0-1
     cache = os.path.join(args.out, f"tokens-{args.seed}")
     tokenizer = load_tokenizer(args.tokenizer)[0]
     vocab = math.prod(tokenizer.levels)  # a frame model's ids are the codes (MODEL.md §3)
@@ -297,6 +337,10 @@ def main():
     settings = {k: getattr(args, k) for k in ("layers", "heads", "width", "seed", "batch", "clips", "resolution", "init")}
     if args.objective != "codes":  # named only when not the default, so runs saved before the option still resume
         settings["objective"] = args.objective
+    if args.own_context:
+        if args.objective != "codes":
+            sys.exit("--own-context is for the codes objective")
+        settings["own_context"] = args.own_context
     if args.init:
         initialise_from(model, args.init)
     held_out = codes[-8:].to(device)  # the last clips are never trained on
@@ -309,6 +353,9 @@ def main():
     step, log = resume(state_path, settings, model, optimizer, args.steps)
 
     mask = block_causal(length - block, block).to(device)
+    # tokenize() turned TF32 off so the codes match the engine's fp32 encoder; the training itself may use it
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
     def targets(first_clips, batch):
         """What the positions of batch (codes of clips first_clips) predict: the next block's codes, or its cell pictures."""
@@ -322,16 +369,23 @@ def main():
             held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_targets).item()
         print(f"step 0 (initialised): held-out loss {held:.4f}", flush=True)
     started = time.time()
+    timed_from = None
     while step < args.steps:
         lr = args.lr * min(1, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         rows = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, len(train), args.batch))
         batch = train[rows].to(device)
         wanted = targets(rows, batch)
+        if args.own_context:
+            # which clips, like the batch itself, a fixed function of (seed, step), so a resumed run continues this one
+            chosen = np.random.default_rng([args.seed, step, 1]).random(args.batch) < args.own_context
+            batch = own_context(model, batch, mask, prompt, block, torch.from_numpy(chosen).to(device))
         # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
         def loss_of():
             return loss_of_codes(model, model.hidden(batch[:, :-block], mask), wanted)
 
         step = optimise(model, optimizer, loss_of, lr, step, args.steps, log, started)
+        if args.finish_by is not None:
+            args.steps, timed_from = fit_steps(args.steps, step, args.finish_by, timed_from, args.save_every)
         if step % args.save_every == 0 or step == args.steps:
             with torch.no_grad():
                 held = loss_of_codes(model, model.hidden(held_out[:, :-block], mask), held_targets).item()
