@@ -13,6 +13,9 @@ public static class K600Workload
 
     /// <summary>A random transformer of the workload's shapes with <paramref name="layers"/> layers (24 in the paper's model).</summary>
     public static void WriteRandomTransformer(string path, int layers) => RandomCheckpoint.Write(path, layers, Heads, Width, Vocab, Positions);
+
+    /// <summary>The GPU runner's prompt: <see cref="PromptTokens"/> codes spread over the vocabulary (a fixed pattern, so runs compare).</summary>
+    public static int[] Prompt() => Enumerable.Range(0, PromptTokens).Select(i => i * 7919 % Vocab).ToArray();
 }
 
 /// <summary>

@@ -4,11 +4,13 @@
 #   1. nbp-gpu-check: kernel parity, whole-model greedy parity (4 fixture cases), tokenizer parity, then
 #      the K600-shaped step timings (fp16 and fp32 weights, B = 16 and B = 1) and the full-size tokenizer;
 #   2. nbp-bench end to end on CUDA, B = 16 and B = 1, fp16 then fp32 device weights (same random files);
-#   3. BenchmarkDotNet's DeviceBenchmarks (own fp32 matmul against cuBLAS SGEMM).
+#   3. Nsight Compute on the step's kernels (separate kernels, B = 16, fp16 weights): two layers' launches and one sampler;
+#   4. BenchmarkDotNet's DeviceBenchmarks (own fp32 matmul against cuBLAS SGEMM).
 # Run from the repository root on the GPU machine with the bundle carried (tools/gpu/README.md):
 #   bash tools/gpu/device-session.sh OUT_DIR [SECONDS]
-# Writes at most 8 files into OUT_DIR (the device tool returns no more): session.log, smi.csv,
-# check.log, bench-f16.log, bench-f32.log, nbp-bench.md (f16), nbp-bench.json (f16), bdn.log.
+# Writes at most 8 files into OUT_DIR (the device tool returns no more): session.log, check.log, bench-f16.log,
+# ncu.log, bench-f32.log, nbp-bench.md (f16), nbp-bench.json (f16), bdn.log. nvidia-smi's samples stay in /tmp; their
+# peaks go into session.log.
 set -u
 out=${1:?usage: device-session.sh OUT_DIR [SECONDS]}
 budget=${2:-540}
@@ -39,7 +41,7 @@ bundle=/tmp/nbp-gpu
   ldconfig -p | grep -E "libcuda\.so|libcublas"
 } >> "$out/session.log" 2>&1
 # memory and clocks every 0.5 s for the whole session: the peak is the "memory used" figure
-nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu,clocks.sm,power.draw --format=csv,noheader -lms 500 > "$out/smi.csv" 2>&1 &
+nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu,clocks.sm,power.draw --format=csv,noheader -lms 500 > /tmp/smi.csv 2>&1 &
 sampler=$!
 
 run_step check 240 check.log "$bundle/nbp-gpu-check" --out /tmp/check
@@ -50,6 +52,25 @@ common=(--random-weights --backend cuda --blocks 1,16 --cache /tmp
 run_step bench-f16 150 bench-f16.log "$bundle/nbp-bench" "${common[@]}" --device-weights f16 --out /tmp/bench-f16 --json "$out/nbp-bench.json"
 cp /tmp/bench-f16/nbp-bench.md "$out/" 2>/dev/null
 tail -30 "$out/bench-f16.log"
+# Nsight Compute (Firecracker machines read the counters; --clock-control none leaves the clocks as the timings had them).
+# nbp-gpu-check --profile-steps runs 4 K600 steps and nothing else: per step 24 x (q/k/v Step, Partial, Combine, proj
+# Step, fc Step, out Step) + head Step + Sample; skipping 160 of those lands inside the third step, and any 12 in a row
+# hold each of a layer's six twice. ILGPU names a kernel's entry Kernel_<method>.
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$ncu" ]; then
+  sections=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
+            --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis)
+  run_step ncu-layer 90 ncu.log "$ncu" --clock-control none --target-processes all "${sections[@]}" \
+    --kernel-name "regex:^Kernel_(Step|Partial|Combine)$" --launch-skip 160 --launch-count 12 \
+    "$bundle/nbp-gpu-check" --profile-steps
+  [ -f "$out/ncu.log" ] && mv "$out/ncu.log" /tmp/ncu-layer.log
+  run_step ncu-sampler 45 ncu.log "$ncu" --clock-control none --target-processes all "${sections[@]}" \
+    --kernel-name "regex:^Kernel_Sample$" --launch-skip 2 --launch-count 1 "$bundle/nbp-gpu-check" --profile-steps
+  cat /tmp/ncu-layer.log "$out/ncu.log" > /tmp/ncu-both.log 2>/dev/null; mv /tmp/ncu-both.log "$out/ncu.log"
+  grep -E "^  (Kernel_|    (Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread))" "$out/ncu.log" | head -80
+else
+  log "ncu: not found"
+fi
 run_step bench-f32 80 bench-f32.log "$bundle/nbp-bench" "${common[@]}" --device-weights f32 --out /tmp/bench-f32
 tail -20 "$out/bench-f32.log"
 
@@ -68,5 +89,5 @@ run_step bdn 120 bdn.log "$bundle/NbpEngine.Benchmarks" --filter "*DeviceBenchma
 grep -E "^\|" "$out/bdn.log" | tail -20
 
 kill "$sampler" 2>/dev/null
-log "peak memory used (MiB): $(cut -d, -f2 "$out/smi.csv" | grep -o '[0-9]*' | sort -n | tail -1)"
+log "peak memory used (MiB): $(cut -d, -f2 /tmp/smi.csv | grep -o '[0-9]*' | sort -n | tail -1); peak power (W): $(cut -d, -f5 /tmp/smi.csv | grep -o '[0-9.]*' | sort -n | tail -1)"
 log done

@@ -20,11 +20,17 @@ using NbpEngine.Kernels.Sampling;
 // nbp-gpu-check: on a CUDA machine, run the kernel parity suite, whole-model parity against the
 // PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.
 // Usage: nbp-gpu-check --out DIR [--device cuda|ilgpu-cpu] [--skip-bench] [--bench-layers 24]
+//        nbp-gpu-check --profile-steps [--device ...] [--bench-layers 24]   (only K600 steps, for Nsight Compute)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 string outDir = Arg("--out") ?? "gpu-results";
 var kind = Arg("--device") == "ilgpu-cpu" ? IlgpuDeviceKind.Cpu : IlgpuDeviceKind.Cuda;
 bool skipBench = args.Contains("--skip-bench");
 int benchLayers = int.Parse(Arg("--bench-layers") ?? "24");
+if (args.Contains("--profile-steps"))
+{
+    await ProfileSteps();
+    return 0;
+}
 Directory.CreateDirectory(outDir);
 var summary = new StringBuilder();
 void Report(string line)
@@ -143,7 +149,7 @@ async Task Bench()
     using (var probe = new IlgpuDevice(kind)) bandwidth = probe.CopyBandwidth();
     Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
     using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
-    var prompt = Enumerable.Range(0, 512).Select(i => (i * 7919) % 64000).ToArray();
+    var prompt = K600Workload.Prompt();
     Report("");
     TokenizerBench();
     Report("");
@@ -205,6 +211,31 @@ async Task Bench()
         Report($"step anatomy failed: {e.GetType().Name}: {e.Message}");
         failures++;
     }
+}
+
+// What Nsight Compute profiles (tools/gpu/device-session.sh): K600 steps as the step anatomy runs them (fp16 weights, the
+// six separate kernels a layer, B = 16, top-k 16000, top-p 0.9) and nothing else, so ncu's --launch-skip counts the
+// step kernels' launches from the first step: per step 24 x (q/k/v, partial, combine, proj, fc, out) + head + sampler
+async Task ProfileSteps()
+{
+    string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
+    if (!File.Exists(weights)) K600Workload.WriteRandomTransformer(weights, benchLayers);
+    using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
+    using var session = model.CreateSession(new SessionOptions
+    {
+        Backend = kind == IlgpuDeviceKind.Cuda ? BackendKind.Cuda : BackendKind.IlgpuCpu, DeviceWeights = WeightStorage.F16,
+        Capacity = 1280, MaxBlockSize = 16, FusedLayers = false,
+    });
+    var request = new GenerationRequest
+    {
+        Prompt = K600Workload.Prompt(), Mode = GenerationMode.Frame, BlockSize = 16, Steps = 4,
+        Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
+    };
+    var generator = session.CreateGenerator(request);
+    var scratch = new int[16];
+    var clock = Stopwatch.StartNew();
+    while (!generator.IsComplete) generator.Step(scratch);
+    Console.WriteLine($"profiled: {request.Steps} steps (the first with the prefill) of {benchLayers} layers in {clock.Elapsed.TotalSeconds:F1} s, as {session.BackendName}");
 }
 
 // Where a K600 step's time goes: each launch site's device time (CUDA events after every launch), fp16 weights, the
