@@ -296,6 +296,7 @@ def main():
     parser.add_argument("--own-context", type=float, default=0.0,
                         help="share of each batch's clips whose codes after the 5-frame prompt are the model's own argmax "
                              "(scheduled sampling, codes objective; see own_context)")
+    parser.add_argument("--own-passes", type=int, default=2, help="--own-context's passes: how many latent frames deep its codes are the model's own")
     parser.add_argument("--finish-by", type=float, default=None,
                         help="a Unix time: after timing steps 20-60, shorten --steps so the schedule ends by then "
                              "(for a lent machine's fixed minutes, where a cut run would leave its cosine unfinished)")
@@ -341,6 +342,8 @@ def main():
         if args.objective != "codes":
             sys.exit("--own-context is for the codes objective")
         settings["own_context"] = args.own_context
+        if args.own_passes != 2:  # named only when not the default, as the objective is
+            settings["own_passes"] = args.own_passes
     if args.init:
         initialise_from(model, args.init)
     held_out = codes[-8:].to(device)  # the last clips are never trained on
@@ -378,7 +381,7 @@ def main():
         if args.own_context:
             # which clips, like the batch itself, a fixed function of (seed, step), so a resumed run continues this one
             chosen = np.random.default_rng([args.seed, step, 1]).random(args.batch) < args.own_context
-            batch = own_context(model, batch, mask, prompt, block, torch.from_numpy(chosen).to(device))
+            batch = own_context(model, batch, mask, prompt, block, torch.from_numpy(chosen).to(device), args.own_passes)
         # teacher forcing: the blocks 0..n-2 in, row r of each block predicts token r of the next block
         def loss_of():
             return loss_of_codes(model, model.hidden(batch[:, :-block], mask), wanted)
