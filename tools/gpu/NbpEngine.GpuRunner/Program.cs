@@ -143,8 +143,7 @@ async Task Bench()
 {
     Report("");
     Report($"## K600-shaped timings ({benchLayers} layers x 1536, 16 heads, V 64000, 512-token prompt, 768 new tokens, top-k 16000, top-p 0.9)");
-    string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
-    if (!File.Exists(weights)) K600Workload.WriteRandomTransformer(weights, benchLayers);
+    string weights = RandomK600Weights();
     double bandwidth;
     using (var probe = new IlgpuDevice(kind)) bandwidth = probe.CopyBandwidth();
     Report($"device copy bandwidth: {bandwidth / 1e9:F0} GB/s (read + write of a 1 GiB device-to-device copy)");
@@ -185,11 +184,7 @@ async Task Bench()
         {
             Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs, FusedLayers = fused,
         });
-        var request = new GenerationRequest
-        {
-            Prompt = prompt, Mode = GenerationMode.Frame, BlockSize = block, Steps = K600Workload.GeneratedTokens / block,
-            Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
-        };
+        var request = K600Request(block, K600Workload.GeneratedTokens / block);
         var warm = session.CreateGenerator(request with { Steps = 2 });
         var scratch = new int[16];
         while (!warm.IsComplete) warm.Step(scratch); // JIT and kernel compilation out of the timing
@@ -213,24 +208,34 @@ async Task Bench()
     }
 }
 
+// The random K600 transformer the timings and the profile run, written once into the temp folder
+string RandomK600Weights()
+{
+    string path = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
+    if (!File.Exists(path)) K600Workload.WriteRandomTransformer(path, benchLayers);
+    return path;
+}
+
+// The benchmark's generation: frame mode from the K600 prompt, top-k 16000, top-p 0.9, seed 1
+GenerationRequest K600Request(int block, int steps) => new()
+{
+    Prompt = K600Workload.Prompt(), Mode = GenerationMode.Frame, BlockSize = block, Steps = steps,
+    Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
+};
+
 // What Nsight Compute profiles (tools/gpu/device-session.sh): K600 steps as the step anatomy runs them (fp16 weights, the
 // six separate kernels a layer, B = 16, top-k 16000, top-p 0.9) and nothing else, so ncu's --launch-skip counts the
 // step kernels' launches from the first step: per step 24 x (q/k/v, partial, combine, proj, fc, out) + head + sampler
 async Task ProfileSteps()
 {
-    string weights = Path.Combine(Path.GetTempPath(), $"nbp-k600-random-{benchLayers}.safetensors");
-    if (!File.Exists(weights)) K600Workload.WriteRandomTransformer(weights, benchLayers);
+    string weights = RandomK600Weights();
     using var model = await NbpModel.LoadAsync(weights, new NbpModelOptions { DeviceBackends = IlgpuBackends.Provider });
     using var session = model.CreateSession(new SessionOptions
     {
         Backend = kind == IlgpuDeviceKind.Cuda ? BackendKind.Cuda : BackendKind.IlgpuCpu, DeviceWeights = WeightStorage.F16,
         Capacity = 1280, MaxBlockSize = 16, FusedLayers = false,
     });
-    var request = new GenerationRequest
-    {
-        Prompt = K600Workload.Prompt(), Mode = GenerationMode.Frame, BlockSize = 16, Steps = 4,
-        Sampling = new SamplingSettings(false, 1f, 16000, 0.9f), Seed = 1,
-    };
+    var request = K600Request(16, 4);
     var generator = session.CreateGenerator(request);
     var scratch = new int[16];
     var clock = Stopwatch.StartNew();
