@@ -8,6 +8,8 @@
 #   4. BenchmarkDotNet's DeviceBenchmarks (own fp32 matmul against cuBLAS SGEMM).
 # Run from the repository root on the GPU machine with the bundle carried (tools/gpu/README.md):
 #   bash tools/gpu/device-session.sh OUT_DIR [SECONDS]
+# ONLY="ncu-layer ncu-sampler" (step names, space-separated) runs just those steps, for a session whose device time is
+# mostly spoken for; the header and the peaks are written either way.
 # Writes at most 8 files into OUT_DIR (the device tool returns no more): session.log, check.log, bench-f16.log,
 # ncu.log, bench-f32.log, nbp-bench.md (f16), nbp-bench.json (f16), bdn.log. nvidia-smi's samples stay in /tmp; their
 # peaks go into session.log.
@@ -20,6 +22,7 @@ log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$out/session.log"; }
 # run_step NAME CAP_SECONDS LOGFILE CMD...: at most CAP seconds, never past the deadline
 run_step() {
   local name=$1 cap=$2 file=$3; shift 3
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then log "$name skipped: not in ONLY"; return; fi
   local left=$(( deadline - $(date +%s) - 5 ))
   (( left < cap )) && cap=$left
   if (( cap < 20 )); then log "$name skipped: ${left}s left"; return; fi
