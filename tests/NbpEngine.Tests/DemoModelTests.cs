@@ -57,7 +57,8 @@ public class DemoModelTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>
     /// On 16 held-out clips the greedy prediction beats repeating the last real frame. Issue 18 asks 3 dB; the shipped
-    /// models reach 2.59 dB (18.23 vs 15.64, bench/RESULTS.md), so this guards the 2 dB they hold, not the issue's bar.
+    /// models reach 2.80 dB (18.44 vs 15.64, bench/RESULTS.md), so this guards 2.7 dB, not the issue's bar: the models
+    /// shipped before them (2.59 dB) would fail it.
     /// </summary>
     [Fact]
     public async Task PredictionsBeatRepeatingTheLastFrame()
@@ -66,7 +67,7 @@ public class DemoModelTests(ITestOutputHelper output) : IDisposable
         var rows = PredictionQuality.Evaluate(pipeline, clips: 16, seed: 9001).ToDictionary(r => r.Method);
         foreach (var row in rows.Values) output.WriteLine($"{row.Method}: mean {row.MeanPsnr:F2} dB, worst clip {row.MinPsnr:F2} dB");
         double greedy = rows["engine greedy"].MeanPsnr, copy = rows["copy last real frame"].MeanPsnr;
-        Assert.True(greedy >= copy + 2, $"greedy {greedy:F2} dB vs copy-last {copy:F2} dB: less than the 2 dB the shipped models reached");
+        Assert.True(greedy >= copy + 2.7, $"greedy {greedy:F2} dB vs copy-last {copy:F2} dB: less than the 2.7 dB the shipped models hold (2.80)");
         Assert.True(rows["tokenizer reconstruction (ceiling)"].MeanPsnr > greedy, "the tokenizer's reconstruction of the truth is the ceiling");
     }
 
