@@ -21,6 +21,7 @@ using NbpEngine.Kernels.Sampling;
 // PyTorch fixtures, and the K600-shaped timings against the weight-bandwidth floor; write results to --out.
 // Usage: nbp-gpu-check --out DIR [--device cuda|ilgpu-cpu] [--skip-bench] [--bench-layers 24]
 //        nbp-gpu-check --profile-steps [--device ...] [--bench-layers 24]   (only K600 steps, for Nsight Compute)
+//        nbp-gpu-check --sweep-step-gemm [--device ...] [--width 1536]      (the step GEMM's launch shapes, timed)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 string outDir = Arg("--out") ?? "gpu-results";
 var kind = Arg("--device") == "ilgpu-cpu" ? IlgpuDeviceKind.Cpu : IlgpuDeviceKind.Cuda;
@@ -29,6 +30,11 @@ int benchLayers = int.Parse(Arg("--bench-layers") ?? "24");
 if (args.Contains("--profile-steps"))
 {
     await ProfileSteps();
+    return 0;
+}
+if (args.Contains("--sweep-step-gemm"))
+{
+    SweepStepGemm();
     return 0;
 }
 Directory.CreateDirectory(outDir);
@@ -241,6 +247,20 @@ async Task ProfileSteps()
     var clock = Stopwatch.StartNew();
     while (!generator.IsComplete) generator.Step(scratch);
     Console.WriteLine($"profiled: {request.Steps} steps (the first with the prefill) of {benchLayers} layers in {clock.Elapsed.TotalSeconds:F1} s, as {session.BackendName}");
+}
+
+// Every launch shape of the step GEMM at the K600 widths, B = 1 and 16 (and two blocks, 32 rows), fp16 weights: which group
+// size each GEMM should get (StepMatMulKernel.Launch picks one by a rule; this measures them all)
+void SweepStepGemm()
+{
+    int width = int.Parse(Arg("--width") ?? "1536");
+    using var device = new IlgpuDevice(kind);
+    Console.WriteLine($"## Step GEMM launch shapes ({device.Describe()}, fp16 weights, width {width}, 200 launches each over weight copies past the L2)");
+    var clock = Stopwatch.StartNew();
+    var timings = NbpEngine.Kernels.Profiling.StepGemmSweep.Measure(device, NbpEngine.Kernels.Profiling.StepGemmSweep.K600Shapes(width), [1, 16, 32],
+        launches: kind == IlgpuDeviceKind.Cuda ? 200 : 2);
+    foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.Table(timings)) Console.WriteLine(line);
+    Console.WriteLine($"swept in {clock.Elapsed.TotalSeconds:F1} s");
 }
 
 // Where a K600 step's time goes: each launch site's device time (CUDA events after every launch), fp16 weights, the

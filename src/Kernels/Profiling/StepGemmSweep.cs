@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
+
+namespace NbpEngine.Kernels.Profiling;
+
+/// <summary>A step GEMM shape of the model: C[rows, N] = A[rows, K]·W[N, K]ᵀ + bias, with the LayerNorm before it folded in or not, GELU after or not.</summary>
+public readonly record struct StepGemmShape(string Name, int N, int K, bool FoldedNorm, bool Gelu);
+
+/// <summary>
+/// One launch shape of the step GEMM for one model shape and row count: <paramref name="ColumnWarps"/> column quads a
+/// group (its warps are that times the row groups), its device time per launch, the weight bytes it streamed per µs,
+/// and whether its outputs equal the default launch's bit for bit (they must: a row's sums do not depend on the group).
+/// </summary>
+public readonly record struct StepGemmTiming(StepGemmShape Shape, int Rows, int ColumnWarps, int Groups, int GroupThreads, bool IsDefault,
+    double Microseconds, double WeightGBps, bool SameAsDefault);
+
+/// <summary>
+/// What the step GEMM's launch shape costs (Nsight Compute, 2026-12-01: the 64-thread groups of the C-wide GEMMs leave
+/// one warp a scheduler, the 256-thread groups of the wide ones fit one an SM and run in 1.45 waves). For each shape
+/// and row count, every group size <see cref="StepMatMulKernel.Launch"/> could pick (1, 2, 4, 8 column warps), fp16
+/// weights, timed over back-to-back launches that cycle through enough weight copies to miss the L2 cache (a step's
+/// 24 layers do), so the rule in <see cref="StepMatMulKernel.Launch"/> can be chosen from measurements, not from the
+/// occupancy arithmetic alone.
+/// </summary>
+public static class StepGemmSweep
+{
+    /// <summary>The K600 transformer's four step GEMMs (width 1536).</summary>
+    public static IReadOnlyList<StepGemmShape> K600Shapes(int width = 1536) =>
+    [
+        new("q/k/v", 3 * width, width, FoldedNorm: true, Gelu: false),
+        new("proj", width, width, FoldedNorm: false, Gelu: false),
+        new("fc", 4 * width, width, FoldedNorm: true, Gelu: true),
+        new("out", width, 4 * width, FoldedNorm: false, Gelu: false),
+    ];
+
+    /// <param name="launches">timed launches per launch shape (after one untimed)</param>
+    /// <param name="weightBytes">the weight copies cycled through add up to at least this (more than the L2 cache)</param>
+    public static IReadOnlyList<StepGemmTiming> Measure(IlgpuDevice device, IReadOnlyList<StepGemmShape> shapes, IReadOnlyList<int> rowCounts,
+        int launches, long weightBytes = 256L << 20)
+    {
+        var accelerator = device.Accelerator;
+        var kernels = new KernelSet<F16Weights>(accelerator);
+        using var stream = accelerator.CreateStream();
+        var results = new List<StepGemmTiming>();
+        var rng = new Random(1);
+        foreach (var shape in shapes)
+        {
+            int maxRows = rowCounts.Max();
+            if (!StepMatMulKernel.Fits(maxRows, shape.K, shape.K)) throw new ArgumentException($"the step GEMM cannot take {maxRows} rows of K = {shape.K}");
+            long matrix = (long)shape.N * shape.K;
+            int copies = (int)Math.Clamp((weightBytes + 2 * matrix - 1) / (2 * matrix), 1, 64);
+            var buffers = new List<MemoryBuffer>();
+            ArrayView<T> Upload<T>(T[] host) where T : unmanaged
+            {
+                var b = accelerator.Allocate1D(host);
+                buffers.Add(b);
+                return b.View;
+            }
+            float[] Uniform(long n, float scale) => Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+            try
+            {
+                // one set of values in every copy: what matters is that the copies live at different addresses
+                var values = Uniform(matrix, 0.02f).Select(DeviceWeights<F16Weights>.ToHalf).ToArray();
+                var w = Enumerable.Range(0, copies).Select(_ => new F16Weights(Upload(values))).ToArray();
+                var a = Upload(Uniform((long)maxRows * shape.K, 1f));
+                var bias = Upload(Uniform(shape.N, 0.1f));
+                var c = Upload(new float[(long)maxRows * shape.N]);
+                var norm = shape.FoldedNorm
+                    ? new StepNorm { Enabled = 1, Gamma = Upload(Uniform(shape.K, 1f)).Cast<Float4>(), ColumnSums = Upload(Uniform(shape.N, 1f)) }
+                    : StepNorm.Off(bias);
+                var output = new float[(long)maxRows * shape.N];
+                foreach (int rows in rowCounts)
+                {
+                    var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0 };
+                    var chosen = StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
+                    int rowGroups = StepMatMulKernel.RowGroups(rows), quads = (shape.N + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns;
+                    float[]? reference = null;
+                    var timings = new List<StepGemmTiming>();
+                    // the default first, so every other launch shape is compared with it
+                    var columnWarps = new[] { chosen.GroupDim.X / 32 / rowGroups }.Concat(new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups <= StepMatMulKernel.MaxWarps))
+                        .Distinct().ToList();
+                    foreach (int cw in columnWarps)
+                    {
+                        var config = new KernelConfig((quads + cw - 1) / cw, cw * rowGroups * 32);
+                        var view = a.Cast<Float4>();
+                        kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
+                        stream.Synchronize();
+                        c.CopyToCPU(stream, output);
+                        stream.Synchronize();
+                        reference ??= output.AsSpan(0, rows * shape.N).ToArray();
+                        var clock = Stopwatch.StartNew();
+                        for (int i = 0; i < launches; i++) kernels.StepMatMul(stream, config, view, w[i % copies], bias, c, args, norm);
+                        stream.Synchronize();
+                        double us = clock.Elapsed.TotalMicroseconds / launches;
+                        timings.Add(new StepGemmTiming(shape, rows, cw, config.GridDim.X, config.GroupDim.X, cw == columnWarps[0], us, 2.0 * matrix / us / 1e3,
+                            output.AsSpan(0, rows * shape.N).SequenceEqual(reference)));
+                    }
+                    results.AddRange(timings.OrderBy(t => t.ColumnWarps));
+                }
+            }
+            finally
+            {
+                foreach (var b in buffers) b.Dispose();
+            }
+        }
+        return results;
+    }
+
+    /// <summary>The timings as a markdown table, the default launch of each shape and row count marked.</summary>
+    public static IEnumerable<string> Table(IEnumerable<StepGemmTiming> timings)
+    {
+        yield return "| gemm | N | K | rows | column warps | groups x threads | µs a launch | weight GB/s | default | bits as default |";
+        yield return "|---|---|---|---|---|---|---|---|---|---|";
+        foreach (var t in timings)
+            yield return $"| {t.Shape.Name} | {t.Shape.N} | {t.Shape.K} | {t.Rows} | {t.ColumnWarps} | {t.Groups} x {t.GroupThreads} | {t.Microseconds:F1} | " +
+                         $"{t.WeightGBps:F0} | {(t.IsDefault ? "yes" : "")} | {(t.SameAsDefault ? "yes" : "**no**")} |";
+    }
+}
