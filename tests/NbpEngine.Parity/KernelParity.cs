@@ -76,10 +76,10 @@ public sealed unsafe partial class KernelParity : IDisposable
                  })
             yield return new($"tensor-core matmul {m}x{n}x{k} lda {lda} w{warps}", p => p.TensorCoreMatMul(m, n, k, lda, warps, store, gelu));
         yield return new("tensor-core matmul fp16-stored weights", p => [p.TensorCoreMatMulHalfStored(96, 64, 128)]);
-        foreach (var (m, n, k, lda, group, store, gelu) in StepShapes)
-            yield return new($"step matmul {m}x{n}x{k} lda {lda} g{group}", p => p.StepMatMul(m, n, k, lda, group, store, gelu));
-        foreach (var (m, n, k, lda, group, store, gelu) in StepShapes)
-            yield return new($"step matmul + layernorm {m}x{n}x{k} lda {lda} g{group}", p => p.StepMatMulNormed(m, n, k, lda, group, store, gelu));
+        foreach (var (m, n, k, lda, group, store, gelu, splits) in StepShapes)
+            yield return new($"step matmul {StepShapeName(m, n, k, lda, group, store, gelu, splits)}", p => p.StepMatMul(m, n, k, lda, group, store, gelu, splits));
+        foreach (var (m, n, k, lda, group, store, gelu, splits) in StepShapes)
+            yield return new($"step matmul + layernorm {StepShapeName(m, n, k, lda, group, store, gelu, splits)}", p => p.StepMatMulNormed(m, n, k, lda, group, store, gelu, splits));
         foreach (var (kind, prefix, block, start, rows, hd, q) in new[]
                  {
                      (MaskKind.BlockCausal, 0, 16, 0, 48, 24, 1), (MaskKind.BlockCausal, 0, 4, 0, 37, 96, 2), (MaskKind.BlockCausal, 7, 4, 0, 30, 16, 1),

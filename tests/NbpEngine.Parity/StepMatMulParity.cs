@@ -10,24 +10,33 @@ namespace NbpEngine.Parity;
 /// </summary>
 public sealed unsafe partial class KernelParity
 {
-    /// <summary>Shapes: one row to a full block; N not a multiple of 4 (masked columns); K one pass, several, and a partial pass; A rows wider than K.</summary>
-    internal static (int M, int N, int K, int Lda, int Group, int Store, bool Gelu)[] StepShapes =>
+    /// <summary>
+    /// Shapes: one row to a full block; N not a multiple of 4 (masked columns); K one pass, several, and a partial pass; A
+    /// rows wider than K; K split 2, 4 and 8 ways (splits with no pass of their own, idle warps past N, several row groups).
+    /// </summary>
+    internal static (int M, int N, int K, int Lda, int Group, int Store, bool Gelu, int Splits)[] StepShapes =>
     [
-        (1, 96, 96, 96, 32, 0, false), (16, 96, 96, 96, 64, 1, false), (16, 384, 96, 96, 32, 0, true), (5, 33, 72, 72, 32, 0, false),
-        (16, 501, 256, 256, 64, 1, true), (3, 10, 520, 528, 32, 0, false), (16, 1, 8, 8, 32, 1, false), (7, 130, 1032, 1032, 256, 0, true),
-        (17, 96, 96, 96, 64, 0, false), (40, 33, 72, 72, 128, 1, true), (128, 20, 256, 256, 256, 0, false),
+        (1, 96, 96, 96, 32, 0, false, 1), (16, 96, 96, 96, 64, 1, false, 1), (16, 384, 96, 96, 32, 0, true, 1), (5, 33, 72, 72, 32, 0, false, 1),
+        (16, 501, 256, 256, 64, 1, true, 1), (3, 10, 520, 528, 32, 0, false, 1), (16, 1, 8, 8, 32, 1, false, 1), (7, 130, 1032, 1032, 256, 0, true, 1),
+        (17, 96, 96, 96, 64, 0, false, 1), (40, 33, 72, 72, 128, 1, true, 1), (128, 20, 256, 256, 256, 0, false, 1),
+        (16, 96, 1032, 1032, 128, 0, true, 4), (17, 33, 520, 528, 256, 1, false, 2), (1, 96, 96, 96, 64, 0, false, 2),
+        (40, 20, 256, 256, 256, 1, true, 2), (5, 501, 2048, 2048, 256, 0, true, 8),
     ];
 
+    /// <summary>The shape as the parity report names it.</summary>
+    internal static string StepShapeName(int m, int n, int k, int lda, int group, int store, bool gelu, int splits) =>
+        $"{m}x{n}x{k} lda {lda} g{group}{(splits > 1 ? $" K/{splits}" : "")}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
+
     /// <summary>fp32 weights: equal to the CPU backend within fp32 rounding (the order of the sum differs); fp16/bf16 weights: equal to fp32 on the rounded weights.</summary>
-    public ParityResult[] StepMatMul(int m, int n, int k, int lda, int group, int store, bool gelu)
+    public ParityResult[] StepMatMul(int m, int n, int k, int lda, int group, int store, bool gelu, int splits)
     {
         var (a, dense) = StridedRows(m, k, lda);
         var w = Random(n * k, 2);
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
-        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
-        var launch = StepMatMulKernel.Launch(n, m, group);
-        string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
+        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1, KSplits = splits };
+        var launch = StepMatMulKernel.Launch(n, m, group, splits: splits);
+        string shape = StepShapeName(m, n, k, lda, group, store, gelu, splits);
 
         var out32 = Upload(c);
         _f32.StepMatMul(_stream, launch, Upload(a).Cast<Float4>(), new F32Weights(Upload(w)), Upload(bias), out32, args, Off);
@@ -43,7 +52,7 @@ public sealed unsafe partial class KernelParity
         for (int r = 0; r < m; r += StepMatMulKernel.MaxRows)
         {
             int rows = Math.Min(StepMatMulKernel.MaxRows, m - r);
-            _f32.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group), blockInput.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), new F32Weights(Upload(w)),
+            _f32.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group, splits: splits), blockInput.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), new F32Weights(Upload(w)),
                 Upload(bias), blocks.SubView((long)r * n, (long)rows * n), args with { M = rows }, Off);
         }
         var batched = Download(out32, m * n);
@@ -66,7 +75,7 @@ public sealed unsafe partial class KernelParity
     /// rows with a mean far from 0 (the centring's cancellation), every weight storage (fp16/bf16 against fp32 on the
     /// rounded weights); and a batch's rows bit for bit as in launches of one block each.
     /// </summary>
-    public ParityResult[] StepMatMulNormed(int m, int n, int k, int lda, int group, int store, bool gelu)
+    public ParityResult[] StepMatMulNormed(int m, int n, int k, int lda, int group, int store, bool gelu, int splits)
     {
         var (a, _) = StridedRows(m, k, lda);
         for (int i = 0; i < a.Length; i++) a[i] = 2f + 3f * a[i];
@@ -75,8 +84,8 @@ public sealed unsafe partial class KernelParity
         var w = Random(n * k, 2);
         var bias = Random(n, 3);
         var c = Random(m * n, 4);
-        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1 };
-        string shape = $"{m}x{n}x{k} lda {lda} g{group}{(store == 1 ? " acc" : "")}{(gelu ? " gelu" : "")}";
+        var args = new MatMulArgs { M = m, N = n, K = k, Lda = lda, Ldc = n, Accumulate = store, Gelu = gelu ? 1 : 0, HasBias = 1, KSplits = splits };
+        string shape = StepShapeName(m, n, k, lda, group, store, gelu, splits);
         var normed = new float[m * k];
         fixed (float* pa = a, pg = gamma, pb = beta, pn = normed)
             for (int r = 0; r < m; r++) Runtime.Cpu.LayerNorm.Row(pa + r * lda, pg, pb, pn + r * k, k);
@@ -93,7 +102,7 @@ public sealed unsafe partial class KernelParity
             for (int r = 0; r < m; r += rowsPerLaunch)
             {
                 int rows = Math.Min(rowsPerLaunch, m - r);
-                kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group), input.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), weights, foldedBias,
+                kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, rows, group, splits: splits), input.SubView((long)r * lda, (long)rows * lda).Cast<Float4>(), weights, foldedBias,
                     output.SubView((long)r * n, (long)rows * n), args with { M = rows }, norm);
             }
             return Download(output, m * n);

@@ -12,6 +12,12 @@ public struct MatMulArgs
     /// <summary>1: apply GELU (erf form) to the result before storing.</summary>
     public int Gelu;
     public int HasBias;
+    /// <summary>
+    /// The step GEMM only (<see cref="StepMatMulKernel"/>): K split over this many warps of a group, their sums added in
+    /// split order (0 or 1: not split). Changes the bits (another order of the sum), so it must be the same for every
+    /// launch whose rows should agree.
+    /// </summary>
+    public int KSplits;
 
     /// <summary>
     /// The epilogue every matmul kernel shares: output (m, n), if inside M x N, gets + bias, GELU, and is stored or

@@ -17,7 +17,11 @@ namespace NbpEngine.Kernels.Ops;
 /// lane order (deterministic: same order every launch, and the same for a row whichever row group it sits in, so a
 /// batched row gets the bits it gets alone; 2 x 32 stores, 64 loads and 4 warp barriers instead of 320 shuffles,
 /// which ILGPU's CPU accelerator emulates slowly), and the epilogue adds bias, GELU and the residual. Needs K % 8 == 0
-/// and Lda % 4 == 0 (16-byte aligned rows); the tiled kernel takes other shapes. With a <see cref="StepNorm"/> on, the
+/// and Lda % 4 == 0 (16-byte aligned rows); the tiled kernel takes other shapes. With <see cref="MatMulArgs.KSplits"/> S
+/// > 1, S warps share each column quad and row group, each walking 1/S of K (in whole passes), and the first adds the
+/// others' sums to its own in split order after a group barrier: S times the warps for a GEMM with few columns and a
+/// long K (Nsight Compute, 2026-12-01: K600's out GEMM had one warp a scheduler, stalled on its loads 85% of the
+/// time); the rows a launch takes fall to <see cref="MaxBatchRows"/> / S. With a <see cref="StepNorm"/> on, the
 /// LayerNorm before the GEMM happens here (its row statistics in a short pass the group's warps share, γ on the
 /// streamed weights, the centring in the epilogue), which saves its launch and its write and read of the rows.
 /// Grid: <see cref="Launch"/>.
@@ -33,8 +37,12 @@ public static class StepMatMulKernel
     /// <summary>K slices of a folded norm's row sums (<see cref="RowStatistics"/>): fixed, so the sums do not depend on the launch.</summary>
     private const int Slices = 8;
 
-    /// <summary>Whether a matmul of this shape can run here (else the tiled kernel).</summary>
-    public static bool Fits(int m, int k, int lda) => m >= 1 && m <= MaxBatchRows && k % KPerLane == 0 && lda % 4 == 0;
+    /// <summary>Whether a matmul of this shape can run here (else the tiled kernel), K split <paramref name="splits"/> ways.</summary>
+    public static bool Fits(int m, int k, int lda, int splits = 1) =>
+        m >= 1 && ValidSplits(splits) && RowGroups(m) * splits <= MaxWarps && k % KPerLane == 0 && lda % 4 == 0;
+
+    /// <summary>K splits a group can hold: 1, 2, 4 or 8.</summary>
+    public static bool ValidSplits(int splits) => splits is 1 or 2 or 4 or 8;
 
     /// <summary>Row groups of <see cref="MaxRows"/> for <paramref name="m"/> rows.</summary>
     public static int RowGroups(int m) => (m + MaxRows - 1) / MaxRows;
@@ -45,13 +53,15 @@ public static class StepMatMulKernel
     /// <paramref name="multiprocessors"/>: a 1536-column GEMM is 384 column warps, which in groups of 8 would stream its
     /// weights through only 48 of an H100's 132 SMs.
     /// </summary>
-    public static KernelConfig Launch(int n, int m, int groupSize, int multiprocessors = 1)
+    public static KernelConfig Launch(int n, int m, int groupSize, int multiprocessors = 1, int splits = 1)
     {
         int rowGroups = RowGroups(m);
-        if (rowGroups > MaxWarps) throw new ArgumentOutOfRangeException(nameof(m), m, $"the step GEMM takes at most {MaxBatchRows} rows a launch");
-        int columnWarps = Math.Max(1, Math.Min(MaxWarps, groupSize / 32) / rowGroups), needed = (n + Columns - 1) / Columns;
+        if (!ValidSplits(splits)) throw new ArgumentOutOfRangeException(nameof(splits), splits, "K splits: 1, 2, 4 or 8");
+        if (rowGroups * splits > MaxWarps)
+            throw new ArgumentOutOfRangeException(nameof(m), m, $"the step GEMM takes at most {MaxBatchRows / splits} rows a launch with K split {splits} ways");
+        int columnWarps = Math.Max(1, Math.Min(MaxWarps, groupSize / 32) / (rowGroups * splits)), needed = (n + Columns - 1) / Columns;
         while (columnWarps > 1 && (needed + columnWarps - 1) / columnWarps < multiprocessors) columnWarps /= 2;
-        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * rowGroups * 32);
+        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * rowGroups * splits * 32);
     }
 
     /// <summary>One row's four column sums.</summary>
@@ -78,8 +88,14 @@ public static class StepMatMulKernel
         ArrayView<float> shared) where TW : struct, IWeightView
     {
         int lane = Group.IdxX % 32, warp = Group.IdxX / 32, rowGroups = (args.M + MaxRows - 1) / MaxRows;
-        int columnWarps = Group.DimX / 32 / rowGroups, columnWarp = warp / rowGroups, rowGroup = warp % rowGroups;
+        int splits = args.KSplits > 1 ? args.KSplits : 1, columnWarps = Group.DimX / 32 / rowGroups / splits;
+        // warps [s·columnWarps·rowGroups, (s + 1)·columnWarps·rowGroups) walk split s of K; within a split as unsplit
+        int perSplit = columnWarps * rowGroups, split = warp / perSplit, inSplit = warp % perSplit;
+        int columnWarp = inSplit / rowGroups, rowGroup = inSplit % rowGroups;
         int n0 = (group * columnWarps + columnWarp) * Columns;
+        // split s: passes [s·P, (s + 1)·P) of the K / KPerPass passes, so every lane's k stays where it is unsplit
+        int passes = (args.K + KPerPass - 1) / KPerPass, splitPasses = (passes + splits - 1) / splits;
+        int kBegin = split * splitPasses * KPerPass, kEnd = kBegin + splitPasses * KPerPass < args.K ? kBegin + splitPasses * KPerPass : args.K;
         // this warp's rows: [firstRow, firstRow + rows), rows ≤ 16; A and C are addressed from firstRow on, so a row's
         // arithmetic is the same in every row group
         int firstRow = rowGroup * MaxRows, rows = args.M - firstRow;
@@ -89,14 +105,17 @@ public static class StepMatMulKernel
         var slices = shared.SubView(MaxWarps * 32 * Stride, 2 * MaxWarps * MaxRows * Slices);
         int at = warp * 32 * Stride + lane;
         // every warp of the group takes part (block barriers), before the warps past N leave
-        if (norm.Enabled != 0) RowStatistics(block, rows, lda4, args.K, rowGroup, columnWarp, columnWarps, lane, scratch, at - lane, slices);
-        if (n0 >= args.N) return; // the whole warp: n0 is the same for its lanes
+        if (norm.Enabled != 0) RowStatistics(block, rows, lda4, args.K, rowGroup, split * columnWarps + columnWarp, splits * columnWarps, lane, scratch, at - lane, slices);
+        // the whole warp: n0 is the same for its lanes; with K split, a warp past N still meets the group barrier below
+        bool idle = n0 >= args.N;
+        if (idle && splits == 1) return;
+        if (idle) kEnd = kBegin;
         // columns past N read the last one (in bounds) and are not stored
         int last = args.N - 1;
         long w0 = (long)n0 * args.K, w1 = (long)(n0 + 1 < last ? n0 + 1 : last) * args.K;
         long w2 = (long)(n0 + 2 < last ? n0 + 2 : last) * args.K, w3 = (long)(n0 + 3 < last ? n0 + 3 : last) * args.K;
         Acc4 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default, r8 = default, r9 = default, r10 = default, r11 = default, r12 = default, r13 = default, r14 = default, r15 = default;
-        for (int k = lane * KPerLane; k < args.K; k += KPerPass)
+        for (int k = kBegin + lane * KPerLane; k < kEnd; k += KPerPass)
         {
             Vec8 x0 = w.Load8(w0 + k), x1 = w.Load8(w1 + k), x2 = w.Load8(w2 + k), x3 = w.Load8(w3 + k);
             int a4 = k / 4;
@@ -126,6 +145,22 @@ public static class StepMatMulKernel
         // row l (outputs l, then l + 32) in lane order: one fixed order, two warp barriers per half, conflict-free (stride 33)
         float out0 = SumOutputs(scratch, at, lane, r0, r1, r2, r3, r4, r5, r6, r7);
         float out1 = SumOutputs(scratch, at, lane, r8, r9, r10, r11, r12, r13, r14, r15);
+        if (splits > 1)
+        {
+            // each split's 64 sums into its warp's own scratch (free again after SumOutputs), then split 0 adds them up in
+            // split order: the same order in every launch, whichever other warps share the group
+            int own = warp * 32 * Stride;
+            scratch[own + lane] = out0;
+            scratch[own + 32 + lane] = out1;
+            Group.Barrier();
+            if (split != 0 || idle) return;
+            for (int s = 1; s < splits; s++)
+            {
+                int other = (s * perSplit + inSplit) * 32 * Stride;
+                out0 += scratch[other + lane];
+                out1 += scratch[other + 32 + lane];
+            }
+        }
         if (norm.Enabled != 0)
         {
             int n = n0 + lane % 4;

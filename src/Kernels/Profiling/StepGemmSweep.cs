@@ -10,17 +10,20 @@ namespace NbpEngine.Kernels.Profiling;
 public readonly record struct StepGemmShape(string Name, int N, int K, bool FoldedNorm, bool Gelu);
 
 /// <summary>
-/// One launch shape of the step GEMM for one model shape and row count: <paramref name="ColumnWarps"/> column quads a
-/// group (its warps are that times the row groups), its device time per launch, the weight bytes it streamed per µs,
-/// and whether its outputs equal the default launch's bit for bit (they must: a row's sums do not depend on the group).
+/// One launch shape of the step GEMM for one model shape and row count: K split <paramref name="Splits"/> ways and
+/// <paramref name="ColumnWarps"/> column quads a group (its warps are those times the row groups), its device time per
+/// launch, the weight bytes it streamed per µs; whether its outputs equal bit for bit those of the first launch shape
+/// with the same split (they must: a row's sums do not depend on the group), and how far they are from the unsplit
+/// sums (largest difference over the largest output: another order of the same fp32 sum).
 /// </summary>
-public readonly record struct StepGemmTiming(StepGemmShape Shape, int Rows, int ColumnWarps, int Groups, int GroupThreads, bool IsDefault,
-    double Microseconds, double WeightGBps, bool SameAsDefault);
+public readonly record struct StepGemmTiming(StepGemmShape Shape, int Rows, int Splits, int ColumnWarps, int Groups, int GroupThreads, bool IsDefault,
+    double Microseconds, double WeightGBps, bool SameBitsAsSplit, double DifferenceFromUnsplit);
 
 /// <summary>
 /// What the step GEMM's launch shape costs (Nsight Compute, 2026-12-01: the 64-thread groups of the C-wide GEMMs leave
 /// one warp a scheduler, the 256-thread groups of the wide ones fit one an SM and run in 1.45 waves). For each shape
-/// and row count, every group size <see cref="StepMatMulKernel.Launch"/> could pick (1, 2, 4, 8 column warps), fp16
+/// and row count, every group size <see cref="StepMatMulKernel.Launch"/> could pick (1, 2, 4, 8 column warps) with K
+/// unsplit and split 2, 4 and 8 ways (<see cref="MatMulArgs.KSplits"/>; at most 8 warps a group), fp16
 /// weights, timed over back-to-back launches that cycle through enough weight copies to miss the L2 cache (a step's
 /// 24 layers do), so the rule in <see cref="StepMatMulKernel.Launch"/> can be chosen from measurements, not from the
 /// occupancy arithmetic alone.
@@ -74,31 +77,33 @@ public static class StepGemmSweep
                 var output = new float[(long)maxRows * shape.N];
                 foreach (int rows in rowCounts)
                 {
-                    var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0 };
                     var chosen = StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
                     int rowGroups = StepMatMulKernel.RowGroups(rows), quads = (shape.N + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns;
-                    float[]? reference = null;
-                    var timings = new List<StepGemmTiming>();
-                    // the default first, so every other launch shape is compared with it
-                    var columnWarps = new[] { chosen.GroupDim.X / 32 / rowGroups }.Concat(new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups <= StepMatMulKernel.MaxWarps))
-                        .Distinct().ToList();
-                    foreach (int cw in columnWarps)
+                    int defaultWarps = chosen.GroupDim.X / 32 / rowGroups;
+                    float[]? unsplit = null;
+                    foreach (int splits in new[] { 1, 2, 4, 8 }.Where(s => StepMatMulKernel.Fits(rows, shape.K, shape.K, s)))
                     {
-                        var config = new KernelConfig((quads + cw - 1) / cw, cw * rowGroups * 32);
-                        var view = a.Cast<Float4>();
-                        kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
-                        stream.Synchronize();
-                        c.CopyToCPU(stream, output);
-                        stream.Synchronize();
-                        reference ??= output.AsSpan(0, rows * shape.N).ToArray();
-                        var clock = Stopwatch.StartNew();
-                        for (int i = 0; i < launches; i++) kernels.StepMatMul(stream, config, view, w[i % copies], bias, c, args, norm);
-                        stream.Synchronize();
-                        double us = clock.Elapsed.TotalMicroseconds / launches;
-                        timings.Add(new StepGemmTiming(shape, rows, cw, config.GridDim.X, config.GroupDim.X, cw == columnWarps[0], us, 2.0 * matrix / us / 1e3,
-                            output.AsSpan(0, rows * shape.N).SequenceEqual(reference)));
+                        var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0, KSplits = splits };
+                        float[]? reference = null;
+                        foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= StepMatMulKernel.MaxWarps))
+                        {
+                            var config = new KernelConfig((quads + cw - 1) / cw, cw * rowGroups * splits * 32);
+                            var view = a.Cast<Float4>();
+                            kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
+                            c.CopyToCPU(stream, output);
+                            stream.Synchronize();
+                            var mine = output.AsSpan(0, rows * shape.N).ToArray();
+                            reference ??= mine;
+                            unsplit ??= mine;
+                            var clock = Stopwatch.StartNew();
+                            for (int i = 0; i < launches; i++) kernels.StepMatMul(stream, config, view, w[i % copies], bias, c, args, norm);
+                            stream.Synchronize();
+                            double us = clock.Elapsed.TotalMicroseconds / launches;
+                            float largest = unsplit.Max(MathF.Abs), difference = mine.Zip(unsplit, (x, y) => MathF.Abs(x - y)).Max();
+                            results.Add(new StepGemmTiming(shape, rows, splits, cw, config.GridDim.X, config.GroupDim.X, splits == 1 && cw == defaultWarps, us,
+                                2.0 * matrix / us / 1e3, mine.AsSpan().SequenceEqual(reference), largest > 0 ? difference / largest : difference));
+                        }
                     }
-                    results.AddRange(timings.OrderBy(t => t.ColumnWarps));
                 }
             }
             finally
@@ -112,10 +117,10 @@ public static class StepGemmSweep
     /// <summary>The timings as a markdown table, the default launch of each shape and row count marked.</summary>
     public static IEnumerable<string> Table(IEnumerable<StepGemmTiming> timings)
     {
-        yield return "| gemm | N | K | rows | column warps | groups x threads | µs a launch | weight GB/s | default | bits as default |";
-        yield return "|---|---|---|---|---|---|---|---|---|---|";
+        yield return "| gemm | N | K | rows | K splits | column warps | groups x threads | µs a launch | weight GB/s | today's launch | bits as the split's first | vs unsplit |";
+        yield return "|---|---|---|---|---|---|---|---|---|---|---|---|";
         foreach (var t in timings)
-            yield return $"| {t.Shape.Name} | {t.Shape.N} | {t.Shape.K} | {t.Rows} | {t.ColumnWarps} | {t.Groups} x {t.GroupThreads} | {t.Microseconds:F1} | " +
-                         $"{t.WeightGBps:F0} | {(t.IsDefault ? "yes" : "")} | {(t.SameAsDefault ? "yes" : "**no**")} |";
+            yield return $"| {t.Shape.Name} | {t.Shape.N} | {t.Shape.K} | {t.Rows} | {t.Splits} | {t.ColumnWarps} | {t.Groups} x {t.GroupThreads} | {t.Microseconds:F1} | " +
+                         $"{t.WeightGBps:F0} | {(t.IsDefault ? "yes" : "")} | {(t.SameBitsAsSplit ? "yes" : "**no**")} | {t.DifferenceFromUnsplit:G2} |";
     }
 }
