@@ -59,7 +59,7 @@ tail -30 "$out/bench-f16.log"
 # every group size of the step GEMM at the K600 shapes: which the launch rule should pick (the table goes into
 # session.log, to stay within the 8 files)
 run_step sweep 60 sweep.log "$bundle/nbp-gpu-check" --sweep-step-gemm
-if [ -f "$out/sweep.log" ]; then cat "$out/sweep.log" | tee -a "$out/session.log"; rm "$out/sweep.log"; fi
+if [ -f "$out/sweep.log" ]; then tee -a "$out/session.log" < "$out/sweep.log"; rm "$out/sweep.log"; fi
 # Nsight Compute (Firecracker machines read the counters; --clock-control none leaves the clocks as the timings had them).
 # nbp-gpu-check --profile-steps runs 4 K600 steps and nothing else: per step 24 x (q/k/v Step, Partial, Combine, proj
 # Step, fc Step, out Step) + head Step + Sample; skipping 160 of those lands inside the third step, and any 12 in a row

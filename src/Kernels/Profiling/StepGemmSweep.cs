@@ -75,12 +75,14 @@ public static class StepGemmSweep
                     ? new StepNorm { Enabled = 1, Gamma = Upload(Uniform(shape.K, 1f)).Cast<Float4>(), ColumnSums = Upload(Uniform(shape.N, 1f)) }
                     : StepNorm.Off(bias);
                 var output = new float[(long)maxRows * shape.N];
+                var view = a.Cast<Float4>();
                 foreach (int rows in rowCounts)
                 {
                     var chosen = StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
                     int rowGroups = StepMatMulKernel.RowGroups(rows), quads = (shape.N + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns;
                     int defaultWarps = chosen.GroupDim.X / 32 / rowGroups;
                     float[]? unsplit = null;
+                    float largest = 0;
                     foreach (int splits in new[] { 1, 2, 4, 8 }.Where(s => StepMatMulKernel.Fits(rows, shape.K, shape.K, s)))
                     {
                         var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0, KSplits = splits };
@@ -88,18 +90,21 @@ public static class StepGemmSweep
                         foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= StepMatMulKernel.MaxWarps))
                         {
                             var config = new KernelConfig((quads + cw - 1) / cw, cw * rowGroups * splits * 32);
-                            var view = a.Cast<Float4>();
                             kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
                             c.CopyToCPU(stream, output);
                             stream.Synchronize();
                             var mine = output.AsSpan(0, rows * shape.N).ToArray();
                             reference ??= mine;
-                            unsplit ??= mine;
+                            if (unsplit is null)
+                            {
+                                unsplit = mine;
+                                largest = unsplit.Max(MathF.Abs);
+                            }
                             var clock = Stopwatch.StartNew();
                             for (int i = 0; i < launches; i++) kernels.StepMatMul(stream, config, view, w[i % copies], bias, c, args, norm);
                             stream.Synchronize();
                             double us = clock.Elapsed.TotalMicroseconds / launches;
-                            float largest = unsplit.Max(MathF.Abs), difference = mine.Zip(unsplit, (x, y) => MathF.Abs(x - y)).Max();
+                            float difference = mine.Zip(unsplit, (x, y) => MathF.Abs(x - y)).Max();
                             results.Add(new StepGemmTiming(shape, rows, splits, cw, config.GridDim.X, config.GroupDim.X, splits == 1 && cw == defaultWarps, us,
                                 2.0 * matrix / us / 1e3, mine.AsSpan().SequenceEqual(reference), largest > 0 ? difference / largest : difference));
                         }
