@@ -37,8 +37,8 @@ public class DeviceBenchmarks : IDisposable
     private KernelSet<F32Weights> _kernels = null!;
     private CuBlas? _cublas;
     private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _buffers = new();
-    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled, _weights, _partialOutput, _partialStats;
-    private MemoryBuffer1D<int, Stride1D.Dense> _sampled = null!;
+    private ArrayView<float> _a, _w, _bias, _c, _query, _keys, _values, _attended, _logits, _scaled, _weights, _samplerSums, _partialOutput, _partialStats;
+    private MemoryBuffer1D<int, Stride1D.Dense> _sampled = null!, _samplerState = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -64,6 +64,8 @@ public class DeviceBenchmarks : IDisposable
         _partialStats = Buffer((long)Heads * DecodeAttentionKernel.Chunks(Keys) * 16 * 2, 0);
         _logits = Buffer(16L * Vocab, 3); _scaled = Buffer(16L * Vocab, 0); _weights = Buffer(16L * Vocab, 0);
         _sampled = _device.Accelerator.Allocate1D<int>(16);
+        _samplerSums = Buffer(16L * SamplerViews.SumsPerRow, 0);
+        _samplerState = _device.Accelerator.Allocate1D<int>(16L * SamplerViews.StatePerRow);
         if (_device.Accelerator is CudaAccelerator cuda)
         {
             _cublas = new CuBlas(cuda) { PointerMode = CuBlasPointerMode.Host, Stream = (CudaStream)_stream };
@@ -116,7 +118,8 @@ public class DeviceBenchmarks : IDisposable
     [Benchmark(Description = "ILGPU sampling: 16 rows x 64000, top-k 16000, top-p 0.9")]
     public void Sampling()
     {
-        _kernels.Sample(_stream, new KernelConfig(16, _device.Shape.GroupSize), _logits, _scaled, _weights, _sampled.View,
+        var views = new SamplerViews { Logits = _logits, Scaled = _scaled, Weights = _weights, Sums = _samplerSums, State = _samplerState.View, Tokens = _sampled.View };
+        _kernels.Sampler.Sample(_stream, 16, Math.Min(_device.Shape.GroupSize, SamplingKernel.MaxGroupSize), _device.Accelerator.NumMultiprocessors, views,
             new SamplingArgs { Vocab = Vocab, Greedy = 0, Temperature = 1f, TopK = Math.Min(16000, Vocab), TopP = 0.9f, Seed = 1, Step = 0 });
         _stream.Synchronize();
     }
@@ -136,6 +139,7 @@ public class DeviceBenchmarks : IDisposable
         foreach (var b in _buffers) b.Dispose();
         _buffers.Clear();
         _sampled?.Dispose();
+        _samplerState?.Dispose();
         _stream?.Dispose();
         _device?.Dispose();
         GC.SuppressFinalize(this);

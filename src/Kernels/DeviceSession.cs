@@ -46,6 +46,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private readonly ArrayView<float> _hidden;                    // [maxRows, 4C]
     private readonly ArrayView<float> _qkv;                       // [step rows of all sequences, 3C]: batched blocks' Q|K|V before the cache
     private readonly ArrayView<float> _logits, _scaled, _weights; // [maxLogitRows, V]
+    private readonly ArrayView<float> _samplerSums; // [maxLogitRows, SamplerViews.SumsPerRow]
+    private readonly ArrayView<int> _samplerState; // [maxLogitRows, SamplerViews.StatePerRow]
     private readonly ArrayView<int> _ids;                         // [maxRows]
     private readonly ArrayView<int> _sampled;                     // [maxLogitRows]
     private readonly ArrayView<float> _partialOutput, _partialStats; // decode attention: [heads, chunks, rows, hd], [heads, chunks, rows, 2]
@@ -117,6 +119,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             _logits = Floats(maxLogitRows * v);
             _scaled = Floats(maxLogitRows * v);
             _weights = Floats(maxLogitRows * v);
+            _samplerSums = Floats(maxLogitRows * SamplerViews.SumsPerRow);
+            _samplerState = Track(accelerator.Allocate1D<int>(maxLogitRows * SamplerViews.StatePerRow)).View;
             _ids = Track(accelerator.Allocate1D<int>(maxRows)).View;
             _sampled = Track(accelerator.Allocate1D<int>(maxLogitRows)).View;
             // one slot of split-key partials per block a fused step attends to at once (the separate kernels use the first)
@@ -529,9 +533,14 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             throw new ArgumentException($"destination holds {destination.Length} tokens, the last forward produced {rows} logit rows for sequence {sequence}", nameof(destination));
         int v = _w.Config.VocabSize;
         args.Vocab = v;
-        _kernels.Sample(_stream, new KernelConfig(rows, _shape.GroupSize), Rows(_logits, first, rows, v), Rows(_scaled, first, rows, v), Rows(_weights, first, rows, v),
-            _sampled.SubView(first, rows), args);
-        Launched("sampling", "sampler");
+        var views = new SamplerViews
+        {
+            Logits = Rows(_logits, first, rows, v), Scaled = Rows(_scaled, first, rows, v), Weights = Rows(_weights, first, rows, v),
+            Sums = Rows(_samplerSums, first, rows, SamplerViews.SumsPerRow), State = _samplerState.SubView((long)first * SamplerViews.StatePerRow, (long)rows * SamplerViews.StatePerRow),
+            Tokens = _sampled.SubView(first, rows),
+        };
+        _kernels.Sampler.Sample(_stream, rows, Math.Min(_shape.GroupSize, SamplingKernel.MaxGroupSize), _accelerator.NumMultiprocessors, views, args,
+            kernel => Launched("sampling", "sampler " + kernel));
         FinishCapture(); // a captured step ends with its first sampler: the ids are read back from the graph's run
         _sampled.SubView(first, rows).CopyToCPU(_stream, destination);
         _profile?.Mark("ids read-back", "memcpy");

@@ -23,7 +23,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
-    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs> Sample { get; }
+    public SamplerKernels Sampler { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, float> Guide { get; }
     /// <summary>A step's whole transformer layer in one launch (<see cref="LayerStepKernel"/>).</summary>
     public Action<AcceleratorStream, KernelConfig, LayerStepArgs<TW>> Layer { get; }
@@ -40,7 +40,7 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         DecodeAttention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Partial);
         DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);
-        Sample = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, SamplingArgs>(SamplingKernel.Sample);
+        Sampler = new SamplerKernels(accelerator);
         Guide = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, float>(GuidanceKernel.Blend);
         Layer = accelerator.LoadKernel<LayerStepArgs<TW>>(LayerStepKernel.Layer<TW>);
     }
@@ -65,7 +65,7 @@ public static class KernelCatalog
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Partial))!;
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Combine))!;
-        yield return typeof(SamplingKernel).GetMethod(nameof(SamplingKernel.Sample))!;
+        foreach (string entry in SamplerKernels.EntryNames) yield return typeof(SamplingKernel).GetMethod(entry)!;
         yield return typeof(GuidanceKernel).GetMethod(nameof(GuidanceKernel.Blend))!;
         yield return typeof(Tokenizer.Conv3dKernel).GetMethod(nameof(Tokenizer.Conv3dKernel.Conv))!;
         yield return typeof(Tokenizer.TensorCoreConv3dKernel).GetMethod(nameof(Tokenizer.TensorCoreConv3dKernel.Conv))!.MakeGenericMethod(typeof(PtxMma), typeof(Tokenizer.ConvWindowSource));

@@ -93,20 +93,24 @@ public sealed unsafe partial class KernelParity : IDisposable
                      (70, 16, 96, 2, 32), (100, 1, 128, 3, 32), (0, 5, 24, 2, 64), (63, 1, 16, 1, 32), (1264, 16, 64, 2, 128), (48, 16, 96, 4, 32),
                  })
             yield return new($"decode attention start {start} rows {rows} hd {hd} heads {heads} g{group}", p => [p.DecodeAttention(start, rows, hd, heads, group)]);
-        // (rows x steps draws; the 64- and 256-thread groups are costly on the CPU accelerator, so fewer draws)
-        foreach (var (greedy, t, k, topP, group, rows, steps) in new[]
+        // (rows x steps draws). The filtered draws run on 1 to 256 groups a row (slices): the tokens must not depend on how a
+        // row is spread. The CPU accelerator's cost grows with groups x barriers, so the many-sliced cases draw fewer
+        foreach (var (greedy, t, k, topP, group, rows, steps, slices) in new[]
                  {
-                     (true, 1f, 0, 1f, 32, 16, 8), (false, 1f, 0, 1f, 32, 16, 8), (false, 0.7f, 40, 1f, 32, 16, 8), (false, 1f, 0, 0.8f, 32, 16, 8),
-                     (false, 1.3f, 60, 0.9f, 64, 8, 2), (false, 1f, 300, 0.5f, 32, 16, 8), (false, 1f, 16, 0.9f, 256, 2, 1),
+                     (true, 1f, 0, 1f, 32, 16, 8, 0), (false, 1f, 0, 1f, 32, 16, 8, 1), (false, 0.7f, 40, 1f, 32, 16, 4, 4), (false, 1f, 0, 0.8f, 32, 4, 4, 16),
+                     (false, 1.3f, 60, 0.9f, 64, 1, 1, 256), (false, 1f, 300, 0.5f, 32, 16, 4, 2), (false, 1f, 16, 0.9f, 256, 2, 1, 8),
                  })
-            yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps)]);
+            yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP} s{slices}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps, slices)]);
         // a vocabulary of 4099: chunks of 17, the last 14 chunks empty; continuous logits, top-p only (the masses decide)
-        yield return new("sampling T1 k0 p0.95 g32 V4099", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 4, 4, vocab: 4099, grid: false)]);
+        yield return new("sampling T1 k0 p0.95 g32 V4099 s32", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 4, 4, 32, vocab: 4099, grid: false)]);
         // logits of both signs (order-preserving keys on either side of the sign flip), top-k and top-p deciding; chunks of
         // 12, so the top-p levels stage a full and a partial tile of each
-        yield return new("sampling T1 k50 p0.9 g64 V3000 signed", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 4, 4, vocab: 3000, grid: false, signed: true)]);
+        yield return new("sampling T1 k50 p0.9 g64 V3000 signed s64", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 2, 2, 64, vocab: 3000, grid: false, signed: true)]);
         // p just below 1: p·total can round to the total, when no key passes the search and nothing is cut
-        yield return new("sampling T1 k0 p0.99999994 g32", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2)]);
+        yield return new("sampling T1 k0 p0.99999994 g32 s4", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2, 4)]);
+        // chunks of 2344, longer than the 2048 a walk stages at once: the chunk sums, the tie search and the draw each take
+        // a chunk in several tiles; many ties (a 0.25 grid) at the cut
+        yield return new("sampling T1 k7000 p0.7 g64 V600000 s2", p => [p.Sampling(false, 1f, 7000, 0.7f, 64, 1, 2, 2, vocab: 600000)]);
     }
 
     private static float[] Random(int n, int seed, float scale = 1f)
@@ -345,8 +349,8 @@ public sealed unsafe partial class KernelParity : IDisposable
     /// <summary>Identical logits and seed: the device draws the same tokens as the CPU sampler (mismatches counted).</summary>
     /// <param name="grid">logits on a 0.25 grid (many exact ties, at the top-k threshold and at the top-p cut too), else continuous</param>
     /// <param name="signed">logits in [-6, 6) instead of [0, 12)</param>
-    public ParityResult Sampling(bool greedy, float temperature, int topK, float topP, int group, int rows, int steps, int vocab = 500, bool grid = true,
-        bool signed = false)
+    public ParityResult Sampling(bool greedy, float temperature, int topK, float topP, int group, int rows, int steps, int slices, int vocab = 500,
+        bool grid = true, bool signed = false)
     {
         var rng = new Random(topK + (int)(topP * 10) + group);
         float offset = signed ? -6f : 0f;
@@ -355,19 +359,20 @@ public sealed unsafe partial class KernelParity : IDisposable
         var settings = new SamplingSettings(greedy, temperature, topK, topP);
         var scaledScratch = new float[vocab];
         var keys = new ulong[vocab];
-        var lv = Upload(logits);
-        var scratch = Upload(new float[rows * vocab]);
-        var weights = Upload(new float[rows * vocab]);
-        var tokens = Upload(new int[rows]);
+        var views = new SamplerViews
+        {
+            Logits = Upload(logits), Scaled = Upload(new float[rows * vocab]), Weights = Upload(new float[rows * vocab]),
+            Sums = Upload(new float[rows * SamplerViews.SumsPerRow]), State = Upload(new int[rows * SamplerViews.StatePerRow]), Tokens = Upload(new int[rows]),
+        };
         int mismatches = 0, draws = 0;
         string first = "";
         for (int step = 0; step < steps; step++)
         {
-            _f32.Sample(_stream, new KernelConfig(rows, group), lv, scratch, weights, tokens, new SamplingArgs
+            _f32.Sampler.Sample(_stream, rows, group, _accelerator.NumMultiprocessors, views, new SamplingArgs
             {
-                Vocab = vocab, Greedy = greedy ? 1 : 0, Temperature = temperature, TopK = topK, TopP = topP, Seed = 99, Step = step,
+                Vocab = vocab, Greedy = greedy ? 1 : 0, Temperature = temperature, TopK = topK, TopP = topP, Seed = 99, Step = step, Slices = slices,
             });
-            var device = Download(tokens, rows);
+            var device = Download(views.Tokens, rows);
             for (int r = 0; r < rows; r++, draws++)
             {
                 int cpu = RowSampler.Sample(logits.AsSpan(r * vocab, vocab), settings, CounterRandom.Uniform(99, step, r), scaledScratch, keys);
@@ -375,7 +380,7 @@ public sealed unsafe partial class KernelParity : IDisposable
                 if (mismatches++ == 0) first = $"first at step {step} row {r}: device {device[r]}, cpu {cpu}";
             }
         }
-        return new("sampling", $"{settings} g{group}", mismatches, 0, $"{draws} draws {first}".Trim());
+        return new("sampling", $"{settings} g{group} s{slices}", mismatches, 0, $"{draws} draws {first}".Trim());
     }
 
     public void Dispose()

@@ -72,10 +72,12 @@ if [ -n "$ncu" ]; then
     --kernel-name "regex:^Kernel_(Step|Partial|Combine)$" --launch-skip 160 --launch-count 12 \
     "$bundle/nbp-gpu-check" --profile-steps
   [ -f "$out/ncu.log" ] && mv "$out/ncu.log" /tmp/ncu-layer.log
-  run_step ncu-sampler 45 ncu.log "$ncu" --clock-control none --target-processes all "${sections[@]}" \
-    --kernel-name "regex:^Kernel_Sample$" --launch-skip 2 --launch-count 1 "$bundle/nbp-gpu-check" --profile-steps
+  # the third draw's whole chain of sampler launches (top-k and top-p both cut: 19 launches a draw)
+  run_step ncu-sampler 75 ncu.log "$ncu" --clock-control none --target-processes all "${sections[@]}" \
+    --kernel-name "regex:^Kernel_(Scale|TopKLevel|Weigh|TopPLevel|Cut|Survivors|Draw)$" --launch-skip 38 --launch-count 19 \
+    "$bundle/nbp-gpu-check" --profile-steps
   cat /tmp/ncu-layer.log "$out/ncu.log" > /tmp/ncu-both.log 2>/dev/null; mv /tmp/ncu-both.log "$out/ncu.log"
-  grep -E "^  (Kernel_|    (Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread))" "$out/ncu.log" | head -80
+  grep -E "^  (Kernel_|    (Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread))" "$out/ncu.log" | head -200
 else
   log "ncu: not found"
 fi

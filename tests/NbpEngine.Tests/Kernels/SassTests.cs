@@ -72,20 +72,29 @@ public class SassTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
-    /// The sampler runs in fp32 (issue 12 item 3): no double-precision instruction or conversion anywhere in it (a
-    /// uint-to-float conversion alone once brought one in), no stack frame; its divisions are IEEE (div.rn), as the
-    /// CPU's, so both draw the same tokens.
+    /// The sampler runs in fp32 (issue 12 item 3): no double-precision instruction or conversion in any of its kernels (a
+    /// uint-to-float conversion alone once brought one in), no stack frame or local memory (a chunk walk's 15 candidate
+    /// sums stay in registers); its divisions are IEEE (div.rn), as the CPU's, so both draw the same tokens.
     /// </summary>
-    [FactRequiringCudaTools]
-    public void TheSamplerHasNoFp64()
+    [TheoryRequiringCudaTools]
+    [InlineData("ArgMax")]
+    [InlineData("Scale")]
+    [InlineData("TopKLevel")]
+    [InlineData("Weigh")]
+    [InlineData("TopPLevel")]
+    [InlineData("Cut")]
+    [InlineData("Survivors")]
+    [InlineData("Draw")]
+    public void TheSamplerHasNoFp64(string entry)
     {
-        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == "SamplingKernel.Sample");
+        var kernel = KernelCatalog.All().Single(m => SassInspector.Name(m) == $"SamplingKernel.{entry}");
         var f = SassInspector.Inspect(kernel, _dir.Path);
         output.WriteLine(f.ToString());
         Assert.Equal(0, f.Fp64);
         Assert.Equal(0, f.StackBytes);
         Assert.Equal(0, f.LocalMemory);
-        string ptx = File.ReadAllText(Path.Combine(_dir.Path, "SamplingKernel.Sample.ptx")); // Inspect left it there
+        Assert.Equal((0, 0), (f.SpillStoreBytes, f.SpillLoadBytes));
+        string ptx = File.ReadAllText(Path.Combine(_dir.Path, $"SamplingKernel.{entry}.ptx")); // Inspect left it there
         Assert.DoesNotContain(".f64", ptx);
         Assert.DoesNotContain("div.approx", ptx);
         Assert.DoesNotContain("div.full", ptx);

@@ -24,7 +24,9 @@ public class StepAnatomyTests
         var result = StepAnatomy.Measure<F32Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, [(block, 2, sampling, fused)], tensorCores: false)[0];
 
         int layers = 2; // frame_model.safetensors: n_layer 2
-        Assert.Equal((fused ? 1 : 6) * layers + 4, result.LaunchesPerStep);
+        // embedding, final norm, head; the sampler with top-k and top-p both cutting: Scale, 7 top-k levels, Weigh, 7 top-p
+        // levels, Cut, Survivors, Draw
+        Assert.Equal((fused ? 1 : 6) * layers + 3 + 19, result.LaunchesPerStep);
         var perStep = result.Sites.ToDictionary(s => (s.What, s.Kernel), s => s.Count / result.Steps);
         if (fused) Assert.Equal(layers, perStep[("layer", "fused")]);
         else
@@ -39,13 +41,14 @@ public class StepAnatomyTests
         Assert.Equal(1, perStep[("embedding", "embedding")]);
         Assert.Equal(1, perStep[("layernorm", "layernorm")]); // the final norm: LN1 and LN2 are folded into the GEMMs
         Assert.Equal(1, perStep[("head gemm", "step")]);
-        Assert.Equal(1, perStep[("sampling", "sampler")]);
+        foreach (var (kernel, count) in new[] { ("Scale", 1), ("TopKLevel", 7), ("Weigh", 1), ("TopPLevel", 7), ("Cut", 1), ("Survivors", 1), ("Draw", 1) })
+            Assert.Equal(count, perStep[("sampling", $"sampler {kernel}")]);
         Assert.Equal(1, perStep[("ids read-back", "memcpy")]);
         Assert.Equal(result.LaunchesPerStep, result.Sites.Where(s => s.Kernel != "memcpy").Sum(s => s.Count) / result.Steps);
         Assert.All(result.Sites, s => Assert.True(s.DeviceTime >= TimeSpan.Zero, $"{s.What}: {s.DeviceTime}"));
         Assert.True(result.DeviceMsPerStep > 0);
         Assert.True(result.DeviceMsPerStep <= result.ProfiledMsPerStep * 1.01, $"device {result.DeviceMsPerStep} ms > wall {result.ProfiledMsPerStep} ms");
-        Assert.Contains(result.Table(), line => line.StartsWith("| sampling | sampler |"));
+        Assert.Contains(result.Table(), line => line.StartsWith("| sampling | sampler TopPLevel |"));
     }
 
     [Fact]
