@@ -87,10 +87,13 @@ public sealed unsafe partial class KernelParity : IDisposable
                  })
             yield return new($"attention {kind} L{prefix} B{block} start {start} rows {rows} hd {hd} q{q}", p => [p.Attention(kind, prefix, block, start, rows, hd, q)]);
         yield return new("attention long cache 4001 keys", p => [p.AttentionLongCache()]);
-        // decode attention: all rows of a head per group, keys split in chunks of 64 (one, several, a ragged last chunk)
+        // decode attention: all rows of a head per group, keys split in chunks of 32 (one, several, a ragged last chunk); a
+        // thread sums 4 dimensions of an output a quarter of the head apart, so head sizes 18 and 126 leave the last
+        // quarter short
         foreach (var (start, rows, hd, heads, group) in new[]
                  {
                      (70, 16, 96, 2, 32), (100, 1, 128, 3, 32), (0, 5, 24, 2, 64), (63, 1, 16, 1, 32), (1264, 16, 64, 2, 128), (48, 16, 96, 4, 32),
+                     (40, 16, 18, 2, 32), (33, 3, 126, 1, 64),
                  })
             yield return new($"decode attention start {start} rows {rows} hd {hd} heads {heads} g{group}", p => [p.DecodeAttention(start, rows, hd, heads, group)]);
         // (rows x steps draws). The filtered draws run on 1 to 256 groups a row (slices): the tokens must not depend on how a
