@@ -100,15 +100,15 @@ public sealed unsafe partial class KernelParity : IDisposable
         // row is spread. The CPU accelerator's cost grows with groups x barriers, so the many-sliced cases draw fewer
         foreach (var (greedy, t, k, topP, group, rows, steps, slices) in new[]
                  {
-                     (true, 1f, 0, 1f, 32, 16, 8, 0), (false, 1f, 0, 1f, 32, 16, 8, 1), (false, 0.7f, 40, 1f, 32, 16, 4, 4), (false, 1f, 0, 0.8f, 32, 4, 4, 16),
-                     (false, 1.3f, 60, 0.9f, 64, 1, 1, 256), (false, 1f, 300, 0.5f, 32, 16, 4, 2), (false, 1f, 16, 0.9f, 256, 2, 1, 8),
+                     (true, 1f, 0, 1f, 32, 16, 8, 0), (false, 1f, 0, 1f, 32, 16, 8, 1), (false, 0.7f, 40, 1f, 32, 8, 4, 4), (false, 1f, 0, 0.8f, 32, 4, 4, 16),
+                     (false, 1.3f, 60, 0.9f, 64, 1, 1, 256), (false, 1f, 300, 0.5f, 32, 8, 4, 2), (false, 1f, 16, 0.9f, 256, 2, 1, 8),
                  })
             yield return new($"sampling {(greedy ? "greedy" : $"T{t} k{k} p{topP} s{slices}")} g{group}", p => [p.Sampling(greedy, t, k, topP, group, rows, steps, slices)]);
         // a vocabulary of 4099: chunks of 17, the last 14 chunks empty; continuous logits, top-p only (the masses decide)
-        yield return new("sampling T1 k0 p0.95 g32 V4099 s32", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 4, 4, 32, vocab: 4099, grid: false)]);
+        yield return new("sampling T1 k0 p0.95 g32 V4099 s32", p => [p.Sampling(false, 1f, 0, 0.95f, 32, 2, 4, 32, vocab: 4099, grid: false)]);
         // logits of both signs (order-preserving keys on either side of the sign flip), top-k and top-p deciding; chunks of
         // 12, so the top-p levels stage a full and a partial tile of each
-        yield return new("sampling T1 k50 p0.9 g64 V3000 signed s64", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 2, 2, 64, vocab: 3000, grid: false, signed: true)]);
+        yield return new("sampling T1 k50 p0.9 g64 V3000 signed s16", p => [p.Sampling(false, 1f, 50, 0.9f, 64, 2, 2, 16, vocab: 3000, grid: false, signed: true)]);
         // p just below 1: p·total can round to the total, when no key passes the search and nothing is cut
         yield return new("sampling T1 k0 p0.99999994 g32 s4", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2, 4)]);
         // chunks of 2344, longer than the 2048 a walk stages at once: the chunk sums, the tie search and the draw each take
