@@ -113,7 +113,7 @@ public sealed unsafe partial class KernelParity : IDisposable
         yield return new("sampling T1 k0 p0.99999994 g32 s4", p => [p.Sampling(false, 1f, 0, 0.99999994f, 32, 4, 2, 4)]);
         // chunks of 2344, longer than the 2048 a walk stages at once: the chunk sums, the tie search and the draw each take
         // a chunk in several tiles; many ties (a 0.25 grid) at the cut
-        yield return new("sampling T1 k7000 p0.7 g64 V600000 s2", p => [p.Sampling(false, 1f, 7000, 0.7f, 64, 1, 2, 2, vocab: 600000)]);
+        yield return new("sampling T1 k7000 p0.7 g64 V600000 s2", p => [p.Sampling(false, 1f, 7000, 0.7f, 64, 1, 1, 2, vocab: 600000)]);
     }
 
     private static float[] Random(int n, int seed, float scale = 1f)

@@ -245,7 +245,7 @@ public static class SamplingKernel
     public static void Draw(SamplerViews v, SamplingArgs args)
     {
         var chunkMass = SharedMemory.Allocate<float>(SamplingMath.MassChunks);
-        var sharedInt = SharedMemory.Allocate<int>(2);
+        var walkNext = SharedMemory.Allocate<int>(1);
         var tileZ = SharedMemory.Allocate<float>(TileCapacity);
         var tileE = SharedMemory.Allocate<float>(TileCapacity);
         int row = Grid.IdxX, t = Group.IdxX, vocab = args.Vocab, chunk = SamplingMath.ChunkSize(vocab);
@@ -258,7 +258,7 @@ public static class SamplingKernel
         for (int c = t; c < SamplingMath.MassChunks; c += Group.DimX) chunkMass[c] = sums[SamplerViews.ChunkKept + c];
         Group.Barrier();
 
-        // thread 0's walk; the others stage each chunk it walks. sharedInt: [0] the chunk to walk (MassChunks: none), [1] chosen
+        // thread 0's walk; the others stage each chunk it walks (walkNext: the chunk to walk, MassChunks when done)
         float targetMass = 0, running = 0;
         int chosen = -1, lastSurvivor = -1, next = 0;
         if (t == 0)
@@ -272,10 +272,10 @@ public static class SamplingKernel
             {
                 int c = next;
                 for (; c < SamplingMath.MassChunks && running + chunkMass[c] <= targetMass; c++) running += chunkMass[c];
-                sharedInt[0] = chosen >= 0 ? SamplingMath.MassChunks : c;
+                walkNext[0] = chosen >= 0 ? SamplingMath.MassChunks : c;
             }
             Group.Barrier();
-            int walk = sharedInt[0];
+            int walk = walkNext[0];
             Group.Barrier(); // read before thread 0 writes it again
             if (walk >= SamplingMath.MassChunks) break;
             int start = SamplingMath.ChunkStart(walk, chunk, vocab), length = SamplingMath.ChunkEnd(walk, chunk, vocab) - start;
