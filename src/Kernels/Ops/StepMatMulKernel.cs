@@ -61,7 +61,17 @@ public static class StepMatMulKernel
             throw new ArgumentOutOfRangeException(nameof(m), m, $"the step GEMM takes at most {MaxBatchRows / splits} rows a launch with K split {splits} ways");
         int columnWarps = Math.Max(1, Math.Min(MaxWarps, groupSize / 32) / (rowGroups * splits)), needed = (n + Columns - 1) / Columns;
         while (columnWarps > 1 && (needed + columnWarps - 1) / columnWarps < multiprocessors) columnWarps /= 2;
-        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * rowGroups * splits * 32);
+        return Config(n, m, columnWarps, splits);
+    }
+
+    /// <summary>
+    /// The grid for <paramref name="columnWarps"/> column quads a group, K split <paramref name="splits"/> ways: what
+    /// <see cref="Launch"/> returns once it has chosen them, and what the launch-shape sweep times for each choice.
+    /// </summary>
+    public static KernelConfig Config(int n, int m, int columnWarps, int splits = 1)
+    {
+        int quads = (n + Columns - 1) / Columns;
+        return new KernelConfig((quads + columnWarps - 1) / columnWarps, columnWarps * RowGroups(m) * splits * 32);
     }
 
     /// <summary>One row's four column sums.</summary>

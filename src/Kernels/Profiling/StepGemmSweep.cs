@@ -79,7 +79,7 @@ public static class StepGemmSweep
                 foreach (int rows in rowCounts)
                 {
                     var chosen = StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
-                    int rowGroups = StepMatMulKernel.RowGroups(rows), quads = (shape.N + StepMatMulKernel.Columns - 1) / StepMatMulKernel.Columns;
+                    int rowGroups = StepMatMulKernel.RowGroups(rows);
                     int defaultWarps = chosen.GroupDim.X / 32 / rowGroups;
                     float[]? unsplit = null;
                     float largest = 0;
@@ -89,7 +89,7 @@ public static class StepGemmSweep
                         float[]? reference = null;
                         foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= StepMatMulKernel.MaxWarps))
                         {
-                            var config = new KernelConfig((quads + cw - 1) / cw, cw * rowGroups * splits * 32);
+                            var config = StepMatMulKernel.Config(shape.N, rows, cw, splits);
                             kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
                             c.CopyToCPU(stream, output);
                             stream.Synchronize();
