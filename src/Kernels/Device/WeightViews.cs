@@ -16,6 +16,16 @@ public struct Bits128
     public uint X, Y, Z, W;
 }
 
+/// <summary>
+/// Eight consecutive weights as stored, before <see cref="IWeightView.Widen"/>: 16 bytes in <see cref="Low"/> for
+/// fp16/bf16 storage, 32 in <see cref="Low"/> and <see cref="High"/> for fp32. A kernel that fetches the next weights
+/// a pass ahead holds them in this form: half the registers of widened fp16 values.
+/// </summary>
+public struct Raw8
+{
+    public Bits128 Low, High;
+}
+
 /// <summary>Eight consecutive weights widened to fp32, k..k+7 in V0..V7.</summary>
 public struct Vec8
 {
@@ -25,7 +35,8 @@ public struct Vec8
 /// <summary>
 /// How a kernel reads weights as fp32. Kernels are generic over this struct, so one kernel body serves fp32
 /// weights and fp16/bf16-stored weights (fp32 accumulation in all cases). <see cref="Load8"/> reads 16 bytes
-/// at a time (one LDG.128 for 16-bit storage, two for fp32): the step GEMM's weight stream.
+/// at a time (one LDG.128 for 16-bit storage, two for fp32): the step GEMM's weight stream, which splits it into
+/// <see cref="Fetch8"/> and <see cref="Widen"/> to have the next pass's weights in flight while it multiplies.
 /// </summary>
 public interface IWeightView
 {
@@ -33,6 +44,12 @@ public interface IWeightView
 
     /// <summary>Elements index..index+7; <paramref name="index"/> must be a multiple of 8 inside the vector view.</summary>
     Vec8 Load8(long index);
+
+    /// <summary>The bytes of elements index..index+7, not yet widened (<see cref="Load8"/> is <c>Widen(Fetch8(index))</c>).</summary>
+    Raw8 Fetch8(long index);
+
+    /// <summary>Eight fetched weights as fp32, exactly.</summary>
+    Vec8 Widen(Raw8 raw);
 }
 
 /// <summary>fp32 weights.</summary>
@@ -50,11 +67,25 @@ public struct F32Weights : IWeightView
 
     public readonly float Load(long index) => Data[index];
 
-    public readonly Vec8 Load8(long index)
+    public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
+
+    public readonly Raw8 Fetch8(long index)
     {
         Float4 a = Vectors[index / 4], b = Vectors[index / 4 + 1];
-        return new Vec8 { V0 = a.X, V1 = a.Y, V2 = a.Z, V3 = a.W, V4 = b.X, V5 = b.Y, V6 = b.Z, V7 = b.W };
+        return new Raw8 { Low = Bits(a), High = Bits(b) };
     }
+
+    public readonly Vec8 Widen(Raw8 raw) => new()
+    {
+        V0 = Interop.IntAsFloat(raw.Low.X), V1 = Interop.IntAsFloat(raw.Low.Y), V2 = Interop.IntAsFloat(raw.Low.Z), V3 = Interop.IntAsFloat(raw.Low.W),
+        V4 = Interop.IntAsFloat(raw.High.X), V5 = Interop.IntAsFloat(raw.High.Y), V6 = Interop.IntAsFloat(raw.High.Z), V7 = Interop.IntAsFloat(raw.High.W),
+    };
+
+    /// <summary>Four floats' bit patterns (a reinterpretation: no instruction on the GPU).</summary>
+    private static Bits128 Bits(Float4 v) => new()
+    {
+        X = Interop.FloatAsInt(v.X), Y = Interop.FloatAsInt(v.Y), Z = Interop.FloatAsInt(v.Z), W = Interop.FloatAsInt(v.W),
+    };
 }
 
 /// <summary>fp16-stored weights, widened on load (cvt.f32.f16 on CUDA).</summary>
@@ -71,9 +102,13 @@ public struct F16Weights : IWeightView
 
     public readonly float Load(long index) => (float)Data[index];
 
-    public readonly Vec8 Load8(long index)
+    public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
+
+    public readonly Raw8 Fetch8(long index) => new() { Low = Vectors[index / 8] };
+
+    public readonly Vec8 Widen(Raw8 raw)
     {
-        var v = Vectors[index / 8];
+        var v = raw.Low;
         HalfPair(v.X, out float v0, out float v1);
         HalfPair(v.Y, out float v2, out float v3);
         HalfPair(v.Z, out float v4, out float v5);
@@ -114,9 +149,13 @@ public struct BF16Weights : IWeightView
 
     public readonly float Load(long index) => Interop.IntAsFloat((uint)Data[index] << 16);
 
-    public readonly Vec8 Load8(long index)
+    public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
+
+    public readonly Raw8 Fetch8(long index) => new() { Low = Vectors[index / 8] };
+
+    public readonly Vec8 Widen(Raw8 raw)
     {
-        var v = Vectors[index / 8];
+        var v = raw.Low;
         return new Vec8
         {
             V0 = Interop.IntAsFloat(v.X << 16), V1 = Interop.IntAsFloat(v.X & 0xFFFF0000u),

@@ -9,8 +9,9 @@ namespace NbpEngine.Kernels.Ops;
 /// block of one sequence) and up to 8 such row groups per launch (a batch's blocks), where every weight is used by a
 /// few rows and the work is streaming W once at memory speed. One warp per 4 output columns and 16 rows, no shared
 /// memory for operands, no block barriers: lane l reads weights k = 8l.., 8l+256.., 16 bytes at a time
-/// (<see cref="IWeightView.Load8"/>: one LDG.128 for fp16/bf16, two for fp32), four columns' loads in flight, and
-/// multiplies them with the same k of its 16 A rows (A is small and read through L1). The warps of a group that share
+/// (<see cref="IWeightView.Fetch8"/>: one LDG.128 for fp16/bf16, two for fp32), four columns' loads in flight and the
+/// next pass's issued before this pass's multiplies, and multiplies them with the same k of its 16 A rows (A is small
+/// and read through L1). The warps of a group that share
 /// 4 columns take consecutive row groups, so a weight comes from DRAM once and from L1/L2 for the other row groups.
 /// The 64 accumulators are scalar registers (16 <see cref="Acc4"/> locals, rows unrolled by hand: an array would live
 /// in local memory). At the end the 64 partial sums go through shared memory, lane l adds up outputs l and l + 32 in
@@ -125,9 +126,17 @@ public static class StepMatMulKernel
         long w0 = (long)n0 * args.K, w1 = (long)(n0 + 1 < last ? n0 + 1 : last) * args.K;
         long w2 = (long)(n0 + 2 < last ? n0 + 2 : last) * args.K, w3 = (long)(n0 + 3 < last ? n0 + 3 : last) * args.K;
         Acc4 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default, r8 = default, r9 = default, r10 = default, r11 = default, r12 = default, r13 = default, r14 = default, r15 = default;
-        for (int k = kBegin + lane * KPerLane; k < kEnd; k += KPerPass)
+        // The weights stream a pass ahead: pass p + 1's loads are in flight while pass p multiplies (Nsight Compute,
+        // 2026-12-01: the step GEMMs' warps waited on their loads 40-85% of their time, with nothing of the next pass in
+        // flight). They are held as stored (Raw8: 16 registers for fp16) and widened when their pass comes.
+        int k = kBegin + lane * KPerLane;
+        Raw8 f0 = default, f1 = default, f2 = default, f3 = default;
+        if (k < kEnd) Fetch(w, w0, w1, w2, w3, k, out f0, out f1, out f2, out f3);
+        for (; k < kEnd; k += KPerPass)
         {
-            Vec8 x0 = w.Load8(w0 + k), x1 = w.Load8(w1 + k), x2 = w.Load8(w2 + k), x3 = w.Load8(w3 + k);
+            Vec8 x0 = w.Widen(f0), x1 = w.Widen(f1), x2 = w.Widen(f2), x3 = w.Widen(f3);
+            // the last pass fetches its own k again (in bounds, and in L1 by now) rather than branch
+            Fetch(w, w0, w1, w2, w3, k + KPerPass < kEnd ? k + KPerPass : k, out f0, out f1, out f2, out f3);
             int a4 = k / 4;
             if (norm.Enabled != 0)
             {
@@ -180,6 +189,16 @@ public static class StepMatMulKernel
         }
         args.Store(c, bias, firstRow + lane / 4, n0 + lane % 4, out0); // rows past M are not stored
         args.Store(c, bias, firstRow + 8 + lane / 4, n0 + lane % 4, out1);
+    }
+
+    /// <summary>The four columns' weights k..k+7, as stored (<see cref="IWeightView.Fetch8"/>): one pass's loads.</summary>
+    private static void Fetch<TW>(TW w, long w0, long w1, long w2, long w3, int k, out Raw8 f0, out Raw8 f1, out Raw8 f2, out Raw8 f3)
+        where TW : struct, IWeightView
+    {
+        f0 = w.Fetch8(w0 + k);
+        f1 = w.Fetch8(w1 + k);
+        f2 = w.Fetch8(w2 + k);
+        f3 = w.Fetch8(w3 + k);
     }
 
     /// <summary>The 8 weights times γ_k: the folded norm's scale, once per weight for all 16 rows.</summary>
