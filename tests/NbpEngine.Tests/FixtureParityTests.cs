@@ -37,10 +37,18 @@ public class FixtureParityTests(ITestOutputHelper output)
         AssertMatchesFixture(name, tokens, logits, logitRows, vocab, output);
     }
 
-    /// <summary>Exact greedy tokens, and step-0 logits within <see cref="LogitTolerance"/> relative error.</summary>
-    internal static void AssertMatchesFixture(string name, int[] tokens, float[] logits, int logitRows, int vocab, ITestOutputHelper output)
+    /// <summary>
+    /// Exact greedy tokens, and step-0 logits within <see cref="LogitTolerance"/> relative error. With
+    /// <paramref name="prefix"/>, the tokens are the first steps' only, compared with the fixture's first as many.
+    /// </summary>
+    internal static void AssertMatchesFixture(string name, int[] tokens, float[] logits, int logitRows, int vocab, ITestOutputHelper output, bool prefix = false)
     {
         var expected = Fixtures.Tokens(name + "_greedy.txt");
+        if (prefix)
+        {
+            Assert.InRange(tokens.Length, 1, expected.Length);
+            expected = expected[..tokens.Length];
+        }
         int firstDiff = Enumerable.Range(0, Math.Min(tokens.Length, expected.Length)).FirstOrDefault(i => tokens[i] != expected[i], -1);
         Assert.True(tokens.Length == expected.Length && firstDiff < 0,
             $"{name}: {tokens.Length} tokens vs {expected.Length} expected, first difference at {firstDiff}. " +
@@ -59,8 +67,9 @@ public class FixtureParityTests(ITestOutputHelper output)
             $"{name}: step-0 logits relative error {maxDiff / maxRef:E3} > {LogitTolerance:E0} (max |diff| {maxDiff:E3}); regenerate with: {Fixtures.Regenerate}");
     }
 
+    /// <summary>The fixture's request on <paramref name="backend"/>: all its steps, or the first <paramref name="maxSteps"/>.</summary>
     internal static async Task<(int[] Tokens, float[] Logits, int LogitRows, int Vocab)> GenerateAsync(Fixtures.Case fixture, BackendKind backend, int threads = 2,
-        CpuWeightLayout cpuWeights = CpuWeightLayout.Packed)
+        CpuWeightLayout cpuWeights = CpuWeightLayout.Packed, int maxSteps = int.MaxValue)
     {
         using var model = await NbpModel.LoadAsync(Fixtures.PathOf(fixture.Model), new NbpModelOptions { CpuWeights = cpuWeights, DeviceBackends = IlgpuBackends.Provider });
         using var session = model.CreateSession(new SessionOptions { Backend = backend, Threads = threads });
@@ -70,8 +79,8 @@ public class FixtureParityTests(ITestOutputHelper output)
         var logits = new float[session.LogitRows * model.Config.VocabSize];
         session.CopyLogits(logits);
         int rows = session.LogitRows;
-        while (!generator.IsComplete) written += generator.Step(tokens.AsSpan(written));
-        return (tokens, logits, rows, model.Config.VocabSize);
+        for (int step = 1; step < maxSteps && !generator.IsComplete; step++) written += generator.Step(tokens.AsSpan(written));
+        return (tokens[..written], logits, rows, model.Config.VocabSize);
     }
 
     internal static GenerationRequest Request(Fixtures.Case fixture) => new()
