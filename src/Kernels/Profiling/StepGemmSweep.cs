@@ -20,6 +20,12 @@ public readonly record struct StepGemmTiming(StepGemmShape Shape, int Rows, int 
     double Microseconds, double WeightGBps, bool SameBitsAsSplit, double DifferenceFromUnsplit);
 
 /// <summary>
+/// The sweep's answer for one GEMM at one row count under a K split that depends on the GEMM's (N, K) alone: the
+/// fastest column warps with <paramref name="Splits"/>, against the launch <see cref="StepMatMulKernel.Launch"/> makes today.
+/// </summary>
+public readonly record struct StepGemmChoice(StepGemmShape Shape, int Splits, int Rows, int ColumnWarps, double Microseconds, double TodayMicroseconds);
+
+/// <summary>
 /// What the step GEMM's launch shape costs (Nsight Compute, 2026-12-01: the 64-thread groups of the C-wide GEMMs leave
 /// one warp a scheduler, the 256-thread groups of the wide ones fit one an SM and run in 1.45 waves). For each shape
 /// and row count, every group size <see cref="StepMatMulKernel.Launch"/> could pick (1, 2, 4, 8 column warps) with K
@@ -117,6 +123,49 @@ public static class StepGemmSweep
             }
         }
         return results;
+    }
+
+    /// <summary>
+    /// A launch rule the timings support: for each GEMM one K split for every row count (a row's bits depend on the
+    /// split, so a split chosen by row count would make a sequence's tokens depend on its batch), the one whose fastest
+    /// launches add up to the least over the row counts (the smaller split on a tie), and under it each row count's
+    /// fastest column warps. Splits some row count could not take (too many row groups) are not candidates.
+    /// </summary>
+    public static IReadOnlyList<StepGemmChoice> Choose(IReadOnlyList<StepGemmTiming> timings)
+    {
+        var choices = new List<StepGemmChoice>();
+        foreach (var shape in timings.Select(t => t.Shape).Distinct())
+        {
+            var mine = timings.Where(t => t.Shape == shape).ToList();
+            var rowCounts = mine.Select(t => t.Rows).Distinct().OrderBy(r => r).ToList();
+            StepGemmTiming Fastest(int splits, int rows) => mine.Where(t => t.Splits == splits && t.Rows == rows).MinBy(t => t.Microseconds);
+            int best = mine.Select(t => t.Splits).Distinct()
+                .Where(s => rowCounts.All(r => mine.Any(t => t.Splits == s && t.Rows == r)))
+                .OrderBy(s => rowCounts.Sum(r => Fastest(s, r).Microseconds)).ThenBy(s => s).First();
+            foreach (int rows in rowCounts)
+            {
+                var fastest = Fastest(best, rows);
+                var today = mine.Single(t => t.Rows == rows && t.IsDefault);
+                choices.Add(new StepGemmChoice(shape, best, rows, fastest.ColumnWarps, fastest.Microseconds, today.Microseconds));
+            }
+        }
+        return choices;
+    }
+
+    /// <summary>
+    /// <see cref="Choose"/>'s rule as a markdown table, with what it would save a step of <paramref name="layers"/> layers
+    /// at each row count (each GEMM once a layer).
+    /// </summary>
+    public static IEnumerable<string> ChoiceTable(IReadOnlyList<StepGemmChoice> choices, int layers)
+    {
+        yield return $"| gemm | N | K | K splits (every row count) | rows | column warps | µs a launch | today's µs | saved a {layers}-layer step (µs) |";
+        yield return "|---|---|---|---|---|---|---|---|---|";
+        foreach (var c in choices)
+            yield return $"| {c.Shape.Name} | {c.Shape.N} | {c.Shape.K} | {c.Splits} | {c.Rows} | {c.ColumnWarps} | {c.Microseconds:F1} | {c.TodayMicroseconds:F1} | " +
+                         $"{(c.TodayMicroseconds - c.Microseconds) * layers:F0} |";
+        foreach (var group in choices.GroupBy(c => c.Rows))
+            yield return $"| all | | | | {group.Key} | | {group.Sum(c => c.Microseconds):F1} | {group.Sum(c => c.TodayMicroseconds):F1} | " +
+                         $"{group.Sum(c => c.TodayMicroseconds - c.Microseconds) * layers:F0} |";
     }
 
     /// <summary>The timings as a markdown table, the default launch of each shape and row count marked.</summary>

@@ -30,5 +30,41 @@ public class StepGemmSweepTests
         var table = StepGemmSweep.Table(timings).ToList();
         Assert.Equal(2 + timings.Count, table.Count);
         Assert.DoesNotContain(table, line => line.Contains("**no**"));
+        var choices = StepGemmSweep.Choose(timings);
+        Assert.Equal(2 * 2, choices.Count); // each shape at each row count
+        Assert.All(choices, c => Assert.Single(choices.Where(o => o.Shape == c.Shape).Select(o => o.Splits).Distinct()));
+    }
+
+    /// <summary>
+    /// The rule the sweep proposes keeps one K split per GEMM across row counts (a row's bits depend on the split): the
+    /// split whose fastest launches add up to the least, among those every row count can take, the smaller on a tie; then
+    /// each row count's fastest column warps under it, beside today's launch.
+    /// </summary>
+    [Fact]
+    public void TheProposedRuleSplitsEachGemmOneWayForEveryRowCount()
+    {
+        StepGemmShape a = new("a", 64, 1024, FoldedNorm: false, Gelu: false), b = new("b", 32, 512, FoldedNorm: true, Gelu: false);
+        StepGemmTiming T(StepGemmShape shape, int rows, int splits, int warps, double us, bool today = false) =>
+            new(shape, rows, splits, warps, 1, 32 * warps * splits, today, us, 1, true, 0);
+        StepGemmTiming[] timings =
+        [
+            // a: K/8 is fastest at 1 row, but 32 rows (two row groups) cannot take it; K/2 adds up to the least (6 + 12)
+            T(a, 1, 1, 1, 10), T(a, 1, 1, 2, 9, today: true), T(a, 1, 2, 1, 6), T(a, 1, 2, 2, 7), T(a, 1, 4, 1, 5), T(a, 1, 8, 1, 1),
+            T(a, 32, 1, 1, 20, today: true), T(a, 32, 1, 2, 21), T(a, 32, 2, 1, 12), T(a, 32, 4, 1, 15),
+            // b: unsplit and K/2 tie at 8: the smaller split, and its faster column warps at each row count
+            T(b, 1, 1, 1, 3, today: true), T(b, 1, 1, 4, 2), T(b, 1, 2, 1, 4),
+            T(b, 32, 1, 1, 6, today: true), T(b, 32, 2, 1, 4),
+        ];
+        var choices = StepGemmSweep.Choose(timings);
+        Assert.Equal(
+        [
+            new StepGemmChoice(a, 2, 1, 1, 6, 9), new StepGemmChoice(a, 2, 32, 1, 12, 20),
+            new StepGemmChoice(b, 1, 1, 4, 2, 3), new StepGemmChoice(b, 1, 32, 1, 6, 6),
+        ], choices);
+        var table = StepGemmSweep.ChoiceTable(choices, layers: 24).ToList();
+        Assert.Equal(2 + 4 + 2, table.Count);
+        Assert.EndsWith("| 72 |", table[2]);  // a at 1 row: (9 - 6) x 24
+        Assert.Equal("| all | | | | 1 | | 8.0 | 12.0 | 96 |", table[6]);
+        Assert.Equal("| all | | | | 32 | | 18.0 | 26.0 | 192 |", table[7]);
     }
 }

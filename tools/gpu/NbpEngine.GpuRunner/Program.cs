@@ -260,6 +260,9 @@ void SweepStepGemm()
     var clock = Stopwatch.StartNew();
     var timings = NbpEngine.Kernels.Profiling.StepGemmSweep.Measure(device, NbpEngine.Kernels.Profiling.StepGemmSweep.K600Shapes(width), [1, 16, 32], launches);
     foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.Table(timings)) Console.WriteLine(line);
+    Console.WriteLine();
+    Console.WriteLine("A rule from these timings (one K split per GEMM for every row count, so a row's bits do not depend on its batch):");
+    foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.ChoiceTable(NbpEngine.Kernels.Profiling.StepGemmSweep.Choose(timings), layers: 24)) Console.WriteLine(line);
     Console.WriteLine($"swept in {clock.Elapsed.TotalSeconds:F1} s");
 }
 
