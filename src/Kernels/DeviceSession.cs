@@ -70,6 +70,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// own in a profile (<see cref="StartProfiling"/>). Prefills always take the separate kernels.
     /// </summary>
     public bool FusedLayers { get; set; } = true;
+    /// <summary>
+    /// A measured launch rule for the step GEMMs (<see cref="Ops.StepGemmRule"/>: K splits and group sizes from the
+    /// launch-shape sweep) in place of <see cref="StepMatMulKernel.Launch"/>'s; null (the default) for none. While one is
+    /// set every step runs the separate kernels: the fused layer's phases split K their own way, and one session must
+    /// give a row the same bits whichever path a step takes.
+    /// </summary>
+    public StepGemmRule? StepGemmRule { get; set; }
     /// <summary>Kernels recorded into captured steps instead of launched.</summary>
     public long CapturedLaunches { get; private set; }
     /// <summary>Steps submitted as one launch each (captured: no id upload, not profiled).</summary>
@@ -245,7 +252,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
-        var fusedFeeds = FusedLayers && fold ? FusedFeeds(feeds, rowStart) : default;
+        var fusedFeeds = FusedLayers && fold && StepGemmRule is null ? FusedFeeds(feeds, rowStart) : default;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
@@ -419,14 +426,20 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             }
             return;
         }
-        for (int r = 0; r < rows; r += StepMatMulKernel.MaxBatchRows)
+        int most = StepGemmRule?.MaxRows(n, k) ?? StepMatMulKernel.MaxBatchRows;
+        for (int r = 0; r < rows; r += most)
         {
-            int m = Math.Min(StepMatMulKernel.MaxBatchRows, rows - r);
-            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), Rows(a, r, m, k).Cast<Float4>(), w, bias,
-                Rows(c, r, m, ldc), args with { M = m }, stepNorm);
+            int m = Math.Min(most, rows - r);
+            var (config, splits) = StepLaunch(n, k, m);
+            _kernels.StepMatMul(_stream, config, Rows(a, r, m, k).Cast<Float4>(), w, bias, Rows(c, r, m, ldc), args with { M = m, KSplits = splits }, stepNorm);
             Launched(what, "step");
         }
     }
+
+    /// <summary>The step GEMM's launch and K split for <paramref name="m"/> rows: <see cref="StepGemmRule"/>'s when one is set.</summary>
+    private (KernelConfig Config, int Splits) StepLaunch(int n, int k, int m) => StepGemmRule is { } rule
+        ? (rule.Launch(n, k, m, _shape.GroupSize, _accelerator.NumMultiprocessors), rule.Splits(n, k))
+        : (StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), 1);
 
     /// <summary>Rows [first, first + count) of a row-major matrix of <paramref name="width"/> columns.</summary>
     private static ArrayView<T> Rows<T>(ArrayView<T> matrix, int first, int count, int width) where T : unmanaged
@@ -476,8 +489,9 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         if (norm.Enabled != 0 && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
         if (step)
         {
-            _kernels.StepMatMul(_stream, StepMatMulKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors), a.Cast<Float4>(), w, bias, c, args,
-                norm.Enabled != 0 ? norm : _w.NoNorm);
+            // at most 16 rows (IsStep): one row group, which every K split fits
+            var (config, splits) = StepLaunch(args.N, args.K, args.M);
+            _kernels.StepMatMul(_stream, config, a.Cast<Float4>(), w, bias, c, args with { KSplits = splits }, norm.Enabled != 0 ? norm : _w.NoNorm);
             Launched(what, "step");
         }
         else if (_tensorCores && args.M >= TensorCoreMinRows)

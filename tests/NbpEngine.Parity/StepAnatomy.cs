@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using NbpEngine.Core;
 using NbpEngine.Kernels;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Ops;
 using NbpEngine.Kernels.Profiling;
 using NbpEngine.Kernels.Sampling;
 using NbpEngine.Runtime.Attention;
@@ -52,16 +53,17 @@ public static class StepAnatomy
 {
     /// <summary>
     /// Each case on the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata),
-    /// loaded, compiled for and uploaded to the device once for all of them.
+    /// loaded, compiled for and uploaded to the device once for all of them; with <paramref name="stepGemmRule"/>, every
+    /// session launches its step GEMMs by that rule (DeviceSession.StepGemmRule: separate kernels only).
     /// </summary>
     public static List<StepAnatomyResult> Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt,
-        IEnumerable<(int Block, int Steps, SamplingArgs Sampling, bool FusedLayers)> cases, bool tensorCores) where TW : struct, IWeightView
+        IEnumerable<(int Block, int Steps, SamplingArgs Sampling, bool FusedLayers)> cases, bool tensorCores, StepGemmRule? stepGemmRule = null) where TW : struct, IWeightView
     {
         var file = SafetensorsFile.Open(weightsPath); // owned by the weights from here
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
         var kernels = new KernelSet<TW>(device.Accelerator);
         using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
-        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, c.FusedLayers, tensorCores)).ToList();
+        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, c.FusedLayers, tensorCores, stepGemmRule)).ToList();
     }
 
     /// <summary>
@@ -89,7 +91,7 @@ public static class StepAnatomy
     private static void Touch(ArrayView<int> values) => values[Group.IdxX] = Group.IdxX;
 
     private static StepAnatomyResult Measure<TW>(IlgpuDevice device, KernelSet<TW> kernels, DeviceWeights<TW> deviceWeights, int[] prompt, int block, int steps,
-        SamplingArgs sampling, bool fusedLayers, bool tensorCores) where TW : struct, IWeightView
+        SamplingArgs sampling, bool fusedLayers, bool tensorCores, StepGemmRule? stepGemmRule) where TW : struct, IWeightView
     {
         int capacity = prompt.Length + (2 * steps + 1) * block;
         int positions = deviceWeights.Config.PositionCount;
@@ -98,6 +100,7 @@ public static class StepAnatomy
                 $"a {prompt.Length}-token prompt and 1 + 2 x {steps} steps of {block} need {capacity} positions; the model has {positions}");
         using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
         session.FusedLayers = fusedLayers;
+        session.StepGemmRule = stepGemmRule;
         var ids = new int[block];
         int step = 0;
         session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, block), block)]);

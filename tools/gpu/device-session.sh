@@ -4,7 +4,8 @@
 #   1. nbp-gpu-check: kernel parity, whole-model greedy parity (4 fixture cases), tokenizer parity, then
 #      the K600-shaped step timings (fp16 and fp32 weights, B = 16 and B = 1) and the full-size tokenizer;
 #   2. nbp-bench end to end on CUDA, B = 16 and B = 1, fp16 then fp32 device weights (same random files);
-#   3. the step GEMM's launch shapes, each timed at the K600 shapes (nbp-gpu-check --sweep-step-gemm; into session.log);
+#   3. the step GEMM's launch shapes, each timed at the K600 shapes, and the step under the rule they support
+#      (nbp-gpu-check --sweep-step-gemm; into session.log);
 #   4. Nsight Compute on the step's kernels (separate kernels, B = 16, fp16 weights): two layers' launches and one sampler;
 #   5. BenchmarkDotNet's DeviceBenchmarks (own fp32 matmul against cuBLAS SGEMM).
 # Run from the repository root on the GPU machine with the bundle carried (tools/gpu/README.md):
@@ -56,9 +57,10 @@ common=(--random-weights --backend cuda --blocks 1,16 --cache /tmp
 run_step bench-f16 150 bench-f16.log "$bundle/nbp-bench" "${common[@]}" --device-weights f16 --out /tmp/bench-f16 --json "$out/nbp-bench.json"
 cp /tmp/bench-f16/nbp-bench.md "$out/" 2>/dev/null
 tail -30 "$out/bench-f16.log"
-# every group size of the step GEMM at the K600 shapes: which the launch rule should pick (the table goes into
-# session.log, to stay within the 8 files)
-run_step sweep 60 sweep.log "$bundle/nbp-gpu-check" --sweep-step-gemm
+# every group size of the step GEMM at the K600 shapes: which the launch rule should pick, the rule the timings support,
+# and the whole K600 step (separate kernels, B = 16 and 1) with today's launches and with that rule (the tables go into
+# session.log, to stay within the 8 files; ~60 s for the sweep, the two step timings after it)
+run_step sweep 150 sweep.log "$bundle/nbp-gpu-check" --sweep-step-gemm
 if [ -f "$out/sweep.log" ]; then tee -a "$out/session.log" < "$out/sweep.log"; rm "$out/sweep.log"; fi
 # Nsight Compute (Firecracker machines read the counters; --clock-control none leaves the clocks as the timings had them).
 # nbp-gpu-check --profile-steps runs 4 K600 steps and nothing else: per step 24 x (q/k/v Step, Partial, Combine, proj

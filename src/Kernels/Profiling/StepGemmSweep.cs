@@ -152,6 +152,10 @@ public static class StepGemmSweep
         return choices;
     }
 
+    /// <summary>The choices as a launch rule a session can run with (<see cref="DeviceSession{TW}.StepGemmRule"/>).</summary>
+    public static StepGemmRule Rule(IEnumerable<StepGemmChoice> choices) =>
+        new(choices.Select(c => new StepGemmEntry(c.Shape.N, c.Shape.K, c.Splits, c.Rows, c.ColumnWarps)));
+
     /// <summary>
     /// <see cref="Choose"/>'s rule as a markdown table, with what it would save a step of <paramref name="layers"/> layers
     /// at each row count (each GEMM once a layer).

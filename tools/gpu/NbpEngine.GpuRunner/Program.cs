@@ -262,8 +262,24 @@ void SweepStepGemm()
     foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.Table(timings)) Console.WriteLine(line);
     Console.WriteLine();
     Console.WriteLine("A rule from these timings (one K split per GEMM for every row count, so a row's bits do not depend on its batch):");
-    foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.ChoiceTable(NbpEngine.Kernels.Profiling.StepGemmSweep.Choose(timings), layers: 24)) Console.WriteLine(line);
+    var choices = NbpEngine.Kernels.Profiling.StepGemmSweep.Choose(timings);
+    foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.ChoiceTable(choices, layers: 24)) Console.WriteLine(line);
     Console.WriteLine($"swept in {clock.Elapsed.TotalSeconds:F1} s");
+    if (width != 1536 || kind != IlgpuDeviceKind.Cuda)
+    {
+        Console.WriteLine("(the whole step under this rule is timed on CUDA at width 1536 only)");
+        return;
+    }
+    // the whole K600 step (separate kernels) with today's launches and with the rule, side by side in one process
+    var rule = NbpEngine.Kernels.Profiling.StepGemmSweep.Rule(choices);
+    string weights = RandomK600Weights();
+    var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
+    foreach (var (label, r) in new[] { ("today's launches", (NbpEngine.Kernels.Ops.StepGemmRule?)null), ("the rule above", rule) })
+    {
+        var results = StepAnatomy.Measure<F16Weights>(device, weights, K600Workload.Prompt(), [(16, 16, topKP, false), (1, 64, topKP, false)], tensorCores: true, stepGemmRule: r);
+        foreach (var result in results) Console.WriteLine($"{label}: {result.Table().First()}");
+    }
+    Console.WriteLine($"swept and stepped in {clock.Elapsed.TotalSeconds:F1} s");
 }
 
 // Where a K600 step's time goes: each launch site's device time (CUDA events after every launch), fp16 weights, the
