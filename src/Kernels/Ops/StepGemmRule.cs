@@ -44,9 +44,10 @@ public sealed class StepGemmRule
         if (!_entries.TryGetValue((n, k), out var list)) return StepMatMulKernel.Launch(n, m, groupSize, multiprocessors);
         int splits = list[0].Splits, rowGroups = StepMatMulKernel.RowGroups(m);
         var alike = list.Where(e => StepMatMulKernel.RowGroups(e.Rows) == rowGroups).ToList();
-        int columnWarps = alike.Count > 0
-            ? alike.MinBy(e => Math.Abs(e.Rows - m)).ColumnWarps
-            : Math.Max(1, StepMatMulKernel.MaxWarps / (rowGroups * splits)); // throws below if even one does not fit
-        return StepMatMulKernel.Launch(n, m, columnWarps * rowGroups * splits * 32, multiprocessors: 1, splits);
+        // a measured entry with as many row groups fits (the constructor checked its warps); otherwise as many column
+        // warps as a group holds under the split, and Launch refuses rows the split cannot take
+        return alike.Count > 0
+            ? StepMatMulKernel.Config(n, m, alike.MinBy(e => Math.Abs(e.Rows - m)).ColumnWarps, splits)
+            : StepMatMulKernel.Launch(n, m, StepMatMulKernel.MaxWarps * 32, multiprocessors: 1, splits);
     }
 }
