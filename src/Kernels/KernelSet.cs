@@ -20,6 +20,10 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> TensorCoreMatMul { get; }
     /// <summary>The step GEMM, with the LayerNorm before it folded in or off (<see cref="StepNorm"/>).</summary>
     public Action<AcceleratorStream, KernelConfig, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs, StepNorm> StepMatMul { get; }
+    /// <summary>The step GEMM on tensor cores (<see cref="StepMmaKernel"/>), A in fp16 from <see cref="HalfRows"/>.</summary>
+    public Action<AcceleratorStream, KernelConfig, ArrayView<Bits128>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs> StepMma { get; }
+    /// <summary>A step's rows (LayerNormed when asked) rounded to fp16 for <see cref="StepMma"/>.</summary>
+    public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<Bits128>, HalfRowsArgs> HalfRows { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> Attention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttention { get; }
     public Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> DecodeAttentionCombine { get; }
@@ -37,6 +41,13 @@ public sealed class KernelSet<TW> where TW : struct, IWeightView
             ? accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, PtxMma>)
             : accelerator.LoadKernel<ArrayView<float>, ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(TensorCoreMatMulKernel.TensorCore<TW, EmulatedMma>);
         StepMatMul = accelerator.LoadKernel<ArrayView<Float4>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs, StepNorm>(StepMatMulKernel.Step<TW>);
+        bool cuda = accelerator.AcceleratorType == AcceleratorType.Cuda;
+        StepMma = cuda
+            ? accelerator.LoadKernel<ArrayView<Bits128>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMmaKernel.Step<TW, PtxMma>)
+            : accelerator.LoadKernel<ArrayView<Bits128>, TW, ArrayView<float>, ArrayView<float>, MatMulArgs>(StepMmaKernel.Step<TW, EmulatedMma>);
+        HalfRows = cuda
+            ? accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<Bits128>, HalfRowsArgs>(HalfRowsKernel.Pack<PtxMma>)
+            : accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<Bits128>, HalfRowsArgs>(HalfRowsKernel.Pack<EmulatedMma>);
         Attention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(FlashAttentionKernel.Attend);
         DecodeAttention = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Partial);
         DecodeAttentionCombine = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(DecodeAttentionKernel.Combine);
@@ -59,9 +70,11 @@ public static class KernelCatalog
             yield return typeof(MatMulKernel).GetMethod(nameof(MatMulKernel.Tiled))!.MakeGenericMethod(w);
             yield return typeof(TensorCoreMatMulKernel).GetMethod(nameof(TensorCoreMatMulKernel.TensorCore))!.MakeGenericMethod(w, typeof(PtxMma));
             yield return typeof(StepMatMulKernel).GetMethod(nameof(StepMatMulKernel.Step))!.MakeGenericMethod(w);
+            yield return typeof(StepMmaKernel).GetMethod(nameof(StepMmaKernel.Step))!.MakeGenericMethod(w, typeof(PtxMma));
             yield return typeof(LayerStepKernel).GetMethod(nameof(LayerStepKernel.Layer))!.MakeGenericMethod(w);
         }
         yield return typeof(LayerNormKernel).GetMethod(nameof(LayerNormKernel.Normalize))!;
+        yield return typeof(HalfRowsKernel).GetMethod(nameof(HalfRowsKernel.Pack))!.MakeGenericMethod(typeof(PtxMma));
         yield return typeof(FlashAttentionKernel).GetMethod(nameof(FlashAttentionKernel.Attend))!;
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Partial))!;
         yield return typeof(DecodeAttentionKernel).GetMethod(nameof(DecodeAttentionKernel.Combine))!;

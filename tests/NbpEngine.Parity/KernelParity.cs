@@ -80,6 +80,8 @@ public sealed unsafe partial class KernelParity : IDisposable
             yield return new($"step matmul {StepShapeName(m, n, k, lda, group, store, gelu, splits)}", p => p.StepMatMul(m, n, k, lda, group, store, gelu, splits));
         foreach (var (m, n, k, lda, group, store, gelu, splits) in StepShapes)
             yield return new($"step matmul + layernorm {StepShapeName(m, n, k, lda, group, store, gelu, splits)}", p => p.StepMatMulNormed(m, n, k, lda, group, store, gelu, splits));
+        foreach (var (m, n, k, lda, group, store, gelu, splits, norm) in MmaShapes)
+            yield return new($"step mma {MmaShapeName(m, n, k, lda, group, store, gelu, splits, norm)}", p => p.StepMma(m, n, k, lda, group, store, gelu, splits, norm));
         foreach (var (kind, prefix, block, start, rows, hd, q) in new[]
                  {
                      (MaskKind.BlockCausal, 0, 16, 0, 48, 24, 1), (MaskKind.BlockCausal, 0, 4, 0, 37, 96, 2), (MaskKind.BlockCausal, 7, 4, 0, 30, 16, 1),

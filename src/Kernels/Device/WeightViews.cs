@@ -50,6 +50,12 @@ public interface IWeightView
 
     /// <summary>Eight fetched weights as fp32, exactly.</summary>
     Vec8 Widen(Raw8 raw);
+
+    /// <summary>
+    /// Whether <see cref="Fetch8"/>'s <see cref="Raw8.Low"/> already holds the eight weights as fp16 bits, what a tensor
+    /// core takes as it is (a constant of the struct: ILGPU folds the test away); otherwise they are widened and rounded.
+    /// </summary>
+    bool HalfStorage { get; }
 }
 
 /// <summary>fp32 weights.</summary>
@@ -66,6 +72,8 @@ public struct F32Weights : IWeightView
     }
 
     public readonly float Load(long index) => Data[index];
+
+    public readonly bool HalfStorage => false;
 
     public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
 
@@ -101,6 +109,8 @@ public struct F16Weights : IWeightView
     }
 
     public readonly float Load(long index) => (float)Data[index];
+
+    public readonly bool HalfStorage => true;
 
     public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
 
@@ -148,6 +158,8 @@ public struct BF16Weights : IWeightView
     }
 
     public readonly float Load(long index) => Interop.IntAsFloat((uint)Data[index] << 16);
+
+    public readonly bool HalfStorage => false;
 
     public readonly Vec8 Load8(long index) => Widen(Fetch8(index));
 

@@ -18,22 +18,31 @@ public static class LayerNormKernel
     /// <param name="x">[rows, C]</param><param name="weight">[C]</param><param name="bias">[C]</param><param name="y">[rows, C]</param>
     public static void Normalize(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y, LayerNormArgs args)
     {
+        long offset = (long)Grid.IdxX * args.Width;
+        RowStatistics(x, offset, args.Width, out float mean, out float rstd);
+        for (int c = Group.IdxX; c < args.Width; c += Group.DimX)
+            y[offset + c] = (x[offset + c] - mean) * rstd * weight[c] + bias[c];
+    }
+
+    /// <summary>
+    /// The mean and 1/sqrt(variance + 1e-5) of x[offset..offset+width), two passes over the row by the whole group (every
+    /// thread gets both); what every device LayerNorm computes, in one order.
+    /// </summary>
+    internal static void RowStatistics(ArrayView<float> x, long offset, int width, out float mean, out float rstd)
+    {
         var sums = SharedMemory.Allocate<float>(MaxGroupSize);
         var squares = SharedMemory.Allocate<float>(MaxGroupSize);
         int t = Group.IdxX;
-        long offset = (long)Grid.IdxX * args.Width;
         float sum = 0;
-        for (int c = t; c < args.Width; c += Group.DimX) sum += x[offset + c];
-        float mean = GroupSum(sums, sum) / args.Width;
+        for (int c = t; c < width; c += Group.DimX) sum += x[offset + c];
+        mean = GroupSum(sums, sum) / width;
         float square = 0;
-        for (int c = t; c < args.Width; c += Group.DimX)
+        for (int c = t; c < width; c += Group.DimX)
         {
             float d = x[offset + c] - mean;
             square += d * d;
         }
-        float rstd = 1f / ILGPU.Algorithms.XMath.Sqrt(GroupSum(squares, square) / args.Width + 1e-5f);
-        for (int c = t; c < args.Width; c += Group.DimX)
-            y[offset + c] = (x[offset + c] - mean) * rstd * weight[c] + bias[c];
+        rstd = 1f / ILGPU.Algorithms.XMath.Sqrt(GroupSum(squares, square) / width + 1e-5f);
     }
 
     /// <summary>

@@ -17,11 +17,13 @@ public struct EmulatedMma : IMma
     // a lane's operand values per slice: 4 A fragments x 4 registers x 2 halves, then 8 B fragments x 2 x 2, as fp32
     // (widened once by the publishing lane, so the 32 readers of a value do not each convert it)
     private const int Values = 64, BValues = 32;
+    /// <summary>Most warps a group may have: the step GEMM's groups (<see cref="Ops.StepMmaKernel.MaxWarps"/>), twice the prefill tile's.</summary>
+    public const int MaxWarps = 8;
 
     public readonly uint Pack(float low, float high) => DeviceMath.HalfBits(low) | (DeviceMath.HalfBits(high) << 16);
 
     /// <summary>Float slots as uint words (the interface's type); two buffers x warps x lanes x 64.</summary>
-    public readonly ArrayView<uint> Scratch() => SharedMemory.Allocate<uint>(2 * MmaTile.MaxWarps * 32 * Values);
+    public readonly ArrayView<uint> Scratch() => SharedMemory.Allocate<uint>(2 * MaxWarps * 32 * Values);
 
     public readonly void Multiply(ref WarpSlice f, ref WarpAccumulators acc, int columnFragments, ArrayView<uint> scratch, int slice)
     {

@@ -13,7 +13,7 @@ public interface IMma
     uint Pack(float low, float high);
 
     /// <summary>
-    /// Shared memory the implementation needs for up to <see cref="MmaTile.MaxWarps"/> warps (the emulation's
+    /// Shared memory the implementation needs for up to <see cref="EmulatedMma.MaxWarps"/> warps (the emulation's
     /// exchange); call once, at the top of the kernel. The empty view when none is needed.
     /// </summary>
     ArrayView<uint> Scratch();

@@ -42,7 +42,7 @@ public class SassTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(figures.ToString());
         Assert.InRange(figures.Registers, 1, 255);
         Assert.True(figures.Instructions > 10, $"{name}: only {figures.Instructions} SASS instructions parsed");
-        if (name.StartsWith("TensorCore", StringComparison.Ordinal)) Assert.True(figures.Hmma > 0, $"{name}: no HMMA in the SASS");
+        if (name.StartsWith("TensorCore", StringComparison.Ordinal) || name.StartsWith("StepMma", StringComparison.Ordinal)) Assert.True(figures.Hmma > 0, $"{name}: no HMMA in the SASS");
         else Assert.Equal(0, figures.Hmma);
     }
 
@@ -67,10 +67,7 @@ public class SassTests(ITestOutputHelper output) : IDisposable
         var f = SassInspector.Inspect(kernel, _dir.Path);
         output.WriteLine(f.ToString());
         Assert.True(f.Ldg128 >= (storage == "F32Weights" ? 8 : 4), $"{f.Kernel}: {f.Ldg128} LDG.128, expected the four columns' 16-byte weight loads");
-        Assert.Equal(0, f.StackBytes);
-        Assert.Equal((0, 0), (f.SpillStoreBytes, f.SpillLoadBytes));
-        Assert.Equal(0, f.LocalMemory);
-        Assert.Equal(0, f.Fp64);
+        AssertAllInRegisters(f);
         Assert.InRange(f.SharedBytes, 1, 48 * 1024);
         if (entry.StartsWith("LayerStep", StringComparison.Ordinal) && storage != "F32Weights")
             Assert.True(f.Registers <= 168, $"{f.Kernel}: {f.Registers} registers, over the 168 that keep three fused-layer groups a multiprocessor");
@@ -122,13 +119,40 @@ public class SassTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(f.ToString());
         Assert.True(f.Hmma >= 16, $"{name}: {f.Hmma} HMMA, expected the warp tile's 16 per slice");
         Assert.True(f.Ldg128 >= 2, $"{name}: {f.Ldg128} LDG.128, expected 16-byte staging loads");
+        AssertAllInRegisters(f);
+        // the slice loop: 16 HMMA in ~480-560 instructions on every path today (1625 before the staging cursor); a
+        // regression to per-element index division would double it
+        Assert.InRange(f.HmmaLoop, 16, name.Contains("Gather", StringComparison.Ordinal) ? 1600 : 700);
+    }
+
+    /// <summary>
+    /// The tensor-core step GEMM: HMMA in its slice loop (two slices a pass, 8 HMMA each: two column fragments, two row
+    /// halves, two k halves), its weight and A loads 16 bytes wide, nothing on the stack or spilled, and for 16-bit
+    /// weights at most 128 registers (two 256-thread groups a multiprocessor). First build: 118 registers, 240
+    /// instructions a pass (311 while each load sat behind its own branch and A was addressed in 64 bits).
+    /// </summary>
+    [TheoryRequiringCudaTools]
+    [InlineData("F16Weights")]
+    [InlineData("BF16Weights")]
+    [InlineData("F32Weights")]
+    public void TheTensorCoreStepGemmStreamsWeightsIntoHmma(string storage)
+    {
+        var f = SassInspector.Inspect(KernelCatalog.All().Single(m => SassInspector.Name(m) == $"StepMmaKernel.Step<{storage}>"), _dir.Path);
+        output.WriteLine(f.ToString());
+        Assert.True(f.Hmma >= 16, $"{f.Kernel}: {f.Hmma} HMMA, expected a pass's 16");
+        Assert.True(f.Ldg128 >= 8, $"{f.Kernel}: {f.Ldg128} LDG.128, expected a pass's weight and A loads 16 bytes wide");
+        AssertAllInRegisters(f);
+        Assert.InRange(f.HmmaLoop, 16, storage == "F32Weights" ? 450 : 320);
+        if (storage != "F32Weights") Assert.True(f.Registers <= 128, $"{f.Kernel}: {f.Registers} registers, over the 128 that keep two groups a multiprocessor");
+    }
+
+    /// <summary>No stack frame, spills or local memory (everything in registers), and no fp64.</summary>
+    private static void AssertAllInRegisters(SassFigures f)
+    {
         Assert.Equal(0, f.StackBytes);
         Assert.Equal((0, 0), (f.SpillStoreBytes, f.SpillLoadBytes));
         Assert.Equal(0, f.LocalMemory);
         Assert.Equal(0, f.Fp64);
-        // the slice loop: 16 HMMA in ~480-560 instructions on every path today (1625 before the staging cursor); a
-        // regression to per-element index division would double it
-        Assert.InRange(f.HmmaLoop, 16, name.Contains("Gather", StringComparison.Ordinal) ? 1600 : 700);
     }
 
     [FactRequiringCudaTools]
