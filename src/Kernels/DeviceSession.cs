@@ -77,6 +77,28 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// give a row the same bits whichever path a step takes.
     /// </summary>
     public StepGemmRule? StepGemmRule { get; set; }
+    /// <summary>
+    /// The step GEMMs (the head's included) on tensor cores (<see cref="StepMmaKernel"/>: each GEMM's rows rounded to fp16
+    /// by <see cref="HalfRowsKernel"/>, which also applies the LayerNorm before q/k/v and fc) instead of
+    /// <see cref="StepMatMulKernel"/>'s FMAs; off by default until a GPU has timed it (nbp-gpu-check --tensor-core-steps).
+    /// The bits change (A in fp16: the parity suite bounds it against fp32 on the rounded rows); a row still gets the same
+    /// bits batched or alone (the K split comes from each GEMM's shape). While on, every step runs the separate kernels
+    /// (the fused layer's phases are the FMA kernel's). Needs the model's width to be a multiple of 8; otherwise the FMA
+    /// kernel runs as before.
+    /// </summary>
+    public bool TensorCoreSteps
+    {
+        get => _tensorCoreSteps;
+        set
+        {
+            // the fp16 rows of one launch (at most 128 of K = 4C), allocated the first time the mode is asked for
+            if (value && _halfRows.Length == 0)
+                _halfRows = Track(_accelerator.Allocate1D<Bits128>(Math.Min(_maxRows, StepMmaKernel.MaxBatchRows) * 4L * _w.Config.EmbeddingSize / 8)).View;
+            _tensorCoreSteps = value;
+        }
+    }
+    private bool _tensorCoreSteps;
+    private ArrayView<Bits128> _halfRows;
     /// <summary>Kernels recorded into captured steps instead of launched.</summary>
     public long CapturedLaunches { get; private set; }
     /// <summary>Steps submitted as one launch each (captured: no id upload, not profiled).</summary>
@@ -252,7 +274,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
-        var fusedFeeds = FusedLayers && fold && StepGemmRule is null ? FusedFeeds(feeds, rowStart) : default;
+        var fusedFeeds = FusedLayers && fold && StepGemmRule is null && !TensorCoreSteps ? FusedFeeds(feeds, rowStart) : default;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
@@ -261,7 +283,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 FusedLayer(l, fusedFeeds, layer);
                 continue;
             }
-            var qkv = fold ? new FoldedNorm(_x, l.QueryKeyValueNorm, l.QueryKeyValueFoldedBias) : FoldedNorm.None;
+            var qkv = fold ? new FoldedNorm(_x, l.QueryKeyValueNorm, l.QueryKeyValueFoldedBias, l.Ln1Weight, l.Ln1Bias, l.QueryKeyValueBias) : FoldedNorm.None;
             LayerNorm(_x, normedFrom, rows, l.Ln1Weight, l.Ln1Bias, _normed);
             // Q, K and V as one GEMM whose rows land in the cache at the block's positions (3C apart); several step
             // blocks go through it together into _qkv, then each block's rows are copied to its cache
@@ -280,8 +302,8 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
                 }
                 else
                 {
-                    var own = qkv.On && IsStep(feed.Rows) ? qkv : new FoldedNorm(_normed, _w.NoNorm, l.QueryKeyValueBias);
-                    MatMul("q/k/v gemm", Rows(own.Input, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, own.Bias, block, 3 * c, accumulate: false, gelu: false, own.Norm);
+                    var own = qkv.On && IsStep(feed.Rows) ? qkv : FoldedNorm.Unnormed(_normed, _w.NoNorm, l.QueryKeyValueBias);
+                    MatMul("q/k/v gemm", Rows(own.Input, rowStart[f], feed.Rows, c), feed.Rows, c, l.QueryKeyValue, 3 * c, own.Bias, block, 3 * c, accumulate: false, gelu: false, own);
                 }
                 var attention = new AttentionArgs
                 {
@@ -293,7 +315,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             Linear("proj gemm", _attended, c, l.Proj, c, l.ProjBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
             LayerNorm(_x, normedFrom, rows, l.Ln2Weight, l.Ln2Bias, _normed);
             Linear("fc gemm", _normed, c, l.Fc, 4 * c, l.FcBias, _hidden, accumulate: false, gelu: true, feeds, rowStart, stepRows,
-                fold ? new FoldedNorm(_x, l.FcNorm, l.FcFoldedBias) : FoldedNorm.None);
+                fold ? new FoldedNorm(_x, l.FcNorm, l.FcFoldedBias, l.Ln2Weight, l.Ln2Bias, l.FcBias) : FoldedNorm.None);
             Linear("out gemm", _hidden, 4 * c, l.Out, c, l.OutBias, _x, accumulate: true, gelu: false, feeds, rowStart, stepRows);
         }
 
@@ -379,11 +401,16 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
 
     /// <summary>
     /// A LayerNorm the step GEMM applies to the raw rows <see cref="Input"/> (the residual stream) instead of reading
-    /// the LayerNorm kernel's output; <see cref="Bias"/> is the GEMM's bias with the norm's β folded in.
+    /// the LayerNorm kernel's output; <see cref="Bias"/> is the GEMM's bias with the norm's β folded in. The tensor-core
+    /// step GEMM normalises the rows as it rounds them instead (<see cref="HalfRowsKernel"/>): the norm's
+    /// <see cref="Gamma"/> and <see cref="Beta"/>, and the GEMM's own <see cref="UnfoldedBias"/>.
     /// </summary>
-    private readonly record struct FoldedNorm(ArrayView<float> Input, StepNorm Norm, ArrayView<float> Bias)
+    private readonly record struct FoldedNorm(ArrayView<float> Input, StepNorm Norm, ArrayView<float> Bias, ArrayView<float> Gamma, ArrayView<float> Beta,
+        ArrayView<float> UnfoldedBias)
     {
         public static FoldedNorm None => default;
+        /// <summary>No norm: rows <paramref name="input"/> as they are, with <paramref name="bias"/>.</summary>
+        public static FoldedNorm Unnormed(ArrayView<float> input, StepNorm off, ArrayView<float> bias) => new(input, off, bias, default, default, bias);
         public bool On => Norm.Enabled != 0;
     }
 
@@ -426,6 +453,13 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
             }
             return;
         }
+        if (TensorCoreSteps && StepMmaKernel.Fits(1, k))
+        {
+            int chunk = StepMmaKernel.MaxRows(StepMmaKernel.Splits(n, k, _accelerator.NumMultiprocessors));
+            for (int r = 0; r < rows; r += chunk)
+                StepMma(what, Rows(a, r, Math.Min(chunk, rows - r), k), args with { M = Math.Min(chunk, rows - r) }, w, bias, Rows(c, r, Math.Min(chunk, rows - r), ldc), norm);
+            return;
+        }
         int most = StepGemmRule?.MaxRows(n, k) ?? StepMatMulKernel.MaxBatchRows;
         for (int r = 0; r < rows; r += most)
         {
@@ -440,6 +474,23 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     private (KernelConfig Config, int Splits) StepLaunch(int n, int k, int m) => StepGemmRule is { } rule
         ? (rule.Launch(n, k, m, _shape.GroupSize, _accelerator.NumMultiprocessors), rule.Splits(n, k))
         : (StepMatMulKernel.Launch(n, m, _shape.GroupSize, _accelerator.NumMultiprocessors), 1);
+
+    /// <summary>
+    /// At most one launch's rows (<see cref="StepMmaKernel.MaxRows"/>) through the tensor-core step GEMM: rounded to fp16
+    /// (normalised first when <paramref name="norm"/> is on: then <paramref name="a"/> is the raw rows and the GEMM takes
+    /// its unfolded bias), then multiplied, K split as the GEMM's shape says.
+    /// </summary>
+    private void StepMma(string what, ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, FoldedNorm norm)
+    {
+        int splits = StepMmaKernel.Splits(args.N, args.K, _accelerator.NumMultiprocessors);
+        var halves = _halfRows.SubView(0, (long)args.M * args.K / 8);
+        _kernels.HalfRows(_stream, new KernelConfig(args.M, Math.Min(_shape.GroupSize, LayerNormKernel.MaxGroupSize)), a, norm.On ? norm.Gamma : bias, norm.On ? norm.Beta : bias, halves,
+            new HalfRowsArgs { Rows = args.M, Width = args.K, Lda = args.Lda, Normalize = norm.On ? 1 : 0 });
+        Launched(what, "half rows");
+        _kernels.StepMma(_stream, StepMmaKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors, splits), halves, w, norm.On ? norm.UnfoldedBias : bias, c,
+            args with { KSplits = splits });
+        Launched(what, "step mma");
+    }
 
     /// <summary>Rows [first, first + count) of a row-major matrix of <paramref name="width"/> columns.</summary>
     private static ArrayView<T> Rows<T>(ArrayView<T> matrix, int first, int count, int width) where T : unmanaged
@@ -476,22 +527,24 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     }
 
     private void MatMul(string what, ArrayView<float> a, int m, int k, TW w, int n, ArrayView<float> bias, ArrayView<float> c, int ldc, bool accumulate, bool gelu,
-        StepNorm norm = default)
+        FoldedNorm norm = default)
         => Gemm(what, a, new MatMulArgs { M = m, N = n, K = k, Lda = k, Ldc = ldc, Accumulate = accumulate ? 1 : 0, Gelu = gelu ? 1 : 0, HasBias = 1 }, w, bias, c, norm);
 
     /// <summary>
     /// The kernel for the shape: a step's few rows stream the weights (StepMatMulKernel), a prefill's many rows
     /// take tensor cores when enabled, anything else the tiled kernel.
     /// </summary>
-    private void Gemm(string what, ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, StepNorm norm = default)
+    private void Gemm(string what, ArrayView<float> a, MatMulArgs args, TW w, ArrayView<float> bias, ArrayView<float> c, FoldedNorm norm = default)
     {
         bool step = IsStep(args.M) && StepMatMulKernel.Fits(args.M, args.K, args.Lda) && a.Length % 4 == 0;
-        if (norm.Enabled != 0 && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
-        if (step)
+        if (norm.On && !step) throw new InvalidOperationException($"a LayerNorm is folded only into the step GEMM, which cannot take {args.M} x {args.K} rows");
+        if (step && TensorCoreSteps && StepMmaKernel.Fits(args.M, args.K))
+            StepMma(what, a, args, w, bias, c, norm);
+        else if (step)
         {
             // at most 16 rows (IsStep): one row group, which every K split fits
             var (config, splits) = StepLaunch(args.N, args.K, args.M);
-            _kernels.StepMatMul(_stream, config, a.Cast<Float4>(), w, bias, c, args with { KSplits = splits }, norm.Enabled != 0 ? norm : _w.NoNorm);
+            _kernels.StepMatMul(_stream, config, a.Cast<Float4>(), w, bias, c, args with { KSplits = splits }, norm.On ? norm.Norm : _w.NoNorm);
             Launched(what, "step");
         }
         else if (_tensorCores && args.M >= TensorCoreMinRows)

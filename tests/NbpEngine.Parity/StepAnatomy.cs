@@ -20,8 +20,9 @@ namespace NbpEngine.Parity;
 /// <param name="UnprofiledMsPerStep">wall time per step with no markers (the figure to compare with a benchmark)</param>
 /// <param name="ProfiledMsPerStep">wall time per step with a marker after every launch</param>
 /// <param name="FusedLayers">each layer one launch (DeviceSession.FusedLayers), or its six kernels apart</param>
+/// <param name="TensorCoreSteps">the step GEMMs on tensor cores (DeviceSession.TensorCoreSteps)</param>
 public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<LaunchTime> Sites, long LaunchesPerStep, double UnprofiledMsPerStep,
-    double ProfiledMsPerStep, bool FusedLayers)
+    double ProfiledMsPerStep, bool FusedLayers, bool TensorCoreSteps = false)
 {
     /// <summary>Device busy time per step: the sum of every site's time.</summary>
     public double DeviceMsPerStep => Sites.Sum(s => s.DeviceTime.TotalMilliseconds) / Steps;
@@ -29,7 +30,7 @@ public sealed record StepAnatomyResult(int Block, int Steps, IReadOnlyList<Launc
     /// <summary>A markdown table, largest share first, and a line with the step's totals.</summary>
     public IEnumerable<string> Table()
     {
-        yield return $"B = {Block}, {(FusedLayers ? "fused layers" : "separate kernels")}, {Steps} profiled steps: wall {UnprofiledMsPerStep:F3} ms a step unprofiled, {ProfiledMsPerStep:F3} ms profiled; " +
+        yield return $"B = {Block}, {(FusedLayers ? "fused layers" : "separate kernels")}{(TensorCoreSteps ? ", step GEMMs on tensor cores" : "")}, {Steps} profiled steps: wall {UnprofiledMsPerStep:F3} ms a step unprofiled, {ProfiledMsPerStep:F3} ms profiled; " +
                      $"device busy {DeviceMsPerStep:F3} ms a step; {LaunchesPerStep} launches a step";
         yield return "";
         yield return "| site | kernel | per step | µs a step | µs each | share of device time |";
@@ -54,16 +55,18 @@ public static class StepAnatomy
     /// <summary>
     /// Each case on the transformer checkpoint at <paramref name="weightsPath"/> (safetensors, config from its metadata),
     /// loaded, compiled for and uploaded to the device once for all of them; with <paramref name="stepGemmRule"/>, every
-    /// session launches its step GEMMs by that rule (DeviceSession.StepGemmRule: separate kernels only).
+    /// session launches its step GEMMs by that rule (DeviceSession.StepGemmRule: separate kernels only); with
+    /// <paramref name="tensorCoreSteps"/>, on tensor cores (DeviceSession.TensorCoreSteps).
     /// </summary>
     public static List<StepAnatomyResult> Measure<TW>(IlgpuDevice device, string weightsPath, int[] prompt,
-        IEnumerable<(int Block, int Steps, SamplingArgs Sampling, bool FusedLayers)> cases, bool tensorCores, StepGemmRule? stepGemmRule = null) where TW : struct, IWeightView
+        IEnumerable<(int Block, int Steps, SamplingArgs Sampling, bool FusedLayers)> cases, bool tensorCores, StepGemmRule? stepGemmRule = null, bool tensorCoreSteps = false)
+        where TW : struct, IWeightView
     {
         var file = SafetensorsFile.Open(weightsPath); // owned by the weights from here
         using var weights = TransformerWeights.Load(file, ModelConfigReader.Read(file, new ModelConfigOverrides(), NullLogger.Instance), NullLogger.Instance);
         var kernels = new KernelSet<TW>(device.Accelerator);
         using var deviceWeights = new DeviceWeights<TW>(device.Accelerator, weights);
-        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, c.FusedLayers, tensorCores, stepGemmRule)).ToList();
+        return cases.Select(c => Measure(device, kernels, deviceWeights, prompt, c.Block, c.Steps, c.Sampling, c.FusedLayers, tensorCores, stepGemmRule, tensorCoreSteps)).ToList();
     }
 
     /// <summary>
@@ -91,7 +94,7 @@ public static class StepAnatomy
     private static void Touch(ArrayView<int> values) => values[Group.IdxX] = Group.IdxX;
 
     private static StepAnatomyResult Measure<TW>(IlgpuDevice device, KernelSet<TW> kernels, DeviceWeights<TW> deviceWeights, int[] prompt, int block, int steps,
-        SamplingArgs sampling, bool fusedLayers, bool tensorCores, StepGemmRule? stepGemmRule) where TW : struct, IWeightView
+        SamplingArgs sampling, bool fusedLayers, bool tensorCores, StepGemmRule? stepGemmRule, bool tensorCoreSteps) where TW : struct, IWeightView
     {
         int capacity = prompt.Length + (2 * steps + 1) * block;
         int positions = deviceWeights.Config.PositionCount;
@@ -101,6 +104,7 @@ public static class StepAnatomy
         using var session = new DeviceSession<TW>(device.Accelerator, device.Shape, kernels, deviceWeights, 1, capacity, Math.Max(prompt.Length, block), block, tensorCores);
         session.FusedLayers = fusedLayers;
         session.StepGemmRule = stepGemmRule;
+        session.TensorCoreSteps = tensorCoreSteps;
         var ids = new int[block];
         int step = 0;
         session.Forward(prompt, [new SequenceFeed(0, prompt.Length, AttentionMask.BlockCausal(prompt.Length, block), block)]);
@@ -125,6 +129,6 @@ public static class StepAnatomy
         Steps(steps);
         double profiled = clock.Elapsed.TotalMilliseconds / steps;
         session.StopProfiling();
-        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled, fusedLayers);
+        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled, fusedLayers && !tensorCoreSteps && stepGemmRule is null, tensorCoreSteps);
     }
 }

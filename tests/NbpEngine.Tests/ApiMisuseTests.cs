@@ -46,6 +46,23 @@ public class ApiMisuseTests
         Assert.Equal(Fixtures.Tokens("frame_b16_greedy.txt"), tokens);
     }
 
+    /// <summary>
+    /// Tensor-core steps asked of the CPU backend: a clear error at session creation. On ILGPU's CPU accelerator (the
+    /// mma emulation) a session takes them, and its greedy frame tokens from the fixture prompt stay the fixture's for
+    /// the first block (fp16 rows move a logit by ~1e-4 of the range; later blocks may meet a near tie).
+    /// </summary>
+    [Fact]
+    public async Task TensorCoreStepsOffIlgpuThrowAtSessionCreation()
+    {
+        using var model = await NbpModel.LoadAsync(Fixtures.PathOf("frame_model.safetensors"), new NbpModelOptions { DeviceBackends = NbpEngine.Kernels.Backend.IlgpuBackends.Provider });
+        var e = Assert.Throws<BackendUnavailableException>(() => model.CreateSession(new SessionOptions { Backend = BackendKind.Cpu, Threads = 2, TensorCoreSteps = true }));
+        Assert.Contains("tensor-core steps need an ILGPU backend", e.Message);
+        using var session = model.CreateSession(new SessionOptions { Backend = BackendKind.IlgpuCpu, TensorCoreSteps = true });
+        var tokens = new int[32];
+        session.Generate(Request() with { Steps = 2 }, tokens);
+        Assert.Equal(Fixtures.Tokens("frame_b16_greedy.txt").Take(32), tokens);
+    }
+
     [Fact]
     public async Task EveryCallOnADisposedSessionThrowsObjectDisposed()
     {

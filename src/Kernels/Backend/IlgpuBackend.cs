@@ -101,6 +101,11 @@ internal sealed class IlgpuBackend<TW> : IComputeBackend where TW : struct, IWei
         public void CopyLogits(int sequence, Span<float> destination) => device.CopyLogits(sequence, destination);
         public bool TryEnableStepGraphs() => device.TryEnableCudaGraphs();
         public void UseFusedLayers(bool on) => device.FusedLayers = on;
+        public bool TryUseTensorCoreSteps()
+        {
+            device.TensorCoreSteps = true;
+            return true;
+        }
         public void Dispose() => device.Dispose();
     }
 }

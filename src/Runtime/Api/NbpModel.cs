@@ -156,6 +156,11 @@ public sealed class NbpModel : IDisposable
             session.Dispose();
             throw new BackendUnavailableException($"CUDA graphs need the CUDA backend and a CUDA 12+ driver; this session runs on {backend.Name}");
         }
+        if (options.TensorCoreSteps && !session.TryUseTensorCoreSteps())
+        {
+            session.Dispose();
+            throw new BackendUnavailableException($"tensor-core steps need an ILGPU backend (cuda, or ilgpu-cpu's emulation); this session runs on {backend.Name}");
+        }
         return (backend, session);
     }
 
@@ -264,6 +269,12 @@ public sealed record SessionOptions
     /// K600's 24 layers instead of 148 (issue 12). On by default; false runs the separate kernels.
     /// </summary>
     public bool FusedLayers { get; init; } = true;
+    /// <summary>
+    /// ILGPU backends: a generation step's GEMMs on tensor cores (mma.sync on CUDA; the step's rows rounded to fp16, so
+    /// the logits move by ~1e-4 of their range and a near tie may pick another token) instead of fp32 FMAs, with the
+    /// separate kernels a layer. Off by default until measured on a GPU (bench/RESULTS.md); true on the CPU backend throws.
+    /// </summary>
+    public bool TensorCoreSteps { get; init; }
 
     /// <summary>The weight storage a session on <paramref name="kind"/> gets (the null default resolved).</summary>
     public WeightStorage DeviceWeightsOn(BackendKind kind) => DeviceWeights ?? (kind == BackendKind.Cuda ? WeightStorage.F16 : WeightStorage.F32);

@@ -68,4 +68,10 @@ public interface IBackendSession : IDisposable
     /// launches at all; issue 12) or as its separate kernels (to see each in a profile, or to compare).
     /// </summary>
     void UseFusedLayers(bool on) { }
+
+    /// <summary>
+    /// From the next forward on, runs a step's GEMMs on tensor cores (ILGPU backends: the step's rows rounded to fp16);
+    /// false where this session has no such kernels (the CPU backend).
+    /// </summary>
+    bool TryUseTensorCoreSteps() => false;
 }

@@ -57,6 +57,30 @@ public class StepAnatomyTests
         Assert.Contains(result.Table(), line => line.StartsWith($"| sampling | sampler {samplerLaunches[^1].Item1} |"));
     }
 
+    /// <summary>
+    /// With the step GEMMs on tensor cores each GEMM is two sites, the rounding of its rows and the multiply, and the
+    /// table says which path ran (the figures nbp-gpu-check prints beside today's).
+    /// </summary>
+    [Fact]
+    public void TensorCoreStepGemmsAreChargedAsRoundingAndMultiply()
+    {
+        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+        int[] prompt = Fixtures.Tokens("frame_prompt.txt")[..32];
+        var result = StepAnatomy.Measure<F16Weights>(device, Fixtures.PathOf("frame_model.safetensors"), prompt, [(16, 2, new SamplingArgs { Greedy = 1 }, true)],
+            tensorCores: false, tensorCoreSteps: true)[0];
+        int layers = 2;
+        var perStep = result.Sites.ToDictionary(s => (s.What, s.Kernel), s => s.Count / result.Steps);
+        foreach (string gemm in new[] { "q/k/v gemm", "proj gemm", "fc gemm", "out gemm" })
+        {
+            Assert.Equal(layers, perStep[(gemm, "half rows")]);
+            Assert.Equal(layers, perStep[(gemm, "step mma")]);
+        }
+        Assert.Equal(1, perStep[("head gemm", "step mma")]);
+        Assert.False(perStep.ContainsKey(("layer", "fused")));
+        Assert.Equal(10 * layers + 5, result.LaunchesPerStep); // embedding, final norm, head x 2, ArgMax
+        Assert.StartsWith("B = 16, separate kernels, step GEMMs on tensor cores,", result.Table().First());
+    }
+
     [Fact]
     public void LaunchOverheadIsMeasuredOnTheHostAndTheDevice()
     {

@@ -1,8 +1,5 @@
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.Ops;
-using NbpEngine.Kernels.Sampling;
-using NbpEngine.Runtime.Attention;
-using NbpEngine.Runtime.Backends;
 using NbpEngine.Tests.Support;
 
 namespace NbpEngine.Tests.Kernels;
@@ -47,29 +44,11 @@ public class StepGemmRuleTests
     public void UnderARuleABatchedRowGetsTheBitsItGetsAlone()
     {
         using var frame = new FrameModelOnDevice<F32Weights>();
-        var prompt = frame.Prompt;
         int c = frame.Weights.Config.EmbeddingSize, v = frame.Weights.Config.VocabSize;
         (int N, int K)[] gemms = [(3 * c, c), (c, c), (4 * c, c), (c, 4 * c), (v, c)];
         var rule = new StepGemmRule(gemms.Select(g => new StepGemmEntry(g.N, g.K, 8, 16, 1)));
 
-        List<float[]> Step(int sequences, StepGemmRule? launchRule)
-        {
-            using var session = frame.Session(sequences, prompt.Length + 16, prompt.Length, sequences * 16);
-            session.StepGemmRule = launchRule;
-            var ids = new int[sequences][];
-            for (int s = 0; s < sequences; s++)
-            {
-                session.Forward(prompt, [new SequenceFeed(s, prompt.Length, AttentionMask.BlockCausal(prompt.Length, 16), 16)]);
-                session.Sample(s, new SamplingArgs { Greedy = 1 }, ids[s] = new int[16]);
-            }
-            session.Forward(ids.SelectMany(x => x).ToArray(), Enumerable.Range(0, sequences).Select(s => new SequenceFeed(s, 16, AttentionMask.None, 16)).ToArray());
-            return Enumerable.Range(0, sequences).Select(s =>
-            {
-                var logits = new float[16 * v];
-                session.CopyLogits(s, logits);
-                return logits;
-            }).ToList();
-        }
+        List<float[]> Step(int sequences, StepGemmRule? launchRule) => frame.StepAfterPrompt(sequences, session => session.StepGemmRule = launchRule).Logits;
 
         var alone = Step(1, rule)[0];
         var batched = Step(2, rule);

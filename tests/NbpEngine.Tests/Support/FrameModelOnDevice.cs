@@ -5,6 +5,8 @@ using Microsoft.Extensions.Logging.Abstractions;
 using NbpEngine.Core;
 using NbpEngine.Kernels;
 using NbpEngine.Kernels.Device;
+using NbpEngine.Kernels.Sampling;
+using NbpEngine.Runtime.Attention;
 using NbpEngine.Loader.Checkpoint;
 using NbpEngine.Loader.Safetensors;
 using NbpEngine.Runtime.Backends;
@@ -47,6 +49,34 @@ internal sealed class FrameModelOnDevice<TW> : IDisposable where TW : struct, IW
     }
 
     public int Multiprocessors => _accelerator.NumMultiprocessors;
+
+    /// <summary>
+    /// Each of <paramref name="sequences"/> sequences prefilled with the prompt and its first block sampled greedily, then
+    /// one 16-row step of all of them in one forward, on a session <paramref name="configure"/> has set up: each
+    /// sequence's logits of that step, and the launches the step took.
+    /// </summary>
+    public (List<float[]> Logits, long Launches) StepAfterPrompt(int sequences, Action<DeviceSession<TW>> configure)
+    {
+        int v = Weights.Config.VocabSize;
+        using var session = Session(sequences, Prompt.Length + 16, Prompt.Length, sequences * 16);
+        configure(session);
+        var ids = new int[sequences][];
+        for (int s = 0; s < sequences; s++)
+        {
+            session.Forward(Prompt, [new SequenceFeed(s, Prompt.Length, AttentionMask.BlockCausal(Prompt.Length, 16), 16)]);
+            session.Sample(s, new SamplingArgs { Greedy = 1 }, ids[s] = new int[16]);
+        }
+        long before = session.Launches;
+        session.Forward(ids.SelectMany(x => x).ToArray(), Enumerable.Range(0, sequences).Select(s => new SequenceFeed(s, 16, AttentionMask.None, 16)).ToArray());
+        long launches = session.Launches - before;
+        var logits = Enumerable.Range(0, sequences).Select(s =>
+        {
+            var row = new float[16 * v];
+            session.CopyLogits(s, row);
+            return row;
+        }).ToList();
+        return (logits, launches);
+    }
 
     public DeviceSession<TW> Session(int sequences, int capacity, int maxRows, int maxLogitRows) =>
         new(_accelerator, _shape, _kernels, _deviceWeights, sequences, capacity, maxRows, maxLogitRows);

@@ -160,11 +160,14 @@ async Task Bench()
     Report("");
     Report("| weights | B | steps | prefill ms | mean step ms | total s | weight bytes/step | floor ms/step | step / floor |");
     Report("|---|---|---|---|---|---|---|---|---|");
-    // fp16 and fp32 as run by default (each layer one fused launch), fp16 with the six separate kernels a layer, and
-    // fp16 with each step as one CUDA graph launch (issue 12)
-    var rows = new List<(WeightStorage, bool, bool)> { (WeightStorage.F16, false, true), (WeightStorage.F32, false, true), (WeightStorage.F16, false, false) };
-    if (kind == IlgpuDeviceKind.Cuda) rows.Add((WeightStorage.F16, true, true));
-    foreach (var (storage, graphs, fused) in rows)
+    // fp16 and fp32 as run by default (each layer one fused launch), fp16 with the six separate kernels a layer, fp16
+    // with the step GEMMs on tensor cores (separate kernels), and fp16 with each step as one CUDA graph launch (issue 12)
+    var rows = new List<(WeightStorage, bool, bool, bool)>
+    {
+        (WeightStorage.F16, false, true, false), (WeightStorage.F32, false, true, false), (WeightStorage.F16, false, false, false), (WeightStorage.F16, false, false, true),
+    };
+    if (kind == IlgpuDeviceKind.Cuda) rows.Add((WeightStorage.F16, true, true, false));
+    foreach (var (storage, graphs, fused, mma) in rows)
     {
         long bytesPerElement = storage == WeightStorage.F32 ? 4 : 2;
         long c = 1536;
@@ -174,7 +177,7 @@ async Task Bench()
         {
             try
             {
-                TimeSteps(storage, graphs, fused, block, weightBytes, floorMs);
+                TimeSteps(storage, graphs, fused, mma, block, weightBytes, floorMs);
             }
             catch (Exception e) when (graphs)
             {
@@ -184,11 +187,11 @@ async Task Bench()
         }
     }
 
-    void TimeSteps(WeightStorage storage, bool graphs, bool fused, int block, long weightBytes, double floorMs)
+    void TimeSteps(WeightStorage storage, bool graphs, bool fused, bool mma, int block, long weightBytes, double floorMs)
     {
         using var session = model.CreateSession(new SessionOptions
         {
-            Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs, FusedLayers = fused,
+            Backend = backend, DeviceWeights = storage, Capacity = 1280, MaxBlockSize = 16, CudaGraphs = graphs, FusedLayers = fused, TensorCoreSteps = mma,
         });
         var request = K600Request(block, K600Workload.GeneratedTokens / block);
         var warm = session.CreateGenerator(request with { Steps = 2 });
@@ -201,7 +204,7 @@ async Task Bench()
         while (!generator.IsComplete) generator.Step(scratch);
         double total = clock.Elapsed.TotalMilliseconds;
         double step = (total - prefill) / (request.Steps!.Value - 1);
-        Report($"| {storage}{(graphs ? " graphs" : "")}{(fused ? "" : " separate kernels")} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
+        Report($"| {storage}{(graphs ? " graphs" : "")}{(fused ? "" : " separate kernels")}{(mma ? ", step GEMMs on tensor cores" : "")} | {block} | {request.Steps} | {prefill:F1} | {step:F3} | {total / 1e3:F2} | {weightBytes / 1e6:F0} MB | {floorMs:F3} | {step / floorMs:F2}x |");
     }
     try
     {
@@ -274,9 +277,10 @@ void SweepStepGemm()
     var rule = NbpEngine.Kernels.Profiling.StepGemmSweep.Rule(choices);
     string weights = RandomK600Weights();
     var topKP = new SamplingArgs { Temperature = 1f, TopK = 16000, TopP = 0.9f, Seed = 1 };
-    foreach (var (label, r) in new[] { ("today's launches", (NbpEngine.Kernels.Ops.StepGemmRule?)null), ("the rule above", rule) })
+    foreach (var (label, r, mma) in new[] { ("today's launches", (NbpEngine.Kernels.Ops.StepGemmRule?)null, false), ("the rule above", rule, false), ("tensor-core step GEMMs", null, true) })
     {
-        var results = StepAnatomy.Measure<F16Weights>(device, weights, K600Workload.Prompt(), [(16, 16, topKP, false), (1, 64, topKP, false)], tensorCores: true, stepGemmRule: r);
+        var results = StepAnatomy.Measure<F16Weights>(device, weights, K600Workload.Prompt(), [(16, 16, topKP, false), (1, 64, topKP, false)], tensorCores: true, stepGemmRule: r,
+            tensorCoreSteps: mma);
         foreach (var result in results) Console.WriteLine($"{label}: {result.Table().First()}");
     }
     Console.WriteLine($"swept and stepped in {clock.Elapsed.TotalSeconds:F1} s");
@@ -297,7 +301,14 @@ void StepAnatomyReport(string weightsPath, int[] prompt)
     var results = StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt,
         [(16, 16, topKP, false), (1, 64, topKP, false), (16, 16, greedy, false), (16, 16, topKP, true), (1, 64, topKP, true)],
         tensorCores: kind == IlgpuDeviceKind.Cuda);
-    foreach (var (result, name) in results.Zip(new[] { "top-k 16000, top-p 0.9", "top-k 16000, top-p 0.9", "greedy", "top-k 16000, top-p 0.9, fused layers", "top-k 16000, top-p 0.9, fused layers" }))
+    // and the step GEMMs on tensor cores (DeviceSession.TensorCoreSteps: separate kernels), where their time goes
+    results.AddRange(StepAnatomy.Measure<F16Weights>(device, weightsPath, prompt, [(16, 16, topKP, false), (1, 64, topKP, false)],
+        tensorCores: kind == IlgpuDeviceKind.Cuda, tensorCoreSteps: true));
+    foreach (var (result, name) in results.Zip(new[]
+             {
+                 "top-k 16000, top-p 0.9", "top-k 16000, top-p 0.9", "greedy", "top-k 16000, top-p 0.9, fused layers", "top-k 16000, top-p 0.9, fused layers",
+                 "top-k 16000, top-p 0.9, step GEMMs on tensor cores", "top-k 16000, top-p 0.9, step GEMMs on tensor cores",
+             }))
     {
         Report("");
         Report($"### {name}");
