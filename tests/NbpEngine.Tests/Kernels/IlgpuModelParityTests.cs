@@ -19,16 +19,23 @@ public class IlgpuModelParityTests(ITestOutputHelper output)
     /// </summary>
     public const int NtpSteps = 64;
 
+    /// <summary>
+    /// B = 4's steps compared here: the first 24 of its 48 (96 tokens; 105 s of the parallel suite's test time for all
+    /// 48 on 2026-12-01). B = 16 still runs the cache to its full length, and the CPU backend and CUDA compare all 48.
+    /// </summary>
+    public const int B4Steps = 24;
+
     [Theory]
     [MemberData(nameof(FixtureParityTests.Cases), MemberType = typeof(FixtureParityTests))]
     public async Task GreedyTokensMatchPyTorchOnTheIlgpuBackend(string name)
     {
         var fixture = Fixtures.Get(name);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        bool ntp = fixture.BlockSize == 1;
-        var (tokens, logits, rows, vocab) = await FixtureParityTests.GenerateAsync(fixture, BackendKind.IlgpuCpu, maxSteps: ntp ? NtpSteps : int.MaxValue);
+        int steps = name switch { "frame_ntp" => NtpSteps, "frame_b4" => B4Steps, _ => int.MaxValue };
+        var (tokens, logits, rows, vocab) = await FixtureParityTests.GenerateAsync(fixture, BackendKind.IlgpuCpu, maxSteps: steps);
         output.WriteLine($"{name}: {tokens.Length} tokens on ilgpu-cpu in {clock.Elapsed.TotalSeconds:F1} s");
-        if (ntp) Assert.Equal(NtpSteps, tokens.Length);
-        FixtureParityTests.AssertMatchesFixture(name, tokens, logits, rows, vocab, output, prefix: ntp);
+        bool prefix = steps != int.MaxValue;
+        if (prefix) Assert.Equal(steps * fixture.BlockSize, tokens.Length);
+        FixtureParityTests.AssertMatchesFixture(name, tokens, logits, rows, vocab, output, prefix);
     }
 }
