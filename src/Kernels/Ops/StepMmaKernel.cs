@@ -76,7 +76,14 @@ public static class StepMmaKernel
         int perColumn = RowWarps(m) * splits, needed = (n + WarpColumns - 1) / WarpColumns;
         int columnWarps = Math.Max(1, Math.Min(MaxWarps, groupSize / 32) / perColumn);
         while (columnWarps > 1 && (needed + columnWarps - 1) / columnWarps < multiprocessors) columnWarps /= 2;
-        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * perColumn * 32);
+        return Config(n, m, columnWarps, splits);
+    }
+
+    /// <summary>The grid for <paramref name="columnWarps"/> column warps a group, K split <paramref name="splits"/> ways: what <see cref="Launch"/> returns once it has chosen, and what the launch-shape sweep times for each choice.</summary>
+    public static KernelConfig Config(int n, int m, int columnWarps, int splits = 1)
+    {
+        int needed = (n + WarpColumns - 1) / WarpColumns;
+        return new KernelConfig((needed + columnWarps - 1) / columnWarps, columnWarps * RowWarps(m) * splits * 32);
     }
 
     /// <param name="a">A in fp16: row r is units r·K/8.. (<see cref="HalfRowsKernel"/>)</param><param name="w">[N, K]</param>

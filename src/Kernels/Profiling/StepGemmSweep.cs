@@ -47,8 +47,13 @@ public static class StepGemmSweep
 
     /// <param name="launches">timed launches per launch shape (after one untimed)</param>
     /// <param name="weightBytes">the weight copies cycled through add up to at least this (more than the L2 cache)</param>
+    /// <param name="tensorCores">
+    /// time the tensor-core step GEMM instead (<see cref="StepMmaKernel"/>: a column warp is 16 columns, a row warp 32
+    /// rows; each timed launch is the rounding of the rows, with the LayerNorm where the shape has one, then the mma
+    /// GEMM, as a session runs them); "today's launch" is then the one <see cref="DeviceSession{TW}.TensorCoreSteps"/> makes
+    /// </param>
     public static IReadOnlyList<StepGemmTiming> Measure(IlgpuDevice device, IReadOnlyList<StepGemmShape> shapes, IReadOnlyList<int> rowCounts,
-        int launches, long weightBytes = 256L << 20)
+        int launches, long weightBytes = 256L << 20, bool tensorCores = false)
     {
         var accelerator = device.Accelerator;
         var kernels = new KernelSet<F16Weights>(accelerator);
@@ -58,7 +63,8 @@ public static class StepGemmSweep
         foreach (var shape in shapes)
         {
             int maxRows = rowCounts.Max();
-            if (!StepMatMulKernel.Fits(maxRows, shape.K, shape.K)) throw new ArgumentException($"the step GEMM cannot take {maxRows} rows of K = {shape.K}");
+            bool Fits(int rows, int splits) => tensorCores ? StepMmaKernel.Fits(rows, shape.K, splits) : StepMatMulKernel.Fits(rows, shape.K, shape.K, splits);
+            if (!Fits(maxRows, 1)) throw new ArgumentException($"the step GEMM cannot take {maxRows} rows of K = {shape.K}");
             long matrix = (long)shape.N * shape.K;
             int copies = (int)Math.Clamp((weightBytes + 2 * matrix - 1) / (2 * matrix), 1, 64);
             var buffers = new List<MemoryBuffer>();
@@ -82,21 +88,39 @@ public static class StepGemmSweep
                     : StepNorm.Off(bias);
                 var output = new float[(long)maxRows * shape.N];
                 var view = a.Cast<Float4>();
+                var halves = tensorCores ? Upload(new Bits128[(long)maxRows * shape.K / 8]) : default;
+                var gamma = Upload(Uniform(shape.K, 1f));
+                var beta = Upload(Uniform(shape.K, 0.1f));
                 foreach (int rows in rowCounts)
                 {
-                    var chosen = StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
-                    int rowGroups = StepMatMulKernel.RowGroups(rows);
-                    int defaultWarps = chosen.GroupDim.X / 32 / rowGroups;
+                    int defaultSplits = tensorCores ? StepMmaKernel.Splits(shape.N, shape.K, accelerator.NumMultiprocessors) : 1;
+                    var chosen = tensorCores
+                        ? StepMmaKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors, defaultSplits)
+                        : StepMatMulKernel.Launch(shape.N, rows, device.Shape.GroupSize, accelerator.NumMultiprocessors);
+                    int rowGroups = tensorCores ? StepMmaKernel.RowWarps(rows) : StepMatMulKernel.RowGroups(rows);
+                    int defaultWarps = chosen.GroupDim.X / 32 / rowGroups / defaultSplits;
                     float[]? unsplit = null;
                     float largest = 0;
-                    foreach (int splits in new[] { 1, 2, 4, 8 }.Where(s => StepMatMulKernel.Fits(rows, shape.K, shape.K, s)))
+                    foreach (int splits in new[] { 1, 2, 4, 8 }.Where(s => Fits(rows, s)))
                     {
                         var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0, KSplits = splits };
+                        var rounding = new HalfRowsArgs { Rows = rows, Width = shape.K, Lda = shape.K, Normalize = shape.FoldedNorm ? 1 : 0 };
                         float[]? reference = null;
                         foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= StepMatMulKernel.MaxWarps))
                         {
-                            var config = StepMatMulKernel.Config(shape.N, rows, cw, splits);
-                            kernels.StepMatMul(stream, config, view, w[0], bias, c, args, norm);
+                            var config = tensorCores ? StepMmaKernel.Config(shape.N, rows, cw, splits) : StepMatMulKernel.Config(shape.N, rows, cw, splits);
+                            // one GEMM as a session runs it, reading weight copy i
+                            void Run(int i)
+                            {
+                                if (!tensorCores)
+                                {
+                                    kernels.StepMatMul(stream, config, view, w[i], bias, c, args, norm);
+                                    return;
+                                }
+                                kernels.HalfRows(stream, new KernelConfig(rows, Math.Min(device.Shape.GroupSize, LayerNormKernel.MaxGroupSize)), a, gamma, beta, halves, rounding);
+                                kernels.StepMma(stream, config, halves, w[i], bias, c, args);
+                            }
+                            Run(0);
                             c.CopyToCPU(stream, output);
                             stream.Synchronize();
                             var mine = output.AsSpan(0, rows * shape.N).ToArray();
@@ -107,11 +131,11 @@ public static class StepGemmSweep
                                 largest = unsplit.Max(MathF.Abs);
                             }
                             var clock = Stopwatch.StartNew();
-                            for (int i = 0; i < launches; i++) kernels.StepMatMul(stream, config, view, w[i % copies], bias, c, args, norm);
+                            for (int i = 0; i < launches; i++) Run(i % copies);
                             stream.Synchronize();
                             double us = clock.Elapsed.TotalMicroseconds / launches;
                             float difference = mine.Zip(unsplit, (x, y) => MathF.Abs(x - y)).Max();
-                            results.Add(new StepGemmTiming(shape, rows, splits, cw, config.GridDim.X, config.GroupDim.X, splits == 1 && cw == defaultWarps, us,
+                            results.Add(new StepGemmTiming(shape, rows, splits, cw, config.GridDim.X, config.GroupDim.X, splits == defaultSplits && cw == defaultWarps, us,
                                 2.0 * matrix / us / 1e3, mine.AsSpan().SequenceEqual(reference), largest > 0 ? difference / largest : difference));
                         }
                     }

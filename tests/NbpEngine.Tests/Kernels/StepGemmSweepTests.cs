@@ -36,6 +36,28 @@ public class StepGemmSweepTests
     }
 
     /// <summary>
+    /// The same sweep of the tensor-core step GEMM (16 columns a warp, 32 rows a row warp; each timing a rounding launch
+    /// and the mma GEMM): the same bits for every group size of a split, splits within fp32 rounding of unsplit, one
+    /// launch per shape and row count marked as the session's.
+    /// </summary>
+    [Fact]
+    public void OnTensorCoresEveryGroupSizeGivesTheSameBitsForItsSplit()
+    {
+        using var device = new IlgpuDevice(IlgpuDeviceKind.Cpu);
+        // 5 and 3 column warps of 16: groups of 2, 4 and 8 have idle warps at the end; 33 rows are two row warps
+        StepGemmShape[] shapes = [new("folded norm, GELU", 72, 256, FoldedNorm: true, Gelu: true), new("plain", 40, 512, FoldedNorm: false, Gelu: false)];
+        var timings = StepGemmSweep.Measure(device, shapes, [1, 33], launches: 1, weightBytes: 0, tensorCores: true);
+
+        // one row warp: (splits, column warps) 4 + 3 + 2 + 1 ways; two: splits 1, 2, 4 (8 takes 32 rows at most) 3 + 2 + 1
+        Assert.Equal(2 * (10 + 6), timings.Count);
+        Assert.All(timings, t => Assert.True(t.SameBitsAsSplit, $"{t.Shape.Name}, {t.Rows} rows, K/{t.Splits}, {t.ColumnWarps} column warps: bits differ from the split's first launch"));
+        Assert.All(timings, t => Assert.InRange(t.DifferenceFromUnsplit, 0, t.Splits == 1 ? 0 : 1e-5));
+        Assert.Equal(4, timings.Count(t => t.IsDefault));
+        Assert.All(timings, t => Assert.Equal(((t.Shape.N + 15) / 16 + t.ColumnWarps - 1) / t.ColumnWarps, t.Groups));
+        Assert.All(timings, t => Assert.Equal(t.ColumnWarps * (t.Rows > 32 ? 2 : 1) * t.Splits * 32, t.GroupThreads));
+    }
+
+    /// <summary>
     /// The rule the sweep proposes keeps one K split per GEMM across row counts (a row's bits depend on the split): the
     /// split whose fastest launches add up to the least, among those every row count can take, the smaller on a tie; then
     /// each row count's fastest column warps under it, beside today's launch.

@@ -267,6 +267,10 @@ void SweepStepGemm()
     Console.WriteLine("A rule from these timings (one K split per GEMM for every row count, so a row's bits do not depend on its batch):");
     var choices = NbpEngine.Kernels.Profiling.StepGemmSweep.Choose(timings);
     foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.ChoiceTable(choices, layers: 24)) Console.WriteLine(line);
+    Console.WriteLine();
+    Console.WriteLine("The same on tensor cores (StepMmaKernel: column warps of 16 columns, row warps of 32 rows; each launch timed is the rounding of the rows, then the mma GEMM):");
+    var onTensorCores = NbpEngine.Kernels.Profiling.StepGemmSweep.Measure(device, NbpEngine.Kernels.Profiling.StepGemmSweep.K600Shapes(width), [1, 16, 32], launches, tensorCores: true);
+    foreach (string line in NbpEngine.Kernels.Profiling.StepGemmSweep.Table(onTensorCores)) Console.WriteLine(line);
     Console.WriteLine($"swept in {clock.Elapsed.TotalSeconds:F1} s");
     if (width != 1536 || kind != IlgpuDeviceKind.Cuda)
     {
