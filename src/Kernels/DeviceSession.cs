@@ -80,7 +80,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     /// <summary>
     /// The step GEMMs (the head's included) on tensor cores (<see cref="StepMmaKernel"/>: each GEMM's rows rounded to fp16
     /// by <see cref="HalfRowsKernel"/>, which also applies the LayerNorm before q/k/v and fc) instead of
-    /// <see cref="StepMatMulKernel"/>'s FMAs; off by default until a GPU has timed it (nbp-gpu-check --tensor-core-steps).
+    /// <see cref="StepMatMulKernel"/>'s FMAs; off by default until a GPU has timed it (nbp-gpu-check's K600 table, step anatomy and step-GEMM sweep).
     /// The bits change (A in fp16: the parity suite bounds it against fp32 on the rounded rows); a row still gets the same
     /// bits batched or alone (the K split comes from each GEMM's shape). While on, every step runs the separate kernels
     /// (the fused layer's phases are the FMA kernel's). Needs the model's width to be a multiple of 8; otherwise the FMA
@@ -99,6 +99,12 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     }
     private bool _tensorCoreSteps;
     private ArrayView<Bits128> _halfRows;
+    /// <summary>
+    /// Whether a step's layers may run as one launch each: <see cref="FusedLayers"/>, with neither a
+    /// <see cref="StepGemmRule"/> nor <see cref="TensorCoreSteps"/> (the fused layer's phases are the FMA kernel's,
+    /// launched its own way), and the model's norms folded into its step GEMMs.
+    /// </summary>
+    public bool StepsRunFused => FusedLayers && StepGemmRule is null && !TensorCoreSteps && _w.NormsFolded;
     /// <summary>Kernels recorded into captured steps instead of launched.</summary>
     public long CapturedLaunches { get; private set; }
     /// <summary>Steps submitted as one launch each (captured: no id upload, not profiled).</summary>
@@ -274,7 +280,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         // the step rows [0, stepRows) skip the LayerNorm launches: the step GEMM after each norm applies it (StepNorm)
         bool fold = _w.NormsFolded;
         int normedFrom = fold ? stepRows : 0;
-        var fusedFeeds = FusedLayers && fold && StepGemmRule is null && !TensorCoreSteps ? FusedFeeds(feeds, rowStart) : default;
+        var fusedFeeds = StepsRunFused ? FusedFeeds(feeds, rowStart) : default;
         for (int layer = 0; layer < cfg.LayerCount; layer++)
         {
             var l = _w.Layers[layer];
@@ -457,7 +463,10 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
         {
             int chunk = StepMmaKernel.MaxRows(StepMmaKernel.Splits(n, k, _accelerator.NumMultiprocessors));
             for (int r = 0; r < rows; r += chunk)
-                StepMma(what, Rows(a, r, Math.Min(chunk, rows - r), k), args with { M = Math.Min(chunk, rows - r) }, w, bias, Rows(c, r, Math.Min(chunk, rows - r), ldc), norm);
+            {
+                int m = Math.Min(chunk, rows - r);
+                StepMma(what, Rows(a, r, m, k), args with { M = m }, w, bias, Rows(c, r, m, ldc), norm);
+            }
             return;
         }
         int most = StepGemmRule?.MaxRows(n, k) ?? StepMatMulKernel.MaxBatchRows;
@@ -484,7 +493,7 @@ public sealed class DeviceSession<TW> : IDisposable where TW : struct, IWeightVi
     {
         int splits = StepMmaKernel.Splits(args.N, args.K, _accelerator.NumMultiprocessors);
         var halves = _halfRows.SubView(0, (long)args.M * args.K / 8);
-        _kernels.HalfRows(_stream, new KernelConfig(args.M, Math.Min(_shape.GroupSize, LayerNormKernel.MaxGroupSize)), a, norm.On ? norm.Gamma : bias, norm.On ? norm.Beta : bias, halves,
+        _kernels.HalfRows(_stream, HalfRowsKernel.Launch(args.M, _shape.GroupSize), a, norm.On ? norm.Gamma : bias, norm.On ? norm.Beta : bias, halves,
             new HalfRowsArgs { Rows = args.M, Width = args.K, Lda = args.Lda, Normalize = norm.On ? 1 : 0 });
         Launched(what, "half rows");
         _kernels.StepMma(_stream, StepMmaKernel.Launch(args.N, args.M, _shape.GroupSize, _accelerator.NumMultiprocessors, splits), halves, w, norm.On ? norm.UnfoldedBias : bias, c,

@@ -129,6 +129,6 @@ public static class StepAnatomy
         Steps(steps);
         double profiled = clock.Elapsed.TotalMilliseconds / steps;
         session.StopProfiling();
-        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled, fusedLayers && !tensorCoreSteps && stepGemmRule is null, tensorCoreSteps);
+        return new StepAnatomyResult(block, steps, profile.Collect(), (session.Launches - launches) / steps, unprofiled, profiled, session.StepsRunFused, tensorCoreSteps);
     }
 }

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using NbpEngine.Kernels.Device;
 using NbpEngine.Kernels.TensorCores;
 
@@ -17,10 +18,13 @@ public struct HalfRowsArgs
 /// when asked, with the statistics every device LayerNorm computes) rounded to nearest even, 8 values to a 16-byte
 /// unit, rows Width / 8 units apart. The rounding is the instruction's own (<see cref="IMma.Pack"/>: cvt.rn.f16x2 on
 /// CUDA), done once per row here rather than by each of the GEMM's column warps.
-/// Grid: one group per row, any size up to <see cref="LayerNormKernel.MaxGroupSize"/>.
+/// Grid: <see cref="Launch"/>, one group per row.
 /// </summary>
 public static class HalfRowsKernel
 {
+    /// <summary>The launch for <paramref name="rows"/> rows on a device whose row kernels use <paramref name="groupSize"/> threads.</summary>
+    public static KernelConfig Launch(int rows, int groupSize) => new(rows, Math.Min(groupSize, LayerNormKernel.MaxGroupSize));
+
     /// <param name="x">[Rows, Lda]</param><param name="gamma">[Width] (read only if Normalize)</param>
     /// <param name="beta">[Width] (read only if Normalize)</param><param name="y">[Rows, Width / 8]</param>
     public static void Pack<TMma>(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<Bits128> y, HalfRowsArgs args)

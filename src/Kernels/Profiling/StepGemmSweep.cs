@@ -89,8 +89,9 @@ public static class StepGemmSweep
                 var output = new float[(long)maxRows * shape.N];
                 var view = a.Cast<Float4>();
                 var halves = tensorCores ? Upload(new Bits128[(long)maxRows * shape.K / 8]) : default;
-                var gamma = Upload(Uniform(shape.K, 1f));
-                var beta = Upload(Uniform(shape.K, 0.1f));
+                var gamma = tensorCores ? Upload(Uniform(shape.K, 1f)) : default;
+                var beta = tensorCores ? Upload(Uniform(shape.K, 0.1f)) : default;
+                int maxWarps = tensorCores ? StepMmaKernel.MaxWarps : StepMatMulKernel.MaxWarps;
                 foreach (int rows in rowCounts)
                 {
                     int defaultSplits = tensorCores ? StepMmaKernel.Splits(shape.N, shape.K, accelerator.NumMultiprocessors) : 1;
@@ -106,7 +107,7 @@ public static class StepGemmSweep
                         var args = new MatMulArgs { M = rows, N = shape.N, K = shape.K, Lda = shape.K, Ldc = shape.N, HasBias = 1, Gelu = shape.Gelu ? 1 : 0, KSplits = splits };
                         var rounding = new HalfRowsArgs { Rows = rows, Width = shape.K, Lda = shape.K, Normalize = shape.FoldedNorm ? 1 : 0 };
                         float[]? reference = null;
-                        foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= StepMatMulKernel.MaxWarps))
+                        foreach (int cw in new[] { 1, 2, 4, 8 }.Where(cw => cw * rowGroups * splits <= maxWarps))
                         {
                             var config = tensorCores ? StepMmaKernel.Config(shape.N, rows, cw, splits) : StepMatMulKernel.Config(shape.N, rows, cw, splits);
                             // one GEMM as a session runs it, reading weight copy i
@@ -117,7 +118,7 @@ public static class StepGemmSweep
                                     kernels.StepMatMul(stream, config, view, w[i], bias, c, args, norm);
                                     return;
                                 }
-                                kernels.HalfRows(stream, new KernelConfig(rows, Math.Min(device.Shape.GroupSize, LayerNormKernel.MaxGroupSize)), a, gamma, beta, halves, rounding);
+                                kernels.HalfRows(stream, HalfRowsKernel.Launch(rows, device.Shape.GroupSize), a, gamma, beta, halves, rounding);
                                 kernels.StepMma(stream, config, halves, w[i], bias, c, args);
                             }
                             Run(0);
